@@ -1,0 +1,125 @@
+//! Small builders for the pods the unit tests need.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, EnvVarSource, ObjectFieldSelector, Pod, PodSpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+pub struct PodBuilder {
+    pod: Pod,
+}
+
+impl PodBuilder {
+    /// A StatefulSet-style pod `name` with one `kafka` container and no env.
+    pub fn broker(name: &str) -> Self {
+        let mut pod = Pod::default();
+        if name.is_empty() {
+            pod.metadata.generate_name = Some("kafka-".into());
+        } else {
+            pod.metadata.name = Some(name.into());
+        }
+        pod.spec = Some(PodSpec {
+            containers: vec![Container {
+                name: "kafka".into(),
+                image: Some("apache/kafka:3.9.0".into()),
+                ..Container::default()
+            }],
+            subdomain: Some("kafka-headless".into()),
+            ..PodSpec::default()
+        });
+        Self { pod }
+    }
+
+    pub fn owner(mut self, statefulset: &str) -> Self {
+        self.pod.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: "StatefulSet".into(),
+            name: statefulset.into(),
+            uid: "00000000-0000-0000-0000-000000000001".into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }]);
+        self
+    }
+
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.pod
+            .metadata
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(key.into(), value.into());
+        self
+    }
+
+    pub fn annotation(mut self, key: &str, value: &str) -> Self {
+        self.pod
+            .metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(key.into(), value.into());
+        self
+    }
+
+    fn containers(&mut self) -> &mut Vec<Container> {
+        &mut self.pod.spec.as_mut().unwrap().containers
+    }
+
+    /// Adds a plain env var to container `container`.
+    pub fn env(mut self, container: &str, name: &str, value: &str) -> Self {
+        let c = self
+            .containers()
+            .iter_mut()
+            .find(|c| c.name == container)
+            .unwrap();
+        c.env.get_or_insert_with(Vec::new).push(EnvVar {
+            name: name.into(),
+            value: Some(value.into()),
+            value_from: None,
+        });
+        self
+    }
+
+    pub fn env_from_field(mut self, container: &str, name: &str) -> Self {
+        let c = self
+            .containers()
+            .iter_mut()
+            .find(|c| c.name == container)
+            .unwrap();
+        c.env.get_or_insert_with(Vec::new).push(EnvVar {
+            name: name.into(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".into(),
+                    api_version: None,
+                }),
+                ..EnvVarSource::default()
+            }),
+        });
+        self
+    }
+
+    pub fn container(mut self, name: &str) -> Self {
+        self.containers().push(Container {
+            name: name.into(),
+            ..Container::default()
+        });
+        self
+    }
+
+    pub fn rename_container(mut self, from: &str, to: &str) -> Self {
+        let c = self
+            .containers()
+            .iter_mut()
+            .find(|c| c.name == from)
+            .unwrap();
+        c.name = to.into();
+        self
+    }
+
+    pub fn build(self) -> Pod {
+        self.pod
+    }
+}

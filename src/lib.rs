@@ -1,0 +1,4 @@
+//! kafka-listener-injector: a Kubernetes mutating admission webhook that gives every Kafka broker
+//! pod the advertised listeners naming its own DNS name.
+
+pub mod inject;
