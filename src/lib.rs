@@ -1,4 +1,7 @@
 //! kafka-listener-injector: a Kubernetes mutating admission webhook that gives every Kafka broker
 //! pod the advertised listeners naming its own DNS name.
 
+pub mod cli;
 pub mod inject;
+pub mod manifests;
+pub mod preview;

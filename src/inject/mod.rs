@@ -118,7 +118,7 @@ fn env_value<'c>(container: &'c Container, names: &[String]) -> Option<(&'c str,
         .iter()
         .flatten()
         .rev()
-        .find(|var| names.iter().any(|n| *n == var.name))
+        .find(|var| names.contains(&var.name))
         .and_then(|var| Some((var.name.as_str(), var.value.as_deref()?)))
 }
 

@@ -122,7 +122,7 @@ pub fn find_container<'p>(pod: &'p Pod, name: &str) -> Option<(usize, &'p Contai
         .iter()
         .enumerate()
         .find(|(_, c)| c.name == name)
-        .or_else(|| match containers.as_slice() {
+        .or(match containers.as_slice() {
             [only] => Some((0, only)),
             _ => None,
         })

@@ -1,0 +1,46 @@
+# The front door: run, test, e2e, bench, lint, certs, preview.
+CARGO ?= cargo
+BIN := target/release/kafka-listener-injector
+DEV_CERTS := certs/dev
+
+.PHONY: run test e2e bench soak lint certs preview build clean
+
+build:
+	$(CARGO) build --release --locked
+
+## Dev certificates for 127.0.0.1/localhost, made once (git-ignored).
+$(DEV_CERTS)/tls.crt:
+	$(CARGO) run --quiet --locked -- certs --service kafka-listener-injector --namespace kafka-listener-injector \
+		--dns localhost --ip 127.0.0.1 --out $(DEV_CERTS)
+
+certs: $(DEV_CERTS)/tls.crt
+
+## Serve on 127.0.0.1:8443 (admin on 127.0.0.1:9090) with the dev certificates.
+run: certs
+	$(CARGO) run --quiet --locked -- serve --listen 127.0.0.1:8443 --admin-listen 127.0.0.1:9090 \
+		--tls-cert $(DEV_CERTS)/tls.crt --tls-key $(DEV_CERTS)/tls.key \
+		--domain $${KLI_DOMAIN:-kafka.example.com}
+
+test:
+	$(CARGO) test --locked
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+## Preview the example Kafka cluster.
+preview:
+	$(CARGO) run --quiet --locked -- preview -f manifests/examples/kafka/kafka.yaml
+
+e2e:
+	tests/e2e/run.sh
+
+bench:
+	bench/run.sh
+
+soak:
+	bench/soak.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf $(DEV_CERTS)

@@ -1,0 +1,271 @@
+//! The command line: four commands, the injection flags shared by all that inject.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::inject::settings::{DEFAULT_CONTAINER, DEFAULT_ENV_NAME, DEFAULT_LISTENERS};
+use crate::inject::{Defaults, Flags};
+
+#[derive(Debug, Parser)]
+#[command(name = "kafka-listener-injector", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTPS admission webhook (POST /mutate) and the plain-HTTP admin port.
+    Serve(ServeArgs),
+    /// Show, offline, what `serve` would do to each broker pod of some manifests.
+    Preview(PreviewArgs),
+    /// Render one Service per broker, with the external-dns hostname of its advertised listener.
+    Services(ServicesArgs),
+    /// Write a CA and a serving certificate for the webhook, and print the caBundle.
+    Certs(CertsArgs),
+}
+
+/// The injection settings: cluster defaults that pod annotations override.
+#[derive(Debug, Clone, Args)]
+pub struct InjectionArgs {
+    /// Template of the advertised listeners.
+    #[arg(long, env = "KLI_LISTENERS", default_value = DEFAULT_LISTENERS)]
+    pub listeners: String,
+    /// The Kafka DNS subdomain, for {domain}.
+    #[arg(long, env = "KLI_DOMAIN")]
+    pub domain: Option<String>,
+    /// The env var to set (Bitnami images: KAFKA_CFG_ADVERTISED_LISTENERS).
+    #[arg(long, env = "KLI_ENV_NAME", default_value = DEFAULT_ENV_NAME)]
+    pub env_name: String,
+    /// The broker container; if absent and the pod has exactly one container, that one.
+    #[arg(long, env = "KLI_CONTAINER", default_value = DEFAULT_CONTAINER)]
+    pub container: String,
+    /// Also set this env var (e.g. KAFKA_NODE_ID) to ordinal + offset.
+    #[arg(long, env = "KLI_NODE_ID_ENV")]
+    pub node_id_env: Option<String>,
+    /// Offset added to the ordinal for the node id.
+    #[arg(
+        long,
+        env = "KLI_NODE_ID_OFFSET",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub node_id_offset: i64,
+    /// A namespace never to mutate (repeatable; kube-system, kube-public, kube-node-lease always).
+    #[arg(
+        long = "ignore-namespace",
+        env = "KLI_IGNORE_NAMESPACE",
+        value_delimiter = ','
+    )]
+    pub ignore_namespaces: Vec<String>,
+}
+
+impl InjectionArgs {
+    /// Validates the flags into the cluster defaults; errors name the flag.
+    pub fn defaults(&self) -> Result<Defaults, crate::inject::settings::SettingsError> {
+        Defaults::from_flags(Flags {
+            listeners: self.listeners.clone(),
+            domain: self.domain.clone(),
+            env_name: self.env_name.clone(),
+            container: self.container.clone(),
+            node_id_env: self.node_id_env.clone(),
+            node_id_offset: self.node_id_offset,
+            ignore_namespaces: self.ignore_namespaces.clone(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the TLS webhook port.
+    #[arg(long, env = "KLI_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// Address of the plain-HTTP admin port (/healthz, /readyz, /metrics).
+    #[arg(long, env = "KLI_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    pub admin_listen: SocketAddr,
+    /// PEM certificate chain of the webhook; re-read when the file changes.
+    #[arg(long, env = "KLI_TLS_CERT")]
+    pub tls_cert: PathBuf,
+    /// PEM private key of the webhook; re-read when the file changes.
+    #[arg(long, env = "KLI_TLS_KEY")]
+    pub tls_key: PathBuf,
+    /// PEM CA bundle; when set, clients must present a certificate it signed.
+    #[arg(long, env = "KLI_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// How often the certificate files are checked for changes.
+    #[arg(long, env = "KLI_CERT_CHECK_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub cert_check_interval: Duration,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "KLI_MAX_BODY_BYTES", default_value_t = 7 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Time allowed to read a request's headers, and to handle a whole request.
+    #[arg(long, env = "KLI_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Time in-flight requests get to finish after SIGTERM.
+    #[arg(long, env = "KLI_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    #[arg(long, env = "KLI_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub injection: InjectionArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PreviewOutput {
+    /// One line per pod: outcome and injected value, warning, skip reason or denial.
+    Summary,
+    /// Per injected pod, the JSON patch `serve` returns, one per line.
+    Patch,
+    /// The pods as they would be stored, as YAML documents.
+    Yaml,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// Manifest files (YAML or JSON, multi-document, List, helm template output); - for stdin.
+    #[arg(
+        short = 'f',
+        long = "filename",
+        env = "KLI_FILENAME",
+        required = true,
+        value_delimiter = ','
+    )]
+    pub files: Vec<PathBuf>,
+    #[arg(short = 'o', long, env = "KLI_OUTPUT", value_enum, default_value_t = PreviewOutput::Summary)]
+    pub output: PreviewOutput,
+    /// Expand StatefulSets to this many pods instead of spec.replicas.
+    #[arg(long, env = "KLI_REPLICAS")]
+    pub replicas: Option<u32>,
+    /// Namespace of objects that name none.
+    #[arg(short = 'n', long, env = "KLI_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    #[command(flatten)]
+    pub injection: InjectionArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServiceType {
+    #[value(name = "LoadBalancer")]
+    LoadBalancer,
+    #[value(name = "NodePort")]
+    NodePort,
+}
+
+#[derive(Debug, Args)]
+pub struct ServicesArgs {
+    /// Manifest files holding the Kafka StatefulSets; - for stdin.
+    #[arg(
+        short = 'f',
+        long = "filename",
+        env = "KLI_FILENAME",
+        required = true,
+        value_delimiter = ','
+    )]
+    pub files: Vec<PathBuf>,
+    #[arg(long = "type", env = "KLI_TYPE", value_enum)]
+    pub service_type: ServiceType,
+    /// Extra annotation for every Service, as key=value (repeatable).
+    #[arg(long = "annotation", env = "KLI_ANNOTATION", value_parser = parse_key_value)]
+    pub annotations: Vec<(String, String)>,
+    /// The broker's container port of the external listener (default: the advertised port).
+    #[arg(long, env = "KLI_PORT")]
+    pub port: Option<u16>,
+    /// The advertised listener the Services expose.
+    #[arg(long, env = "KLI_LISTENER", default_value = "EXTERNAL")]
+    pub listener: String,
+    #[arg(long, env = "KLI_REPLICAS")]
+    pub replicas: Option<u32>,
+    #[arg(short = 'n', long, env = "KLI_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    #[command(flatten)]
+    pub injection: InjectionArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Name of the webhook's Service.
+    #[arg(long, env = "KLI_SERVICE", default_value = "kafka-listener-injector")]
+    pub service: String,
+    /// Namespace of the webhook's Service.
+    #[arg(
+        short = 'n',
+        long,
+        env = "KLI_NAMESPACE",
+        default_value = "kafka-listener-injector"
+    )]
+    pub namespace: String,
+    /// Extra DNS name for the serving certificate (repeatable).
+    #[arg(long = "dns", env = "KLI_DNS", value_delimiter = ',')]
+    pub dns: Vec<String>,
+    /// Extra IP address for the serving certificate (repeatable).
+    #[arg(long = "ip", env = "KLI_IP", value_delimiter = ',')]
+    pub ip: Vec<std::net::IpAddr>,
+    /// Directory for ca.crt, tls.crt and tls.key.
+    #[arg(long, env = "KLI_OUT")]
+    pub out: PathBuf,
+    /// Validity of the certificates, in days.
+    #[arg(long, env = "KLI_DAYS", default_value_t = 365)]
+    pub days: u32,
+    /// Also write a kustomize patch that sets the caBundle of the webhook configuration.
+    #[arg(long, env = "KLI_CA_BUNDLE_PATCH")]
+    pub ca_bundle_patch: Option<PathBuf>,
+}
+
+/// Parses `10s`, `500ms`, `2m` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 10s, 500ms or 2m"))?;
+    let seconds = match unit {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "m" => number * 60.0,
+        _ => return Err(format!("{text:?} has an unknown unit (use ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not key=value"))?;
+    if key.is_empty() {
+        return Err(format!("{text:?} has an empty key"));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_common_units() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,340 @@
+//! Reading Kubernetes manifests offline and expanding StatefulSets into the pods their controller
+//! would create, for `preview` and `services`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use serde::Deserialize;
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::inject::ordinal::POD_INDEX_LABEL;
+
+/// The label the StatefulSet controller puts on each pod, which per-broker Services select.
+pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
+
+#[derive(Debug, Error)]
+pub enum ManifestError {
+    #[error("{path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("{path}: document {index}: {error}")]
+    Parse {
+        path: String,
+        index: usize,
+        error: String,
+    },
+}
+
+/// One YAML or JSON document and where it came from.
+#[derive(Debug)]
+pub struct Document {
+    pub path: String,
+    /// 1-based position in its file.
+    pub index: usize,
+    pub value: Value,
+}
+
+/// Reads every document of every file (`-` is stdin); empty documents are dropped.
+pub fn read_documents(paths: &[PathBuf]) -> Result<Vec<Document>, ManifestError> {
+    let mut documents = Vec::new();
+    for path in paths {
+        let name = path.display().to_string();
+        let text = read_text(path).map_err(|error| ManifestError::Read {
+            path: name.clone(),
+            error,
+        })?;
+        for (i, document) in serde_norway::Deserializer::from_str(&text).enumerate() {
+            let value = Value::deserialize(document).map_err(|e| ManifestError::Parse {
+                path: name.clone(),
+                index: i + 1,
+                error: e.to_string(),
+            })?;
+            if !value.is_null() {
+                documents.push(Document {
+                    path: name.clone(),
+                    index: i + 1,
+                    value,
+                });
+            }
+        }
+    }
+    Ok(documents)
+}
+
+fn read_text(path: &Path) -> std::io::Result<String> {
+    if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(path)
+    }
+}
+
+/// A pod found in (or expanded from) the manifests.
+#[derive(Debug)]
+pub struct ManifestPod {
+    pub namespace: String,
+    pub pod: Pod,
+    /// The StatefulSet it was expanded from, if any.
+    pub statefulset: Option<String>,
+}
+
+/// How to expand what the manifests hold.
+#[derive(Debug, Clone)]
+pub struct Expansion<'a> {
+    /// Namespace of objects that name none.
+    pub namespace: &'a str,
+    /// Overrides each StatefulSet's `spec.replicas`.
+    pub replicas: Option<u32>,
+}
+
+/// The pods of the documents: Pods as they are, StatefulSets expanded, Lists flattened; other
+/// kinds are skipped.
+pub fn pods(
+    documents: &[Document],
+    expansion: &Expansion<'_>,
+) -> Result<Vec<ManifestPod>, ManifestError> {
+    let mut pods = Vec::new();
+    for document in documents {
+        collect(&document.value, expansion, &mut pods).map_err(|error| ManifestError::Parse {
+            path: document.path.clone(),
+            index: document.index,
+            error,
+        })?;
+    }
+    Ok(pods)
+}
+
+fn collect(
+    value: &Value,
+    expansion: &Expansion<'_>,
+    pods: &mut Vec<ManifestPod>,
+) -> Result<(), String> {
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    match (api_version, kind) {
+        ("v1", "Pod") => {
+            let pod: Pod =
+                serde_json::from_value(value.clone()).map_err(|e| format!("Pod: {e}"))?;
+            let namespace = namespace_of(&pod.metadata, expansion);
+            pods.push(ManifestPod {
+                namespace,
+                pod,
+                statefulset: None,
+            });
+        }
+        ("apps/v1", "StatefulSet") => {
+            let statefulset: StatefulSet =
+                serde_json::from_value(value.clone()).map_err(|e| format!("StatefulSet: {e}"))?;
+            let namespace = namespace_of(&statefulset.metadata, expansion);
+            let name = statefulset.metadata.name.clone().unwrap_or_default();
+            for pod in expand_statefulset(&statefulset, &namespace, expansion.replicas)? {
+                pods.push(ManifestPod {
+                    namespace: namespace.clone(),
+                    pod,
+                    statefulset: Some(name.clone()),
+                });
+            }
+        }
+        (_, kind) if kind.ends_with("List") => {
+            let items = value.get("items").and_then(Value::as_array);
+            for (i, item) in items.into_iter().flatten().enumerate() {
+                collect(item, expansion, pods).map_err(|e| format!("items[{i}]: {e}"))?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn namespace_of(meta: &ObjectMeta, expansion: &Expansion<'_>) -> String {
+    meta.namespace
+        .clone()
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or_else(|| expansion.namespace.to_owned())
+}
+
+/// The pods the StatefulSet controller creates: `<name>-<i>` for each ordinal, with the
+/// controller's labels, hostname/subdomain and ownerReference.
+pub fn expand_statefulset(
+    statefulset: &StatefulSet,
+    namespace: &str,
+    replicas: Option<u32>,
+) -> Result<Vec<Pod>, String> {
+    let name = statefulset
+        .metadata
+        .name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .ok_or("StatefulSet has no metadata.name")?;
+    let spec = statefulset
+        .spec
+        .as_ref()
+        .ok_or_else(|| format!("StatefulSet {name} has no spec"))?;
+    let replicas = match replicas {
+        Some(n) => n,
+        None => u32::try_from(spec.replicas.unwrap_or(1))
+            .map_err(|_| format!("StatefulSet {name}: spec.replicas is negative"))?,
+    };
+    let start = spec.ordinals.as_ref().and_then(|o| o.start).unwrap_or(0);
+    let start = u32::try_from(start)
+        .map_err(|_| format!("StatefulSet {name}: spec.ordinals.start is negative"))?;
+    let owner = OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "StatefulSet".into(),
+        name: name.into(),
+        uid: statefulset.metadata.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    };
+    let mut pods = Vec::with_capacity(replicas as usize);
+    for ordinal in start..start.saturating_add(replicas) {
+        let pod_name = format!("{name}-{ordinal}");
+        let template = &spec.template;
+        let mut metadata = template.metadata.clone().unwrap_or_default();
+        let labels = metadata.labels.get_or_insert_with(BTreeMap::new);
+        labels.insert(POD_NAME_LABEL.into(), pod_name.clone());
+        labels.insert(POD_INDEX_LABEL.into(), ordinal.to_string());
+        metadata.name = Some(pod_name.clone());
+        metadata.generate_name = Some(format!("{name}-"));
+        metadata.namespace = Some(namespace.to_owned());
+        metadata.owner_references = Some(vec![owner.clone()]);
+        let mut pod_spec = template.spec.clone().unwrap_or_default();
+        pod_spec.hostname = Some(pod_name);
+        pod_spec.subdomain = spec.service_name.clone().filter(|s| !s.is_empty());
+        pods.push(Pod {
+            metadata,
+            spec: Some(pod_spec),
+            status: None,
+        });
+    }
+    Ok(pods)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn documents(text: &str) -> Vec<Document> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.yaml");
+        std::fs::write(&path, text).unwrap();
+        read_documents(&[path]).unwrap()
+    }
+
+    const STATEFULSET: &str = r#"
+# Source: kafka/templates/statefulset.yaml
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: kafka}
+spec:
+  serviceName: kafka-headless
+  replicas: 2
+  ordinals: {start: 3}
+  selector: {matchLabels: {app: kafka}}
+  template:
+    metadata:
+      labels: {app: kafka}
+      annotations: {kafka-listener-injector.io/domain: kafka.example.com}
+    spec:
+      containers: [{name: kafka, image: apache/kafka:3.9.0}]
+---
+---
+apiVersion: v1
+kind: Service
+metadata: {name: kafka-headless}
+"#;
+
+    #[test]
+    fn statefulset_expands_into_controller_named_pods() {
+        let docs = documents(STATEFULSET);
+        assert_eq!(docs.len(), 2, "empty documents and comments are dropped");
+        let expansion = Expansion {
+            namespace: "prod",
+            replicas: None,
+        };
+        let pods = pods(&docs, &expansion).unwrap();
+        let names: Vec<_> = pods
+            .iter()
+            .map(|p| p.pod.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, ["kafka-3", "kafka-4"]);
+        let pod = &pods[1].pod;
+        assert_eq!(pods[1].namespace, "prod");
+        let labels = pod.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels[POD_NAME_LABEL], "kafka-4");
+        assert_eq!(labels[POD_INDEX_LABEL], "4");
+        assert_eq!(labels["app"], "kafka");
+        assert_eq!(
+            pod.spec.as_ref().unwrap().subdomain.as_deref(),
+            Some("kafka-headless")
+        );
+        assert_eq!(
+            pod.metadata.owner_references.as_ref().unwrap()[0].name,
+            "kafka"
+        );
+        assert!(pod
+            .metadata
+            .annotations
+            .as_ref()
+            .unwrap()
+            .contains_key("kafka-listener-injector.io/domain"));
+    }
+
+    #[test]
+    fn replicas_flag_overrides_the_spec() {
+        let docs = documents(STATEFULSET);
+        let expansion = Expansion {
+            namespace: "prod",
+            replicas: Some(5),
+        };
+        assert_eq!(pods(&docs, &expansion).unwrap().len(), 5);
+    }
+
+    #[test]
+    fn lists_are_flattened_and_json_is_read() {
+        let docs = documents(
+            r#"{"apiVersion": "v1", "kind": "List", "items": [
+                {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "kafka-0", "namespace": "a"},
+                 "spec": {"containers": [{"name": "kafka"}]}},
+                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}]}"#,
+        );
+        let expansion = Expansion {
+            namespace: "prod",
+            replicas: None,
+        };
+        let pods = pods(&docs, &expansion).unwrap();
+        assert_eq!(pods.len(), 1);
+        assert_eq!(pods[0].namespace, "a");
+    }
+
+    #[test]
+    fn parse_errors_name_file_and_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.yaml");
+        std::fs::write(&path, "a: 1\n---\nb: [unclosed\n").unwrap();
+        let error = read_documents(&[path]).unwrap_err().to_string();
+        assert!(error.contains("bad.yaml: document 2:"), "{error}");
+
+        let docs =
+            documents("apiVersion: v1\nkind: Pod\nmetadata: {name: 7}\nspec: {containers: 3}\n");
+        let expansion = Expansion {
+            namespace: "prod",
+            replicas: None,
+        };
+        let error = pods(&docs, &expansion).unwrap_err().to_string();
+        assert!(error.contains("m.yaml: document 1: Pod:"), "{error}");
+    }
+}
