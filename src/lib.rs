@@ -1,7 +1,13 @@
 //! kafka-listener-injector: a Kubernetes mutating admission webhook that gives every Kafka broker
 //! pod the advertised listeners naming its own DNS name.
 
+pub mod admission;
+pub mod certs;
 pub mod cli;
 pub mod inject;
 pub mod manifests;
 pub mod preview;
+pub mod server;
+pub mod services;
+pub mod telemetry;
+pub mod tls;

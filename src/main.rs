@@ -3,22 +3,42 @@ use std::process::ExitCode;
 use clap::Parser;
 use kafka_listener_injector::cli::{Cli, Command};
 use kafka_listener_injector::preview::{self, Verdict};
+use kafka_listener_injector::{certs, server, services, telemetry};
 
 fn main() -> ExitCode {
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .expect("no other crypto provider is installed");
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve(args).map(|()| ExitCode::SUCCESS),
         Command::Preview(args) => {
             let mut out = std::io::stdout().lock();
-            let mut err = std::io::stderr();
-            preview::run(&args, &mut out, &mut err).map(|verdict| match verdict {
+            preview::run(&args, &mut out, &mut std::io::stderr()).map(|verdict| match verdict {
                 Verdict::Admitted => ExitCode::SUCCESS,
                 Verdict::Denied => ExitCode::from(1),
             })
         }
-        _ => Err(anyhow::anyhow!("not built yet")),
+        Command::Services(args) => {
+            services::run(&args, &mut std::io::stdout().lock()).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Certs(args) => {
+            certs::run(&args, &mut std::io::stdout().lock()).map(|()| ExitCode::SUCCESS)
+        }
     };
     result.unwrap_or_else(|error| {
         eprintln!("kafka-listener-injector: {error:#}");
         ExitCode::from(2)
+    })
+}
+
+fn serve(args: kafka_listener_injector::cli::ServeArgs) -> anyhow::Result<()> {
+    telemetry::init_logging(args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let server = server::Server::bind(&args).await?;
+        server.run(server::shutdown_signal()).await
     })
 }

@@ -1,0 +1,343 @@
+//! Bytes in, bytes out: an AdmissionReview body is parsed, handed to the injection core, and
+//! answered with an AdmissionReview. The body is parsed here rather than by an extractor so that a
+//! malformed review gets a precise answer.
+
+use base64::Engine;
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::DynamicObject;
+use thiserror::Error;
+
+use crate::inject::{self, Decision, Defaults};
+
+const SUPPORTED_VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
+
+/// A body that cannot be answered with an AdmissionReview (HTTP 400).
+#[derive(Debug, Error)]
+pub enum ReviewError {
+    #[error("the body is not JSON: {0}")]
+    NotJson(String),
+    #[error("the body is not an AdmissionReview request: {0}")]
+    NotAReview(String),
+}
+
+impl ReviewError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NotJson(_) => "not-json",
+            Self::NotAReview(_) => "not-a-review",
+        }
+    }
+}
+
+/// The answer to one review, and what to log and count about it.
+#[derive(Debug)]
+pub struct Reviewed {
+    /// The serialized AdmissionReview response.
+    pub body: Vec<u8>,
+    /// `patched`, `unchanged`, `skipped`, `denied` or `ignored`.
+    pub outcome: &'static str,
+    pub reason: &'static str,
+    pub uid: String,
+    pub namespace: String,
+    pub pod: String,
+    pub dry_run: bool,
+    pub warnings: usize,
+}
+
+/// Answers one AdmissionReview body.
+pub fn review(body: &[u8], defaults: &Defaults) -> Result<Reviewed, ReviewError> {
+    let review: AdmissionReview<Pod> = match serde_json::from_slice(body) {
+        Ok(review) => review,
+        Err(error) => return review_non_pod(body, error),
+    };
+    check_types(&review.types.api_version, &review.types.kind)?;
+    let request: AdmissionRequest<Pod> = review
+        .try_into()
+        .map_err(|_| ReviewError::NotAReview("it has no request".into()))?;
+    let response = AdmissionResponse::from(&request);
+    let mut reviewed = Reviewed {
+        body: Vec::new(),
+        outcome: "ignored",
+        reason: "",
+        uid: request.uid.clone(),
+        namespace: request.namespace.clone().unwrap_or_default(),
+        pod: request.name.clone(),
+        dry_run: request.dry_run,
+        warnings: 0,
+    };
+
+    let is_pod = request.kind.group.is_empty()
+        && request.kind.version == "v1"
+        && request.kind.kind == "Pod"
+        && request.sub_resource.as_deref().unwrap_or("").is_empty();
+    let response = if !is_pod {
+        reviewed.reason = "not-a-pod";
+        response
+    } else if request.operation != Operation::Create {
+        reviewed.reason = "not-create";
+        response
+    } else if let Some(pod) = &request.object {
+        if reviewed.pod.is_empty() {
+            reviewed.pod = inject::display_name(pod);
+        }
+        decide(
+            pod,
+            &reviewed.namespace.clone(),
+            defaults,
+            response,
+            &mut reviewed,
+        )
+    } else {
+        reviewed.outcome = "denied";
+        reviewed.reason = "no-object";
+        deny(response, "CREATE of a Pod without request.object".into())
+    };
+    reviewed.body = serialize(response);
+    Ok(reviewed)
+}
+
+fn decide(
+    pod: &Pod,
+    namespace: &str,
+    defaults: &Defaults,
+    response: AdmissionResponse,
+    reviewed: &mut Reviewed,
+) -> AdmissionResponse {
+    match inject::inject(pod, namespace, defaults) {
+        Decision::Inject(injection) => {
+            let mut response = response;
+            if injection.patch.0.is_empty() {
+                reviewed.outcome = "unchanged";
+                reviewed.reason = "already-injected";
+            } else {
+                reviewed.outcome = "patched";
+                reviewed.reason = if injection.warnings.is_empty() {
+                    "injected"
+                } else {
+                    "overridden"
+                };
+                response = response
+                    .with_patch(injection.patch)
+                    .expect("a JSON patch always serializes");
+            }
+            with_warnings(response, injection.warnings, reviewed)
+        }
+        Decision::Skip { reason, warning } => {
+            reviewed.outcome = "skipped";
+            reviewed.reason = reason.as_str();
+            with_warnings(response, warning.into_iter().collect(), reviewed)
+        }
+        Decision::Deny { error, message } => {
+            reviewed.outcome = "denied";
+            reviewed.reason = error.reason();
+            deny(response, message)
+        }
+    }
+}
+
+fn with_warnings(
+    mut response: AdmissionResponse,
+    warnings: Vec<String>,
+    reviewed: &mut Reviewed,
+) -> AdmissionResponse {
+    reviewed.warnings = warnings.len();
+    if !warnings.is_empty() {
+        response.warnings = Some(warnings);
+    }
+    response
+}
+
+fn deny(response: AdmissionResponse, message: String) -> AdmissionResponse {
+    let mut response = response.deny(message);
+    response.result.code = 403;
+    response.result.reason = "Forbidden".into();
+    response
+}
+
+/// A body that is not a review of a Pod: answered when it is some other object's review.
+fn review_non_pod(body: &[u8], pod_error: serde_json::Error) -> Result<Reviewed, ReviewError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ReviewError::NotJson(e.to_string()))?;
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_value(value).map_err(|e| ReviewError::NotAReview(e.to_string()))?;
+    check_types(&review.types.api_version, &review.types.kind)?;
+    let request: AdmissionRequest<DynamicObject> = review
+        .try_into()
+        .map_err(|_| ReviewError::NotAReview("it has no request".into()))?;
+    let response = AdmissionResponse::from(&request);
+    let is_pod = request.kind.group.is_empty() && request.kind.kind == "Pod";
+    let (outcome, reason, response) = if is_pod {
+        // A Pod the types cannot hold would be refused by the API server too; refuse it here.
+        let message = format!("request.object is not a valid Pod: {pod_error}");
+        ("denied", "malformed-pod", deny(response, message))
+    } else {
+        ("ignored", "not-a-pod", response)
+    };
+    Ok(Reviewed {
+        body: serialize(response),
+        outcome,
+        reason,
+        uid: request.uid,
+        namespace: request.namespace.unwrap_or_default(),
+        pod: request.name,
+        dry_run: request.dry_run,
+        warnings: 0,
+    })
+}
+
+fn check_types(api_version: &str, kind: &str) -> Result<(), ReviewError> {
+    if kind != "AdmissionReview" || !SUPPORTED_VERSIONS.contains(&api_version) {
+        return Err(ReviewError::NotAReview(format!(
+            "expected kind AdmissionReview of admission.k8s.io/v1, got kind {kind:?} of {api_version:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Serializes the response review. The patch goes out base64-encoded, as the API server's
+/// `[]byte` field expects it (kube's type would write an array of numbers).
+fn serialize(mut response: AdmissionResponse) -> Vec<u8> {
+    let patch = response.patch.take();
+    let mut review = serde_json::to_value(response.into_review()).expect("a review serializes");
+    if let Some(patch) = patch {
+        review["response"]["patch"] = base64::engine::general_purpose::STANDARD
+            .encode(patch)
+            .into();
+    }
+    serde_json::to_vec(&review).expect("a review serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    const FIXTURE: &str = include_str!("../tests/fixtures/review-statefulset-pod.json");
+
+    fn defaults() -> Defaults {
+        Defaults {
+            domain: Some("kafka.example.com".into()),
+            ..Defaults::default()
+        }
+    }
+
+    fn answer(body: &[u8]) -> (Reviewed, Value) {
+        let reviewed = review(body, &defaults()).unwrap();
+        let value = serde_json::from_slice(&reviewed.body).unwrap();
+        (reviewed, value)
+    }
+
+    fn with(mutate: impl FnOnce(&mut Value)) -> Vec<u8> {
+        let mut value: Value = serde_json::from_str(FIXTURE).unwrap();
+        mutate(&mut value);
+        serde_json::to_vec(&value).unwrap()
+    }
+
+    #[test]
+    fn statefulset_pod_is_patched_with_the_uid_echoed() {
+        let (reviewed, value) = answer(FIXTURE.as_bytes());
+        assert_eq!(reviewed.outcome, "patched");
+        let response = &value["response"];
+        assert_eq!(value["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(value["kind"], "AdmissionReview");
+        assert_eq!(response["uid"], "f2bd621b-ea87-45af-aa2a-e0c4a65305fa");
+        assert_eq!(response["allowed"], true);
+        assert_eq!(response["patchType"], "JSONPatch");
+        let patch = base64::engine::general_purpose::STANDARD
+            .decode(response["patch"].as_str().unwrap())
+            .unwrap();
+        let patch: Value = serde_json::from_slice(&patch).unwrap();
+        assert_eq!(patch[0]["path"], "/spec/containers/0/env/-");
+        assert_eq!(
+            patch[0]["value"]["value"],
+            "INTERNAL://broker-0.broker-headless.demo.svc:9092,EXTERNAL://broker-0.kafka.example.com:9094"
+        );
+    }
+
+    #[test]
+    fn update_and_delete_are_allowed_unchanged() {
+        for op in ["UPDATE", "DELETE", "CONNECT"] {
+            let (reviewed, value) = answer(&with(|v| v["request"]["operation"] = json!(op)));
+            assert_eq!(reviewed.outcome, "ignored");
+            assert_eq!(value["response"]["allowed"], true);
+            assert!(value["response"].get("patch").is_none());
+        }
+    }
+
+    #[test]
+    fn other_kinds_are_allowed_unchanged() {
+        let body = with(|v| {
+            v["request"]["kind"] = json!({"group": "apps", "version": "v1", "kind": "Deployment"});
+            v["request"]["object"] = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "x"}, "spec": {"template": {}}});
+        });
+        let (reviewed, value) = answer(&body);
+        assert_eq!(
+            (reviewed.outcome, reviewed.reason),
+            ("ignored", "not-a-pod")
+        );
+        assert_eq!(value["response"]["allowed"], true);
+    }
+
+    #[test]
+    fn malformed_pod_object_is_denied_with_the_reason() {
+        let body = with(|v| v["request"]["object"]["spec"]["containers"] = json!("nope"));
+        let (reviewed, value) = answer(&body);
+        assert_eq!(reviewed.outcome, "denied");
+        assert_eq!(value["response"]["allowed"], false);
+        assert!(value["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid Pod"));
+    }
+
+    #[test]
+    fn v1beta1_reviews_are_answered_in_v1beta1() {
+        let body = with(|v| v["apiVersion"] = json!("admission.k8s.io/v1beta1"));
+        let (_, value) = answer(&body);
+        assert_eq!(value["apiVersion"], "admission.k8s.io/v1beta1");
+    }
+
+    #[test]
+    fn garbage_is_a_review_error() {
+        assert!(matches!(
+            review(b"{not json", &defaults()),
+            Err(ReviewError::NotJson(_))
+        ));
+        assert!(matches!(
+            review(b"[1,2]", &defaults()),
+            Err(ReviewError::NotAReview(_))
+        ));
+        let no_uid = with(|v| {
+            v["request"].as_object_mut().unwrap().remove("uid");
+        });
+        let error = review(&no_uid, &defaults()).unwrap_err().to_string();
+        assert!(error.contains("uid"), "{error}");
+        let wrong_kind = with(|v| v["kind"] = json!("TokenReview"));
+        assert!(matches!(
+            review(&wrong_kind, &defaults()),
+            Err(ReviewError::NotAReview(_))
+        ));
+    }
+
+    #[test]
+    fn denial_carries_the_message_and_403() {
+        let body = with(|v| {
+            v["request"]["object"]["spec"]["containers"][0]["env"] = json!([
+                {"name": "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "value": "INTERNAL:PLAINTEXT"}
+            ]);
+        });
+        let (reviewed, value) = answer(&body);
+        assert_eq!(
+            (reviewed.outcome, reviewed.reason),
+            ("denied", "invalid-listeners")
+        );
+        let status = &value["response"]["status"];
+        assert_eq!(status["code"], 403);
+        assert!(status["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("pod demo/broker-0: --listeners renders"));
+    }
+}

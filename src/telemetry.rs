@@ -1,0 +1,126 @@
+//! Logging set-up and the Prometheus metrics registry.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::cli::LogFormat;
+
+/// Installs the global `tracing` subscriber; the level comes from `RUST_LOG` (default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second call (tests start several servers in one process) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub outcome: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub result: &'static str,
+}
+
+/// The webhook's metrics; cheap to update from any thread.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Histogram,
+    certificate_expiry: Gauge<f64, AtomicU64>,
+    certificate_reloads: Family<ReloadLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("kafka_listener_injector");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "admission_requests",
+            "Admission requests by outcome and reason",
+            requests.clone(),
+        );
+        // 50us, 100us, ... 1.6s: the API server waits on us, so the low end matters.
+        let duration = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        registry.register(
+            "admission_duration_seconds",
+            "Time from a complete request body to the response, per admission request",
+            duration.clone(),
+        );
+        let certificate_expiry = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "Unix time at which the serving certificate expires",
+            certificate_expiry.clone(),
+        );
+        let certificate_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "certificate_reloads",
+            "Certificate reloads from disk by result",
+            certificate_reloads.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            duration,
+            certificate_expiry,
+            certificate_reloads,
+        }
+    }
+
+    pub fn observe_request(&self, outcome: &'static str, reason: &'static str, elapsed: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels { outcome, reason })
+            .inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a request refused before it reached admission (bad method, body, ...).
+    pub fn count_rejected(&self, reason: &'static str) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                outcome: "rejected",
+                reason,
+            })
+            .inc();
+    }
+
+    pub fn certificate_loaded(&self, not_after_unix: i64) {
+        self.certificate_expiry.set(not_after_unix as f64);
+    }
+
+    pub fn count_reload(&self, result: &'static str) {
+        self.certificate_reloads
+            .get_or_create(&ReloadLabels { result })
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
