@@ -258,6 +258,7 @@ impl Server {
     /// requests `--shutdown-grace` to finish.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let ready = Arc::new(AtomicBool::new(true));
+        let admin_addr = self.admin.local_addr()?;
         let stop_background = CancellationToken::new();
         let metrics = self.state.metrics.clone();
 
@@ -288,7 +289,7 @@ impl Server {
         let acceptor = TlsAcceptor::from(self.tls);
         let router = router(self.state);
         let graceful = GracefulShutdown::new();
-        info!(webhook = %self.webhook.local_addr()?, "serving");
+        info!(webhook = %self.webhook.local_addr()?, admin = %admin_addr, "serving");
 
         tokio::pin!(shutdown);
         loop {

@@ -1,0 +1,172 @@
+//! The binary as an operator runs it: SIGTERM drains in-flight requests, and `preview` prints
+//! byte for byte the patch `serve` returns.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kafka-listener-injector");
+
+/// Starts `serve` on ephemeral ports and returns the child with its webhook and admin addresses,
+/// read from its JSON start-up log.
+fn spawn_serve(cert_dir: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--domain",
+            "kafka.example.com",
+            "--log-format",
+            "json",
+            "--shutdown-grace",
+            "10s",
+        ])
+        .arg("--tls-cert")
+        .arg(cert_dir.join("tls.crt"))
+        .arg("--tls-key")
+        .arg(cert_dir.join("tls.key"))
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let serving: Value = loop {
+        let line = lines.next().expect("serve exited before serving").unwrap();
+        let value: Value = serde_json::from_str(&line).unwrap();
+        if value["message"] == "serving" {
+            break value;
+        }
+    };
+    // Keep draining the log so the child never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let webhook = serving["webhook"].as_str().unwrap().parse().unwrap();
+    let admin = serving["admin"].as_str().unwrap().parse().unwrap();
+    (child, webhook, admin)
+}
+
+async fn readyz(admin: SocketAddr) -> u16 {
+    reqwest::get(format!("http://{admin}/readyz"))
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_turns_unready_and_finishes_in_flight_requests_then_exits_zero() {
+    common::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let issued = common::issue_certs(dir.path());
+    let (mut child, webhook, admin) = spawn_serve(dir.path());
+    assert_eq!(readyz(admin).await, 200);
+
+    // A request in flight: headers and half of the body sent.
+    let body = common::FIXTURE.as_bytes();
+    let mut raw = common::raw_connect(webhook, &issued.ca_pem).await;
+    let head = format!(
+        "POST /mutate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    raw.write_all(head.as_bytes()).await.unwrap();
+    raw.write_all(&body[..body.len() / 2]).await.unwrap();
+    raw.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut unready = false;
+    for _ in 0..50 {
+        if readyz(admin).await == 503 {
+            unready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(unready, "/readyz did not turn unready after SIGTERM");
+    assert!(
+        tokio::net::TcpStream::connect(webhook).await.is_err(),
+        "new connections are still accepted after SIGTERM"
+    );
+
+    raw.write_all(&body[body.len() / 2..]).await.unwrap();
+    let answer = common::read_to_close(&mut raw).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"patch\""), "{answer}");
+
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preview_prints_byte_for_byte_the_patch_serve_returns() {
+    let server = common::TestServer::start(&[]).await;
+    let review: Value = serde_json::from_str(common::FIXTURE).unwrap();
+    let pod_file = server.dir.join("pod.json");
+    std::fs::write(&pod_file, review["request"]["object"].to_string()).unwrap();
+
+    let answer: Value = server
+        .client(false)
+        .post(server.url())
+        .header("content-type", "application/json")
+        .body(common::FIXTURE)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let served = base64::engine::general_purpose::STANDARD
+        .decode(answer["response"]["patch"].as_str().unwrap())
+        .unwrap();
+
+    let preview = Command::new(BIN)
+        .args([
+            "preview",
+            "-o",
+            "patch",
+            "--domain",
+            "kafka.example.com",
+            "-f",
+        ])
+        .arg(&pod_file)
+        .output()
+        .unwrap();
+    assert_eq!(preview.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8(preview.stdout).unwrap(),
+        String::from_utf8(served).unwrap() + "\n"
+    );
+}
+
+#[test]
+fn bad_flags_fail_fast_naming_the_flag() {
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--tls-cert",
+            "/nonexistent/tls.crt",
+            "--tls-key",
+            "/nonexistent/tls.key",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("--tls-cert /nonexistent/tls.crt"), "{err}");
+}
