@@ -1,9 +1,128 @@
-//! `services`: one Service per broker.
+//! `services`: one Service per broker, exposing the broker's external listener, annotated with the
+//! host that listener advertises. Hosts come from the same injection core as the pods', so DNS
+//! records, Services and advertised listeners cannot disagree.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
-use crate::cli::ServicesArgs;
+use anyhow::{bail, Context};
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-pub fn run(_args: &ServicesArgs, _out: &mut impl Write) -> anyhow::Result<()> {
-    anyhow::bail!("services is not built yet")
+use crate::cli::{ServiceType, ServicesArgs};
+use crate::inject::listeners::parse_listeners;
+use crate::inject::{display_name, Decision};
+use crate::manifests::{Expansion, POD_NAME_LABEL};
+use crate::preview::decide_all;
+
+pub const HOSTNAME_ANNOTATION: &str = "external-dns.alpha.kubernetes.io/hostname";
+const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
+
+/// Renders the Services for every broker pod of the StatefulSets in `args.files`.
+pub fn render(args: &ServicesArgs) -> anyhow::Result<Vec<Service>> {
+    let defaults = args.injection.defaults()?;
+    let expansion = Expansion {
+        namespace: &args.namespace,
+        replicas: args.replicas,
+    };
+    let mut services = Vec::new();
+    for (pod, decision) in decide_all(&args.files, &expansion, &defaults)? {
+        let Some(statefulset) = &pod.statefulset else {
+            continue; // Only StatefulSet pods carry the pod-name label a Service can select.
+        };
+        let id = format!("{}/{}", pod.namespace, display_name(&pod.pod));
+        let injection = match decision {
+            Decision::Inject(injection) => injection,
+            Decision::Skip { .. } => continue,
+            Decision::Deny { message, .. } => bail!("{message}"),
+        };
+        let listeners = parse_listeners(&injection.value)?;
+        let listener = listeners
+            .iter()
+            .find(|l| l.name.eq_ignore_ascii_case(&args.listener))
+            .with_context(|| {
+                format!(
+                    "{id}: no listener named {} in {:?} (use --listener)",
+                    args.listener, injection.value
+                )
+            })?;
+        let pod_name = pod.pod.metadata.name.clone().unwrap_or_default();
+        let container_port = args.port.unwrap_or(listener.port);
+        let port = match args.service_type {
+            ServiceType::LoadBalancer => ServicePort {
+                name: Some("kafka".into()),
+                port: listener.port.into(),
+                target_port: Some(IntOrString::Int(container_port.into())),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            },
+            ServiceType::NodePort => {
+                if !NODE_PORT_RANGE.contains(&listener.port) {
+                    bail!(
+                        "{id}: listener {} advertises port {}, outside the NodePort range 30000-32767 \
+                         (use a port like {{ordinal+31090}} in the template)",
+                        listener.name,
+                        listener.port
+                    );
+                }
+                ServicePort {
+                    name: Some("kafka".into()),
+                    port: container_port.into(),
+                    target_port: Some(IntOrString::Int(container_port.into())),
+                    node_port: Some(listener.port.into()),
+                    protocol: Some("TCP".into()),
+                    ..ServicePort::default()
+                }
+            }
+        };
+        let name = format!(
+            "{pod_name}-{}",
+            args.listener.to_ascii_lowercase().replace('_', "-")
+        );
+        if name.len() > 63 {
+            bail!("{id}: Service name {name:?} is longer than 63 characters");
+        }
+        let mut annotations: BTreeMap<String, String> = args.annotations.iter().cloned().collect();
+        annotations.insert(HOSTNAME_ANNOTATION.into(), listener.host.into());
+        services.push(Service {
+            metadata: ObjectMeta {
+                name: Some(name),
+                namespace: Some(pod.namespace.clone()),
+                labels: Some(BTreeMap::from([
+                    (
+                        "app.kubernetes.io/managed-by".into(),
+                        "kafka-listener-injector".into(),
+                    ),
+                    ("app.kubernetes.io/instance".into(), statefulset.clone()),
+                ])),
+                annotations: Some(annotations),
+                ..ObjectMeta::default()
+            },
+            spec: Some(ServiceSpec {
+                type_: Some(match args.service_type {
+                    ServiceType::LoadBalancer => "LoadBalancer".into(),
+                    ServiceType::NodePort => "NodePort".into(),
+                }),
+                selector: Some(BTreeMap::from([(POD_NAME_LABEL.into(), pod_name)])),
+                ports: Some(vec![port]),
+                // Clients must reach a broker even while it is not ready (e.g. during recovery).
+                publish_not_ready_addresses: Some(true),
+                ..ServiceSpec::default()
+            }),
+            status: None,
+        });
+    }
+    if services.is_empty() {
+        bail!("no broker pod of any StatefulSet in the given manifests");
+    }
+    Ok(services)
+}
+
+pub fn run(args: &ServicesArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    for service in render(args)? {
+        writeln!(out, "---")?;
+        serde_norway::to_writer(&mut *out, &service)?;
+    }
+    Ok(())
 }

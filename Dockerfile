@@ -1,0 +1,16 @@
+# A static, minimal, non-root image: a musl build on distroless/static.
+# Build: docker build -t kafka-listener-injector:0.1.0 .
+FROM rust:1.95-alpine AS build
+RUN apk add --no-cache musl-dev
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+RUN cargo build --release --locked --bin kafka-listener-injector \
+ && strip target/release/kafka-listener-injector
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /src/target/release/kafka-listener-injector /usr/local/bin/kafka-listener-injector
+USER 65532:65532
+EXPOSE 8443 9090
+ENTRYPOINT ["/usr/local/bin/kafka-listener-injector"]
+CMD ["serve"]

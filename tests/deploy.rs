@@ -1,0 +1,331 @@
+//! What users deploy: the kustomize directories build, the example Services are up to date and
+//! agree with `preview`, and `certs` issues a chain valid for every requested name.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use base64::Engine;
+use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kafka-listener-injector");
+
+fn repo(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// `kubectl kustomize DIR`, parsed into its objects.
+fn kustomize(dir: &Path) -> Vec<Value> {
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .expect("kubectl (with kustomize) must be installed: see .ci/install-deps");
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    serde_norway::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect()
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind}"))
+}
+
+fn check_base(objects: &[Value]) {
+    for object in objects {
+        let kind = object["kind"].as_str().unwrap();
+        assert!(
+            !["Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"].contains(&kind),
+            "the webhook needs no RBAC, found a {kind}"
+        );
+    }
+    let deployment = find(objects, "Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert!(deployment["spec"]["replicas"].as_u64().unwrap() >= 2);
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let container = &pod["containers"][0];
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(
+        container["securityContext"]["capabilities"]["drop"][0],
+        "ALL"
+    );
+    assert_eq!(
+        find(objects, "ServiceAccount")["automountServiceAccountToken"],
+        false
+    );
+    find(objects, "PodDisruptionBudget");
+}
+
+fn check_webhook(objects: &[Value]) -> Value {
+    let config = find(objects, "MutatingWebhookConfiguration");
+    let webhook = config["webhooks"][0].clone();
+    assert_eq!(webhook["sideEffects"], "None");
+    assert_eq!(
+        webhook["admissionReviewVersions"],
+        serde_json::json!(["v1"])
+    );
+    assert_eq!(webhook["reinvocationPolicy"], "IfNeeded");
+    assert_eq!(webhook["failurePolicy"], "Fail");
+    assert!(webhook["timeoutSeconds"].as_u64().unwrap() <= 10);
+    assert_eq!(
+        webhook["rules"][0]["operations"],
+        serde_json::json!(["CREATE"])
+    );
+    webhook
+}
+
+#[test]
+fn cluster_wide_selects_labelled_pods_outside_system_namespaces() {
+    let objects = kustomize(&repo("manifests/cluster-wide"));
+    check_base(&objects);
+    let webhook = check_webhook(&objects);
+    assert_eq!(
+        webhook["objectSelector"]["matchLabels"]["kafka-listener-injector.io/inject"],
+        "true"
+    );
+    let excluded = &webhook["namespaceSelector"]["matchExpressions"][0];
+    assert_eq!(excluded["operator"], "NotIn");
+    for ns in [
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        "kafka-listener-injector",
+    ] {
+        assert!(
+            excluded["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v == ns),
+            "{ns}"
+        );
+    }
+}
+
+#[test]
+fn namespace_opt_in_selects_labelled_namespaces_except_opted_out_pods() {
+    let objects = kustomize(&repo("manifests/namespace-opt-in"));
+    check_base(&objects);
+    let webhook = check_webhook(&objects);
+    assert_eq!(
+        webhook["namespaceSelector"]["matchLabels"]["kafka-listener-injector.io/injection"],
+        "enabled"
+    );
+    assert_eq!(
+        webhook["objectSelector"]["matchExpressions"][0]["values"][0],
+        "false"
+    );
+    // The webhook's own namespace is labelled so it can never opt in.
+    assert_eq!(
+        find(&objects, "Namespace")["metadata"]["labels"]["kafka-listener-injector.io/injection"],
+        "disabled"
+    );
+}
+
+#[test]
+fn cert_manager_component_issues_the_secret_and_injects_the_ca() {
+    let objects = kustomize(&repo("manifests/examples/cluster-wide-with-cert-manager"));
+    let config = find(&objects, "MutatingWebhookConfiguration");
+    assert_eq!(
+        config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+        "kafka-listener-injector/kafka-listener-injector"
+    );
+    let serving = objects
+        .iter()
+        .find(|o| o["kind"] == "Certificate" && o["metadata"]["name"] == "kafka-listener-injector")
+        .unwrap();
+    let secret = find(&objects, "Deployment")["spec"]["template"]["spec"]["volumes"][0]["secret"]
+        ["secretName"]
+        .clone();
+    assert_eq!(serving["spec"]["secretName"], secret);
+}
+
+#[test]
+fn example_services_are_up_to_date_and_match_what_preview_injects() {
+    let objects = kustomize(&repo("manifests/examples/kafka"));
+    let statefulset = find(&objects, "StatefulSet");
+    assert_eq!(
+        statefulset["spec"]["template"]["spec"]["containers"][0]["image"],
+        "apache/kafka:3.9.0"
+    );
+
+    let out = Command::new(BIN)
+        .args(["services", "--type", "LoadBalancer", "-f"])
+        .arg(repo("manifests/examples/kafka/kafka.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let generated = String::from_utf8(out.stdout).unwrap();
+    let checked_in =
+        std::fs::read_to_string(repo("manifests/examples/kafka/services.yaml")).unwrap();
+    let body: String = checked_in
+        .lines()
+        .skip_while(|l| l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        body, generated,
+        "services.yaml is stale: regenerate it (see its header)"
+    );
+
+    let preview = Command::new(BIN)
+        .args(["preview", "-f"])
+        .arg(repo("manifests/examples/kafka/kafka.yaml"))
+        .output()
+        .unwrap();
+    let preview = String::from_utf8(preview.stdout).unwrap();
+    let services: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["kind"] == "Service" && o["spec"]["type"] == "LoadBalancer")
+        .collect();
+    assert_eq!(services.len(), 3);
+    for (i, service) in services.iter().enumerate() {
+        let host = service["metadata"]["annotations"]["external-dns.alpha.kubernetes.io/hostname"]
+            .as_str()
+            .unwrap();
+        assert_eq!(host, format!("kafka-{i}.kafka.example.com"));
+        assert!(
+            preview.contains(&format!("EXTERNAL://{host}:9094")),
+            "{preview}"
+        );
+        assert_eq!(
+            service["spec"]["selector"]["statefulset.kubernetes.io/pod-name"],
+            format!("kafka-{i}")
+        );
+    }
+}
+
+#[test]
+fn services_render_node_ports_from_ordinal_arithmetic_with_annotations() {
+    let out = Command::new(BIN)
+        .args([
+            "services",
+            "--type",
+            "NodePort",
+            "--port",
+            "9094",
+            "--annotation",
+            "team=payments",
+            "-f",
+        ])
+        .arg(repo("tests/fixtures/charts/sasl-three-listeners.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let services: Vec<Value> = serde_norway::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let golden: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo("tests/golden/services-nodeport.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(Value::Array(services), golden);
+
+    // A port outside the NodePort range is refused, naming the listener.
+    let out = Command::new(BIN)
+        .args(["services", "--type", "NodePort", "-f"])
+        .arg(repo("tests/fixtures/charts/apache-kraft.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listener EXTERNAL advertises port 9094"));
+}
+
+#[test]
+fn certs_chain_is_valid_for_each_requested_name_and_keys_are_private() {
+    common::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "certs",
+            "--service",
+            "kli",
+            "--namespace",
+            "webhooks",
+            "--dns",
+            "localhost",
+            "--ip",
+            "127.0.0.1",
+            "--days",
+            "30",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ca_pem = std::fs::read(dir.path().join("ca.crt")).unwrap();
+    let bundle = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(bundle.trim())
+            .unwrap(),
+        ca_pem
+    );
+
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("tls.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(&ca_pem).unwrap())
+        .unwrap();
+    let verifier = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots))
+        .build()
+        .unwrap();
+    let chain: Vec<_> = CertificateDer::pem_file_iter(dir.path().join("tls.crt"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let verify = |name: &str| {
+        verifier.verify_server_cert(
+            &chain[0],
+            &chain[1..],
+            &ServerName::try_from(name.to_owned()).unwrap(),
+            &[],
+            UnixTime::now(),
+        )
+    };
+    for name in [
+        "kli.webhooks.svc",
+        "kli.webhooks.svc.cluster.local",
+        "localhost",
+        "127.0.0.1",
+    ] {
+        verify(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    assert!(verify("kli.other.svc").is_err());
+    assert!(verify("127.0.0.2").is_err());
+}
