@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# make e2e: the shipped manifests and the real binary against a real kube-apiserver 1.20 and the
+# real StatefulSet controller. Builds the control plane once (cached), then runs every scenario.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+repo=$PWD
+work=$repo/tests/e2e/.work
+rm -rf "$work"
+mkdir -p "$work"
+
+bin=$(tests/e2e/build-control-plane.sh) || { echo "e2e: building the control plane failed" >&2; exit 1; }
+cargo build --quiet --locked || exit 1
+kli=$repo/target/debug/kafka-listener-injector
+source tests/e2e/cluster.sh
+
+WEBHOOK_PORT=${WEBHOOK_PORT:-28443}
+ADMIN_PORT=${ADMIN_PORT:-29090}
+WEBHOOK_PID=
+passed=0
+failed=0
+started=$(date +%s)
+
+cleanup() {
+  [ -n "$WEBHOOK_PID" ] && kill "$WEBHOOK_PID" 2>/dev/null
+  stop_cluster
+}
+trap cleanup EXIT
+
+log() { echo "e2e: $*"; }
+pass() { passed=$((passed + 1)); echo "  ok   $*"; }
+fail() { failed=$((failed + 1)); echo "  FAIL $*"; }
+expect_eq() { # expect_eq WHAT ACTUAL EXPECTED
+  if [ "$2" == "$3" ]; then pass "$1"; else fail "$1: got '$2', expected '$3'"; fi
+}
+expect_contains() { # expect_contains WHAT HAYSTACK NEEDLE
+  if [[ "$2" == *"$3"* ]]; then pass "$1"; else fail "$1: '$3' not in '$2'"; fi
+}
+
+# --- certificates: two pairs, both CAs in the caBundle, served through a Secret-style symlink ---
+for pair in a b; do
+  "$kli" certs --service kafka-listener-injector --namespace kafka-listener-injector \
+    --dns localhost --ip 127.0.0.1 --out "$work/certs/$pair" >/dev/null
+done
+mkdir -p "$work/certs/live"
+ln -s ../a "$work/certs/live/..data"
+ln -s ..data/tls.crt "$work/certs/live/tls.crt"
+ln -s ..data/tls.key "$work/certs/live/tls.key"
+ca_bundle=$(cat "$work/certs/a/ca.crt" "$work/certs/b/ca.crt" | base64 -w0)
+
+start_webhook() {
+  "$kli" serve --listen "127.0.0.1:$WEBHOOK_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT" \
+    --tls-cert "$work/certs/live/tls.crt" --tls-key "$work/certs/live/tls.key" \
+    --cert-check-interval 500ms --log-format json >>"$work/webhook.log" 2>&1 &
+  WEBHOOK_PID=$!
+  local i
+  for i in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$ADMIN_PORT/readyz" >/dev/null && return 0
+    sleep 0.1
+  done
+  echo "e2e: the webhook did not become ready" >&2
+  return 1
+}
+
+stop_webhook() {
+  kill -TERM "$WEBHOOK_PID"
+  wait "$WEBHOOK_PID"
+  local code=$?
+  WEBHOOK_PID=
+  return $code
+}
+
+# The shipped manifests, with the two changes a control plane without cluster networking needs:
+# the webhook is called by URL on loopback, and PodDisruptionBudget is policy/v1beta1 in 1.20.
+overlay() { # overlay MODE -> directory
+  local dir=$work/overlays/$1
+  mkdir -p "$dir"
+  cat >"$dir/kustomization.yaml" <<KUST
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - ../../../../../manifests/$1
+patches:
+  - target: {kind: MutatingWebhookConfiguration}
+    patch: |-
+      - op: remove
+        path: /webhooks/0/clientConfig/service
+      - op: add
+        path: /webhooks/0/clientConfig/url
+        value: https://127.0.0.1:$WEBHOOK_PORT/mutate
+      - op: add
+        path: /webhooks/0/clientConfig/caBundle
+        value: $ca_bundle
+  - target: {kind: PodDisruptionBudget}
+    patch: |-
+      - op: replace
+        path: /apiVersion
+        value: policy/v1beta1
+KUST
+  echo "$dir"
+}
+
+# A StatefulSet manifest from a file, moved to namespace NS and optionally renamed, with pods
+# created in parallel (no kubelet runs here, so OrderedReady would stop at the first pending pod).
+# Other objects of the file come along; an optional sed expression edits the text first.
+statefulset() { # statefulset FILE NS [NAME] [sed expression]
+  sed -e "${4:-s/^//}" "$1" | python3 -c '
+import sys, yaml
+namespace, name = sys.argv[1], sys.argv[2]
+docs = [d for d in yaml.safe_load_all(sys.stdin) if d and d.get("kind") != "Namespace"]
+for d in docs:
+    d["metadata"]["namespace"] = namespace
+    if d.get("kind") == "StatefulSet":
+        d["spec"]["podManagementPolicy"] = "Parallel"
+        if name:
+            d["metadata"]["name"] = name
+            d["spec"]["selector"] = {"matchLabels": {"e2e/statefulset": name}}
+            d["spec"]["template"]["metadata"]["labels"]["e2e/statefulset"] = name
+print(yaml.safe_dump_all(docs))' "$2" "${3:-}"
+}
+
+wait_pod() { # wait_pod NAMESPACE NAME [seconds]
+  local i
+  for i in $(seq 1 $((${3:-60} * 5))); do
+    kubectl get pod -n "$1" "$2" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+env_of() { # env_of NAMESPACE POD VAR [container]
+  kubectl get pod -n "$1" "$2" -o json \
+    | jq -r --arg v "$3" --arg c "${4:-kafka}" '.spec.containers[] | select(.name == $c) | [.env[]? | select(.name == $v) | .value] | join(",")'
+}
+
+record_of() { # record_of NAMESPACE POD
+  kubectl get pod -n "$1" "$2" -o json | jq -r '.metadata.annotations["kafka-listener-injector.io/advertised-listeners"] // ""'
+}
+
+failed_create_events() { # failed_create_events NAMESPACE STATEFULSET
+  kubectl get events -n "$1" --field-selector "involvedObject.name=$2,reason=FailedCreate" -o json \
+    | jq -r '.items[].message'
+}
+
+log "starting etcd, kube-apiserver and kube-controller-manager"
+start_cluster "$bin" "$work/cluster" || exit 1
+start_webhook || exit 1
+example=$repo/manifests/examples/kafka/kafka.yaml
+expected() { echo "INTERNAL://kafka-$2.kafka-headless.$1.svc:9092,EXTERNAL://kafka-$2.kafka.example.com:9094"; }
+
+log "1. namespace opt-in"
+kubectl apply -k "$(overlay namespace-opt-in)" >/dev/null || fail "applying manifests/namespace-opt-in"
+kubectl create namespace optin >/dev/null
+kubectl label namespace optin kafka-listener-injector.io/injection=enabled >/dev/null
+kubectl create namespace plain >/dev/null
+statefulset "$example" optin | kubectl apply -f - >/dev/null
+statefulset "$example" plain | kubectl apply -f - >/dev/null
+for i in 0 1 2; do
+  wait_pod optin "kafka-$i" || fail "optin/kafka-$i was not created"
+  expect_eq "optin/kafka-$i advertises its own name" "$(env_of optin kafka-$i KAFKA_ADVERTISED_LISTENERS)" "$(expected optin $i)"
+  expect_eq "optin/kafka-$i records the value" "$(record_of optin kafka-$i)" "$(expected optin $i)"
+  expect_eq "optin/kafka-$i gets its node id" "$(env_of optin kafka-$i KAFKA_NODE_ID)" "$i"
+done
+wait_pod plain kafka-0 || fail "plain/kafka-0 was not created"
+expect_eq "an unlabelled namespace is untouched" "$(env_of plain kafka-0 KAFKA_ADVERTISED_LISTENERS)$(record_of plain kafka-0)" ""
+wait_pod kafka-listener-injector "$(kubectl get pods -n kafka-listener-injector -o name 2>/dev/null | head -n1 | cut -d/ -f2)" 5 \
+  && pass "the shipped Deployment creates its pods (no RBAC, no token)" \
+  || fail "the shipped Deployment created no pod: $(kubectl get events -n kafka-listener-injector -o json | jq -r '.items[].message' | tail -n 3)"
+
+log "3. opt-out and Bitnami-style env names"
+statefulset "$example" optin optout 's/kafka-listener-injector.io\/inject: "true"/kafka-listener-injector.io\/inject: "false"/' \
+  | kubectl apply -f - >/dev/null
+wait_pod optin optout-0 || fail "optin/optout-0 was not created"
+expect_eq "the opt-out label is respected" "$(env_of optin optout-0 KAFKA_ADVERTISED_LISTENERS)" ""
+statefulset "$example" optin annotated 's/kafka-listener-injector.io\/node-id-env: KAFKA_NODE_ID/kafka-listener-injector.io\/inject: "false"/' \
+  | kubectl apply -f - >/dev/null
+wait_pod optin annotated-0 || fail "optin/annotated-0 was not created"
+expect_eq "the opt-out annotation is respected" "$(env_of optin annotated-0 KAFKA_ADVERTISED_LISTENERS)" ""
+statefulset tests/fixtures/charts/bitnami.yaml optin | kubectl apply -f - >/dev/null
+wait_pod optin my-kafka-broker-0 || fail "optin/my-kafka-broker-0 was not created"
+expect_eq "Bitnami KAFKA_CFG_ADVERTISED_LISTENERS from annotations" \
+  "$(env_of optin my-kafka-broker-0 KAFKA_CFG_ADVERTISED_LISTENERS broker)" \
+  "CLIENT://my-kafka-broker-0.my-kafka-broker-headless.optin.svc.cluster.local:9092,EXTERNAL://my-kafka-broker-0.kafka.bitnami.example.com:9095"
+expect_eq "the Bitnami init container is untouched" \
+  "$(kubectl get pod -n optin my-kafka-broker-0 -o json | jq -r '.spec.initContainers[0].env[0].value')" "untouched"
+
+log "4. invalid settings are denied and shown in the StatefulSet's events"
+statefulset tests/fixtures/charts/apache-kraft.yaml optin bad 's/EXTERNAL:PLAINTEXT/OUTSIDE:PLAINTEXT/' \
+  | kubectl apply -f - >/dev/null
+message=
+for _ in $(seq 1 100); do
+  message=$(failed_create_events optin bad | head -n 1)
+  [ -n "$message" ] && break
+  sleep 0.2
+done
+expect_contains "the denial reaches the StatefulSet's FailedCreate event" "$message" \
+  "pod optin/bad-0: --listeners renders"
+expect_contains "the denial names the fault" "$message" "listener EXTERNAL is not in the container's KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"
+expect_eq "no pod of the invalid StatefulSet exists" "$(kubectl get pods -n optin -l e2e/statefulset=bad -o name)" ""
+
+log "5. server-side dry run"
+kubectl get pod -n optin kafka-0 -o json \
+  | jq '{apiVersion, kind, metadata: {name: "kafka-9", namespace: "optin", labels: .metadata.labels, annotations: {"kafka-listener-injector.io/domain": "kafka.example.com"}}, spec: {subdomain: .spec.subdomain, containers: [.spec.containers[0] | {name, image, env: [.env[] | select(.name != "KAFKA_ADVERTISED_LISTENERS" and .name != "KAFKA_NODE_ID")]}]}}' \
+  >"$work/dry-run-pod.json"
+dry=$(kubectl create --dry-run=server -o json -f "$work/dry-run-pod.json" 2>&1)
+expect_eq "dry run returns the injected pod" \
+  "$(echo "$dry" | jq -r '.spec.containers[0].env[] | select(.name == "KAFKA_ADVERTISED_LISTENERS") | .value')" "$(expected optin 9)"
+expect_eq "dry run creates nothing" "$(kubectl get pod -n optin kafka-9 -o name 2>/dev/null)" ""
+
+log "6. scale from 3 to 5"
+kubectl scale statefulset -n optin kafka --replicas 5 >/dev/null
+for i in 3 4; do
+  wait_pod optin "kafka-$i" || fail "optin/kafka-$i was not created"
+  expect_eq "optin/kafka-$i after scale-up" "$(env_of optin kafka-$i KAFKA_ADVERTISED_LISTENERS)" "$(expected optin $i)"
+done
+
+log "9. preview prints exactly what the cluster stored"
+statefulset "$example" optin >"$work/optin-kafka.yaml"
+preview=$("$kli" preview -o yaml --replicas 5 -f "$work/optin-kafka.yaml")
+for i in 0 1 2 3 4; do
+  stored=$(kubectl get pod -n optin "kafka-$i" -o json | jq -c '[.spec.containers[0].env, .metadata.annotations]')
+  previewed=$(echo "$preview" | python3 -c '
+import sys, json, yaml
+pods = [d for d in yaml.safe_load_all(sys.stdin) if d]
+pod = next(p for p in pods if p["metadata"]["name"] == sys.argv[1])
+print(json.dumps([pod["spec"]["containers"][0]["env"], pod["metadata"]["annotations"]], separators=(",", ":")))' "kafka-$i" | jq -c .)
+  expect_eq "preview equals the stored env and annotations of optin/kafka-$i" "$previewed" "$stored"
+done
+
+log "2. cluster-wide"
+kubectl delete mutatingwebhookconfiguration kafka-listener-injector >/dev/null
+kubectl apply -k "$(overlay cluster-wide)" >/dev/null || fail "applying manifests/cluster-wide"
+kubectl create namespace anywhere >/dev/null
+statefulset "$example" anywhere | kubectl apply -f - >/dev/null
+statefulset "$example" anywhere unlabelled '/kafka-listener-injector.io\/inject: "true"/d' \
+  | kubectl apply -f - >/dev/null
+statefulset "$example" kube-system | kubectl apply -f - >/dev/null
+wait_pod anywhere kafka-0 || fail "anywhere/kafka-0 was not created"
+expect_eq "a labelled pod in any namespace is injected" "$(env_of anywhere kafka-0 KAFKA_ADVERTISED_LISTENERS)" "$(expected anywhere 0)"
+wait_pod anywhere unlabelled-0 || fail "anywhere/unlabelled-0 was not created"
+expect_eq "an unlabelled pod is not injected" "$(env_of anywhere unlabelled-0 KAFKA_ADVERTISED_LISTENERS)" ""
+wait_pod kube-system kafka-0 || fail "kube-system/kafka-0 was not created"
+expect_eq "kube-system is never injected" "$(env_of kube-system kafka-0 KAFKA_ADVERTISED_LISTENERS)" ""
+
+log "7. webhook down with failurePolicy Fail, then back"
+stop_webhook && pass "SIGTERM: the webhook exits 0" || fail "SIGTERM: the webhook exited non-zero"
+kubectl scale statefulset -n anywhere kafka --replicas 4 >/dev/null
+message=
+for _ in $(seq 1 100); do
+  message=$(failed_create_events anywhere kafka | head -n 1)
+  [ -n "$message" ] && break
+  sleep 0.2
+done
+expect_contains "creation fails while the webhook is down" "$message" "failed calling webhook"
+expect_eq "no broker starts without its listeners" "$(kubectl get pod -n anywhere kafka-3 -o name 2>/dev/null)" ""
+start_webhook || exit 1
+if wait_pod anywhere kafka-3 120; then
+  expect_eq "the controller's retry succeeds once the webhook is back" "$(env_of anywhere kafka-3 KAFKA_ADVERTISED_LISTENERS)" "$(expected anywhere 3)"
+else
+  fail "anywhere/kafka-3 was not created after the webhook came back"
+fi
+
+log "8. certificate rotated while the API server keeps creating pods"
+statefulset "$example" anywhere rotate 's/replicas: 3/replicas: 0/' \
+  | kubectl apply -f - >/dev/null
+for n in $(seq 1 20); do
+  kubectl scale statefulset -n anywhere rotate --replicas "$n" >/dev/null
+  if [ "$n" -eq 10 ]; then
+    ln -s ../b "$work/certs/live/..data_tmp" && mv -T "$work/certs/live/..data_tmp" "$work/certs/live/..data"
+  fi
+  sleep 0.2
+done
+for n in $(seq 0 19); do wait_pod anywhere "rotate-$n" 60 || break; done
+injected=0
+for n in $(seq 0 19); do
+  [ -n "$(env_of anywhere "rotate-$n" KAFKA_ADVERTISED_LISTENERS 2>/dev/null)" ] && injected=$((injected + 1))
+done
+expect_eq "all 20 pods created across the rotation are injected" "$injected" "20"
+expect_eq "no admission failed during the rotation" "$(failed_create_events anywhere rotate | wc -l)" "0"
+served=$(echo | openssl s_client -connect "127.0.0.1:$WEBHOOK_PORT" -servername localhost 2>/dev/null | openssl x509 -noout -fingerprint -sha256)
+expect_eq "the webhook now serves the new certificate" "$served" "$(openssl x509 -noout -fingerprint -sha256 -in "$work/certs/b/tls.crt")"
+expect_contains "the rotation was counted" "$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics")" \
+  'kafka_listener_injector_certificate_reloads_total{result="success"} 1'
+
+stop_webhook || fail "the webhook exited non-zero at the end"
+log "the webhook's log never holds env values"
+if grep -q "kafka-0.kafka.example.com\|PLAINTEXT" "$work/webhook.log"; then
+  fail "an env value appears in the webhook log"
+else
+  pass "no env value in $(wc -l <"$work/webhook.log") log lines"
+fi
+
+echo "e2e: finished in $(($(date +%s) - started))s"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
