@@ -5,6 +5,9 @@ RUN apk add --no-cache musl-dev
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY benches ./benches
+COPY bench/fixtures ./bench/fixtures
+COPY examples ./examples
 RUN cargo build --release --locked --bin kafka-listener-injector \
  && strip target/release/kafka-listener-injector
 

@@ -3,7 +3,7 @@ CARGO ?= cargo
 BIN := target/release/kafka-listener-injector
 DEV_CERTS := certs/dev
 
-.PHONY: run test e2e bench soak lint certs preview build clean
+.PHONY: run test e2e bench soak lint certs preview build clean profile
 
 build:
 	$(CARGO) build --release --locked
@@ -44,3 +44,10 @@ soak:
 clean:
 	$(CARGO) clean
 	rm -rf $(DEV_CERTS)
+
+## Profile the core with callgrind on a real review (instruction counts, repeatable).
+profile:
+	$(CARGO) build --release --locked --example profile_review
+	valgrind --tool=callgrind --callgrind-out-file=target/callgrind.out \
+		target/release/examples/profile_review bench/fixtures/review-20k.json 2000
+	callgrind_annotate --inclusive=yes target/callgrind.out | head -60

@@ -2,15 +2,127 @@
 //! answered with an AdmissionReview. The body is parsed here rather than by an extractor so that a
 //! malformed review gets a precise answer.
 
+use std::collections::BTreeMap;
+
 use base64::Engine;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use kube::core::DynamicObject;
+use kube::core::{DynamicObject, GroupVersionKind, TypeMeta};
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::inject::{self, Decision, Defaults};
 
 const SUPPORTED_VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
+
+// The hot path parses only the fields the injection reads and skips the rest unparsed: a full
+// `AdmissionReview<Pod>` spends most of its time building managedFields, volumes and the like
+// that are never looked at (55 us against 12 us for a 20 KB review, see `make bench`). Leaves
+// reuse the k8s-openapi types; the result is turned into a (sparse) `Pod` for the core.
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewFacts {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    request: Option<RequestFacts>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestFacts {
+    uid: String,
+    kind: GroupVersionKind,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: Operation,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    object: Option<PodFacts>,
+}
+
+#[derive(Deserialize)]
+struct PodFacts {
+    #[serde(default)]
+    metadata: MetaFacts,
+    #[serde(default)]
+    spec: Option<SpecFacts>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct MetaFacts {
+    name: Option<String>,
+    generate_name: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+    annotations: Option<BTreeMap<String, String>>,
+    owner_references: Option<Vec<OwnerReference>>,
+}
+
+#[derive(Deserialize)]
+struct SpecFacts {
+    #[serde(default)]
+    subdomain: Option<String>,
+    // Every container is kept, in order, so that patch indexes match the stored pod.
+    #[serde(default)]
+    containers: Vec<ContainerFacts>,
+}
+
+#[derive(Deserialize)]
+struct ContainerFacts {
+    name: String,
+    #[serde(default)]
+    env: Option<Vec<EnvVar>>,
+}
+
+impl From<PodFacts> for Pod {
+    fn from(facts: PodFacts) -> Self {
+        let meta = facts.metadata;
+        Pod {
+            metadata: ObjectMeta {
+                name: meta.name,
+                generate_name: meta.generate_name,
+                labels: meta.labels,
+                annotations: meta.annotations,
+                owner_references: meta.owner_references,
+                ..ObjectMeta::default()
+            },
+            spec: facts.spec.map(|spec| PodSpec {
+                subdomain: spec.subdomain,
+                containers: spec
+                    .containers
+                    .into_iter()
+                    .map(|c| Container {
+                        name: c.name,
+                        env: c.env,
+                        ..Container::default()
+                    })
+                    .collect(),
+                ..PodSpec::default()
+            }),
+            status: None,
+        }
+    }
+}
+
+/// An allowing response to the request `uid`, in the review's own API version.
+fn allow(types: TypeMeta, uid: String) -> AdmissionResponse {
+    // kube builds responses from its full request type; this is the same value from our facts.
+    let mut response = AdmissionResponse::invalid("");
+    response.types = types;
+    response.uid = uid;
+    response.allowed = true;
+    response.result = Default::default();
+    response
+}
 
 /// A body that cannot be answered with an AdmissionReview (HTTP 400).
 #[derive(Debug, Error)]
@@ -47,22 +159,26 @@ pub struct Reviewed {
 
 /// Answers one AdmissionReview body.
 pub fn review(body: &[u8], defaults: &Defaults) -> Result<Reviewed, ReviewError> {
-    let review: AdmissionReview<Pod> = match serde_json::from_slice(body) {
+    let review: ReviewFacts = match serde_json::from_slice(body) {
         Ok(review) => review,
         Err(error) => return review_non_pod(body, error),
     };
-    check_types(&review.types.api_version, &review.types.kind)?;
-    let request: AdmissionRequest<Pod> = review
-        .try_into()
-        .map_err(|_| ReviewError::NotAReview("it has no request".into()))?;
-    let response = AdmissionResponse::from(&request);
+    check_types(&review.api_version, &review.kind)?;
+    let request = review
+        .request
+        .ok_or_else(|| ReviewError::NotAReview("it has no request".into()))?;
+    let types = TypeMeta {
+        api_version: review.api_version,
+        kind: review.kind,
+    };
+    let response = allow(types, request.uid.clone());
     let mut reviewed = Reviewed {
         body: Vec::new(),
         outcome: "ignored",
         reason: "",
-        uid: request.uid.clone(),
-        namespace: request.namespace.clone().unwrap_or_default(),
-        pod: request.name.clone(),
+        uid: request.uid,
+        namespace: request.namespace.unwrap_or_default(),
+        pod: request.name,
         dry_run: request.dry_run,
         warnings: 0,
     };
@@ -77,17 +193,15 @@ pub fn review(body: &[u8], defaults: &Defaults) -> Result<Reviewed, ReviewError>
     } else if request.operation != Operation::Create {
         reviewed.reason = "not-create";
         response
-    } else if let Some(pod) = &request.object {
+    } else if let Some(facts) = request.object {
+        let pod = Pod::from(facts);
         if reviewed.pod.is_empty() {
-            reviewed.pod = inject::display_name(pod);
+            reviewed.pod = inject::display_name(&pod);
         }
-        decide(
-            pod,
-            &reviewed.namespace.clone(),
-            defaults,
-            response,
-            &mut reviewed,
-        )
+        let namespace = std::mem::take(&mut reviewed.namespace);
+        let response = decide(&pod, &namespace, defaults, response, &mut reviewed);
+        reviewed.namespace = namespace;
+        response
     } else {
         reviewed.outcome = "denied";
         reviewed.reason = "no-object";
@@ -195,16 +309,47 @@ fn check_types(api_version: &str, kind: &str) -> Result<(), ReviewError> {
     Ok(())
 }
 
-/// Serializes the response review. The patch goes out base64-encoded, as the API server's
-/// `[]byte` field expects it (kube's type would write an array of numbers).
-fn serialize(mut response: AdmissionResponse) -> Vec<u8> {
-    let patch = response.patch.take();
-    let mut review = serde_json::to_value(response.into_review()).expect("a review serializes");
-    if let Some(patch) = patch {
-        review["response"]["patch"] = base64::engine::general_purpose::STANDARD
-            .encode(patch)
-            .into();
-    }
+/// The wire form of a response review. kube's own serialization writes the patch as an array
+/// of numbers; the API server's `[]byte` field is documented as base64, which this writes.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireReview<'a> {
+    api_version: &'a str,
+    kind: &'a str,
+    response: WireResponse<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireResponse<'a> {
+    uid: &'a str,
+    allowed: bool,
+    status: &'a kube::core::Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warnings: Option<&'a [String]>,
+}
+
+fn serialize(response: AdmissionResponse) -> Vec<u8> {
+    let patch = response
+        .patch
+        .as_ref()
+        .map(|patch| base64::engine::general_purpose::STANDARD.encode(patch));
+    let review = WireReview {
+        api_version: &response.types.api_version,
+        kind: &response.types.kind,
+        response: WireResponse {
+            uid: &response.uid,
+            allowed: response.allowed,
+            status: &response.result,
+            patch_type: patch.as_ref().map(|_| "JSONPatch"),
+            patch,
+            warnings: response.warnings.as_deref(),
+        },
+    };
     serde_json::to_vec(&review).expect("a review serializes")
 }
 

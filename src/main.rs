@@ -33,7 +33,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: kafka_listener_injector::cli::ServeArgs) -> anyhow::Result<()> {
-    telemetry::init_logging(args.log_format);
+    let _flush_logs_at_exit = telemetry::init_logging(args.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

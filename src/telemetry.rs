@@ -13,17 +13,24 @@ use prometheus_client::registry::Registry;
 use crate::cli::LogFormat;
 
 /// Installs the global `tracing` subscriber; the level comes from `RUST_LOG` (default `info`).
-pub fn init_logging(format: LogFormat) {
+/// Lines are written by a background thread, so a request never waits on a `write` to stderr;
+/// the returned guard flushes them when dropped, at exit.
+pub fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        // Under a flood, wait for the writer rather than drop admission lines.
+        .lossy(false)
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     // A second call (tests start several servers in one process) keeps the first subscriber.
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    guard
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

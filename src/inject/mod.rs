@@ -106,19 +106,25 @@ pub enum Decision {
     },
 }
 
-/// The env var names a Kafka image may read `suffix` from: the official/Confluent form and Bitnami's.
-fn kafka_env_names(suffix: &str) -> [String; 2] {
-    [format!("KAFKA_{suffix}"), format!("KAFKA_CFG_{suffix}")]
-}
+// The env vars a Kafka image reads a setting from: the official/Confluent form and Bitnami's.
+const PROCESS_ROLES: [&str; 2] = ["KAFKA_PROCESS_ROLES", "KAFKA_CFG_PROCESS_ROLES"];
+const PROTOCOL_MAP: [&str; 2] = [
+    "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+    "KAFKA_CFG_LISTENER_SECURITY_PROTOCOL_MAP",
+];
+const CONTROLLER_NAMES: [&str; 2] = [
+    "KAFKA_CONTROLLER_LISTENER_NAMES",
+    "KAFKA_CFG_CONTROLLER_LISTENER_NAMES",
+];
 
 /// The value of the last plain-valued env var among `names` (the one a runtime honours).
-fn env_value<'c>(container: &'c Container, names: &[String]) -> Option<(&'c str, &'c str)> {
+fn env_value<'c>(container: &'c Container, names: &[&str]) -> Option<(&'c str, &'c str)> {
     container
         .env
         .iter()
         .flatten()
         .rev()
-        .find(|var| names.contains(&var.name))
+        .find(|var| names.contains(&var.name.as_str()))
         .and_then(|var| Some((var.name.as_str(), var.value.as_deref()?)))
 }
 
@@ -155,7 +161,7 @@ pub fn inject(pod: &Pod, namespace: &str, defaults: &Defaults) -> Decision {
     let Some((container_index, container)) = patch::find_container(pod, settings.container) else {
         return skip(SkipReason::NoBrokerContainer, None);
     };
-    let roles = env_value(container, &kafka_env_names("PROCESS_ROLES"));
+    let roles = env_value(container, &PROCESS_ROLES);
     if roles.is_some_and(|(_, roles)| roles.trim().eq_ignore_ascii_case("controller")) {
         return skip(SkipReason::ControllerOnly, None);
     }
@@ -185,11 +191,8 @@ pub fn inject(pod: &Pod, namespace: &str, defaults: &Defaults) -> Decision {
         Err(error) => return deny(InjectError::Render { origin, error }),
     };
     let broker_config = BrokerListenerConfig {
-        protocol_map: env_value(
-            container,
-            &kafka_env_names("LISTENER_SECURITY_PROTOCOL_MAP"),
-        ),
-        controller_names: env_value(container, &kafka_env_names("CONTROLLER_LISTENER_NAMES")),
+        protocol_map: env_value(container, &PROTOCOL_MAP),
+        controller_names: env_value(container, &CONTROLLER_NAMES),
     };
     if let Err(error) = listeners::validate(&value, &broker_config) {
         return deny(InjectError::Listeners {
