@@ -3,7 +3,7 @@ CARGO ?= cargo
 BIN := target/release/kafka-listener-injector
 DEV_CERTS := certs/dev
 
-.PHONY: run test e2e bench soak lint certs preview build clean profile
+.PHONY: run test e2e bench soak lint certs preview build clean profile fuzz
 
 build:
 	$(CARGO) build --release --locked
@@ -51,3 +51,9 @@ profile:
 	valgrind --tool=callgrind --callgrind-out-file=target/callgrind.out \
 		target/release/examples/profile_review bench/fixtures/review-20k.json 2000
 	callgrind_annotate --inclusive=yes target/callgrind.out | head -60
+
+## Fuzz the request handler (cargo-fuzz; RUSTC_BOOTSTRAP lets the stable toolchain take its flags).
+FUZZ_SECONDS ?= 300
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run review -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536

@@ -285,7 +285,11 @@ impl Server {
             .timer(TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(20))
             .keep_alive_timeout(request_timeout);
-        let builder = Arc::new(builder);
+        // The protocol comes from ALPN, never from sniffing the first bytes: sniffing waits for
+        // them with no timeout, so a client that completes the handshake and sends nothing would
+        // hold its connection forever. h2 over TLS requires ALPN; everything else is HTTP/1.1.
+        let h1 = Arc::new(builder.clone().http1_only());
+        let h2 = Arc::new(builder.http2_only());
         let acceptor = TlsAcceptor::from(self.tls);
         let router = router(self.state);
         let graceful = GracefulShutdown::new();
@@ -307,7 +311,7 @@ impl Server {
             };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
-            let builder = builder.clone();
+            let (h1, h2) = (h1.clone(), h2.clone());
             let service = TowerToHyperService::new(router.clone());
             let watcher = graceful.watcher();
             tokio::spawn(async move {
@@ -321,6 +325,10 @@ impl Server {
                         debug!(%peer, "TLS handshake timed out");
                         return;
                     }
+                };
+                let builder = match tls.get_ref().1.alpn_protocol() {
+                    Some(b"h2") => h2,
+                    _ => h1,
                 };
                 let connection = builder
                     .serve_connection(TokioIo::new(tls), service)

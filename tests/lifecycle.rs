@@ -14,9 +14,11 @@ use tokio::io::AsyncWriteExt;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kafka-listener-injector");
 
+type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
 /// Starts `serve` on ephemeral ports and returns the child with its webhook and admin addresses,
-/// read from its JSON start-up log.
-fn spawn_serve(cert_dir: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
+/// read from its JSON start-up log, and the log lines it writes afterwards.
+fn spawn_serve(cert_dir: &std::path::Path, rust_log: &str) -> (Child, SocketAddr, SocketAddr, Log) {
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -37,7 +39,7 @@ fn spawn_serve(cert_dir: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
         .arg(cert_dir.join("tls.crt"))
         .arg("--tls-key")
         .arg(cert_dir.join("tls.key"))
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", rust_log)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -50,10 +52,16 @@ fn spawn_serve(cert_dir: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
         }
     };
     // Keep draining the log so the child never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
+    let log = Log::default();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        lines
+            .map_while(Result::ok)
+            .for_each(|l| sink.lock().unwrap().push(l))
+    });
     let webhook = serving["webhook"].as_str().unwrap().parse().unwrap();
     let admin = serving["admin"].as_str().unwrap().parse().unwrap();
-    (child, webhook, admin)
+    (child, webhook, admin, log)
 }
 
 async fn readyz(admin: SocketAddr) -> u16 {
@@ -68,7 +76,7 @@ async fn sigterm_turns_unready_and_finishes_in_flight_requests_then_exits_zero()
     common::install_crypto();
     let dir = tempfile::tempdir().unwrap();
     let issued = common::issue_certs(dir.path());
-    let (mut child, webhook, admin) = spawn_serve(dir.path());
+    let (mut child, webhook, admin, _) = spawn_serve(dir.path(), "info");
     assert_eq!(readyz(admin).await, 200);
 
     // A request in flight: headers and half of the body sent.
@@ -169,4 +177,65 @@ fn bad_flags_fail_fast_naming_the_flag() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("--tls-cert /nonexistent/tls.crt"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_never_contain_env_values_or_pod_objects() {
+    const SECRET: &str = "s3cr3t-Pa55w0rd-do-not-log";
+    common::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let issued = common::issue_certs(dir.path());
+    let (mut child, webhook, _, log) = spawn_serve(dir.path(), "trace");
+    let client = common::client(&issued.ca_pem, true);
+    let mut review: Value = serde_json::from_str(common::FIXTURE).unwrap();
+    let env = |review: &mut Value| {
+        review["request"]["object"]["spec"]["containers"][0]["env"]
+            .as_array_mut()
+            .unwrap()
+            .clone()
+    };
+    let mut vars = env(&mut review);
+    vars.push(serde_json::json!({"name": "KAFKA_SASL_PASSWORD", "value": SECRET}));
+    review["request"]["object"]["spec"]["containers"][0]["env"] = Value::Array(vars.clone());
+    let admitted = review.to_string();
+    // The same pod denied (listener missing from the map), overridden, and a malformed body.
+    vars.push(serde_json::json!({"name": "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "value": format!("X:{SECRET}")}));
+    review["request"]["object"]["spec"]["containers"][0]["env"] = Value::Array(vars);
+    let denied = review.to_string();
+    let bodies = [
+        admitted.clone(),
+        denied,
+        format!("{{\"{SECRET}\": ["),
+        admitted.replace("KAFKA_SASL_PASSWORD", "KAFKA_ADVERTISED_LISTENERS"),
+    ];
+    let url = format!("https://{webhook}/mutate");
+    for body in bodies {
+        let response = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status() == 200 || response.status() == 400);
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+    std::thread::sleep(Duration::from_millis(200));
+    let lines = log.lock().unwrap().clone();
+    let admissions = lines.iter().filter(|l| l.contains("\"admission\"")).count();
+    assert_eq!(admissions, 3, "one line per answered review: {lines:#?}");
+    for line in &lines {
+        assert!(!line.contains(SECRET), "an env value was logged: {line}");
+        assert!(
+            !line.contains("managedFields"),
+            "a pod object was logged: {line}"
+        );
+    }
 }

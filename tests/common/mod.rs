@@ -46,12 +46,13 @@ pub fn serve_args(cert_dir: &Path, extra: &[&str]) -> ServeArgs {
         "127.0.0.1:0",
         "--domain",
         "kafka.example.com",
-        "--cert-check-interval",
-        "100ms",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
+    if !extra.contains(&"--cert-check-interval") {
+        argv.extend(["--cert-check-interval".into(), "100ms".into()]);
+    }
     argv.extend(["--tls-cert".into(), cert.display().to_string()]);
     argv.extend(["--tls-key".into(), key.display().to_string()]);
     argv.extend(extra.iter().map(|s| s.to_string()));
