@@ -21,8 +21,8 @@ echo "## Core: parse + decide + patch + serialize, per review (Criterion)"
 echo
 cargo bench --locked --quiet --bench core -- --warm-up-time 1 --measurement-time 5 2>/dev/null \
   | awk '/^review\// { name = $0; sub(/^review\//, "", name); sub(/ *time:.*/, "", name) }
-         /time:/ { match($0, /\[[^]]*\]/); split(substr($0, RSTART + 1, RLENGTH - 2), t, " ");
-                   print "| " name " | " t[3] " " t[4] " |" }' \
+         /time:/ && name != "" { match($0, /\[[^]]*\]/); split(substr($0, RSTART + 1, RLENGTH - 2), t, " ");
+                                 print "| " name " | " t[3] " " t[4] " |"; name = "" }' \
   | { echo "| review | median |"; echo "|---|---|"; cat; }
 echo
 

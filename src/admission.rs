@@ -401,6 +401,42 @@ mod tests {
     }
 
     #[test]
+    fn the_sparse_parse_decides_exactly_like_the_full_pod() {
+        let bodies: [&[u8]; 4] = [
+            FIXTURE.as_bytes(),
+            include_bytes!("../bench/fixtures/review-20k.json"),
+            include_bytes!("../bench/fixtures/review-4-containers.json"),
+            include_bytes!("../tests/fixtures/review-deployment-pod-without-name.json"),
+        ];
+        for body in bodies {
+            let full: AdmissionReview<Pod> = serde_json::from_slice(body).unwrap();
+            let request = full.request.unwrap();
+            let namespace = request.namespace.unwrap();
+            let expected =
+                inject::inject(request.object.as_ref().unwrap(), &namespace, &defaults());
+            let (_, answer) = answer(body);
+            match expected {
+                Decision::Inject(injection) => {
+                    let patch = base64::engine::general_purpose::STANDARD
+                        .decode(answer["response"]["patch"].as_str().unwrap())
+                        .unwrap();
+                    assert_eq!(patch, serde_json::to_vec(&injection.patch).unwrap());
+                }
+                Decision::Skip { warning, .. } => {
+                    assert!(answer["response"].get("patch").is_none());
+                    assert_eq!(
+                        answer["response"]["warnings"][0].as_str(),
+                        warning.as_deref()
+                    );
+                }
+                Decision::Deny { message, .. } => {
+                    assert_eq!(answer["response"]["status"]["message"], message.as_str());
+                }
+            }
+        }
+    }
+
+    #[test]
     fn update_and_delete_are_allowed_unchanged() {
         for op in ["UPDATE", "DELETE", "CONNECT"] {
             let (reviewed, value) = answer(&with(|v| v["request"]["operation"] = json!(op)));

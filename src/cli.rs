@@ -107,7 +107,8 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "KLI_MAX_BODY_BYTES", default_value_t = 7 * 1024 * 1024)]
     pub max_body_bytes: usize,
-    /// Time allowed to read a request's headers, and to handle a whole request.
+    /// Time a client gets for the TLS handshake, a request's headers and its body; an idle
+    /// HTTP/1.1 connection is closed after it too.
     #[arg(long, env = "KLI_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
     /// Time in-flight requests get to finish after SIGTERM.

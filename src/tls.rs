@@ -41,14 +41,14 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
 }
 
-/// The certificate and key files, and what was last read from them.
+/// The certificate and key files.
 #[derive(Debug, Clone)]
 pub struct CertPaths {
     pub cert: PathBuf,
     pub key: PathBuf,
 }
 
-/// A loaded pair and the raw bytes it came from (to notice changes cheaply).
+/// A verified pair, ready for handshakes, and when its leaf expires.
 struct Loaded {
     key: Arc<CertifiedKey>,
     not_after: i64,
@@ -131,7 +131,8 @@ fn load_pair(paths: &CertPaths, cert_pem: &[u8], key_pem: &[u8]) -> Result<Loade
     })
 }
 
-/// The live certificate of a server: resolver plus the watcher's memory of the files.
+/// The live certificate of a server: the resolver handshakes use, and the file contents last seen
+/// (a change is noticed by comparing them, which also catches a swap that keeps timestamps).
 pub struct Certificates {
     paths: CertPaths,
     resolver: Arc<CertResolver>,
