@@ -130,8 +130,9 @@ pub enum PreviewOutput {
     Yaml,
 }
 
+/// Where `preview` and `services` read pods from, and how StatefulSets are expanded.
 #[derive(Debug, Args)]
-pub struct PreviewArgs {
+pub struct ManifestArgs {
     /// Manifest files (YAML or JSON, multi-document, List, helm template output); - for stdin.
     #[arg(
         short = 'f',
@@ -141,14 +142,20 @@ pub struct PreviewArgs {
         value_delimiter = ','
     )]
     pub files: Vec<PathBuf>,
-    #[arg(short = 'o', long, env = "KLI_OUTPUT", value_enum, default_value_t = PreviewOutput::Summary)]
-    pub output: PreviewOutput,
     /// Expand StatefulSets to this many pods instead of spec.replicas.
     #[arg(long, env = "KLI_REPLICAS")]
     pub replicas: Option<u32>,
     /// Namespace of objects that name none.
     #[arg(short = 'n', long, env = "KLI_NAMESPACE", default_value = "default")]
     pub namespace: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    #[command(flatten)]
+    pub manifests: ManifestArgs,
+    #[arg(short = 'o', long, env = "KLI_OUTPUT", value_enum, default_value_t = PreviewOutput::Summary)]
+    pub output: PreviewOutput,
     #[command(flatten)]
     pub injection: InjectionArgs,
 }
@@ -163,15 +170,8 @@ pub enum ServiceType {
 
 #[derive(Debug, Args)]
 pub struct ServicesArgs {
-    /// Manifest files holding the Kafka StatefulSets; - for stdin.
-    #[arg(
-        short = 'f',
-        long = "filename",
-        env = "KLI_FILENAME",
-        required = true,
-        value_delimiter = ','
-    )]
-    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub manifests: ManifestArgs,
     #[arg(long = "type", env = "KLI_TYPE", value_enum)]
     pub service_type: ServiceType,
     /// Extra annotation for every Service, as key=value (repeatable).
@@ -183,10 +183,6 @@ pub struct ServicesArgs {
     /// The advertised listener the Services expose.
     #[arg(long, env = "KLI_LISTENER", default_value = "EXTERNAL")]
     pub listener: String,
-    #[arg(long, env = "KLI_REPLICAS")]
-    pub replicas: Option<u32>,
-    #[arg(short = 'n', long, env = "KLI_NAMESPACE", default_value = "default")]
-    pub namespace: String,
     #[command(flatten)]
     pub injection: InjectionArgs,
 }

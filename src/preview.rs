@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::Context;
 
-use crate::cli::{PreviewArgs, PreviewOutput};
+use crate::cli::{ManifestArgs, PreviewArgs, PreviewOutput};
 use crate::inject::{self, display_name, Decision, Defaults};
 use crate::manifests::{self, Expansion, ManifestPod};
 
@@ -19,12 +19,15 @@ pub enum Verdict {
 
 /// Reads the manifests and decides for each pod, exactly as `serve` would.
 pub fn decide_all(
-    files: &[std::path::PathBuf],
-    expansion: &Expansion<'_>,
+    args: &ManifestArgs,
     defaults: &Defaults,
 ) -> Result<Vec<(ManifestPod, Decision)>, manifests::ManifestError> {
-    let documents = manifests::read_documents(files)?;
-    let pods = manifests::pods(&documents, expansion)?;
+    let documents = manifests::read_documents(&args.files)?;
+    let expansion = Expansion {
+        namespace: &args.namespace,
+        replicas: args.replicas,
+    };
+    let pods = manifests::pods(&documents, &expansion)?;
     Ok(pods
         .into_iter()
         .map(|pod| {
@@ -40,11 +43,7 @@ pub fn run(
     err: &mut impl Write,
 ) -> anyhow::Result<Verdict> {
     let defaults = args.injection.defaults()?;
-    let expansion = Expansion {
-        namespace: &args.namespace,
-        replicas: args.replicas,
-    };
-    let decisions = decide_all(&args.files, &expansion, &defaults)?;
+    let decisions = decide_all(&args.manifests, &defaults)?;
     if decisions.is_empty() {
         writeln!(err, "preview: no Pod or StatefulSet in the given manifests")?;
     }

@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::cli::{ServiceType, ServicesArgs};
 use crate::inject::listeners::parse_listeners;
 use crate::inject::{display_name, Decision};
-use crate::manifests::{Expansion, POD_NAME_LABEL};
+use crate::manifests::POD_NAME_LABEL;
 use crate::preview::decide_all;
 
 pub const HOSTNAME_ANNOTATION: &str = "external-dns.alpha.kubernetes.io/hostname";
@@ -22,12 +22,8 @@ const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
 /// Renders the Services for every broker pod of the StatefulSets in `args.files`.
 pub fn render(args: &ServicesArgs) -> anyhow::Result<Vec<Service>> {
     let defaults = args.injection.defaults()?;
-    let expansion = Expansion {
-        namespace: &args.namespace,
-        replicas: args.replicas,
-    };
     let mut services = Vec::new();
-    for (pod, decision) in decide_all(&args.files, &expansion, &defaults)? {
+    for (pod, decision) in decide_all(&args.manifests, &defaults)? {
         let Some(statefulset) = &pod.statefulset else {
             continue; // Only StatefulSet pods carry the pod-name label a Service can select.
         };

@@ -15,6 +15,17 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kafka-listener-injector");
 
+/// Runs the binary; returns its exit code, stdout and stderr.
+fn run(args: &[&str], file: &str) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg(repo(file))
+        .output()
+        .unwrap();
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+    (out.status.code(), text(out.stdout), text(out.stderr))
+}
+
 fn repo(path: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
@@ -164,17 +175,11 @@ fn example_services_are_up_to_date_and_match_what_preview_injects() {
         "apache/kafka:3.9.0"
     );
 
-    let out = Command::new(BIN)
-        .args(["services", "--type", "LoadBalancer", "-f"])
-        .arg(repo("manifests/examples/kafka/kafka.yaml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (code, generated, err) = run(
+        &["services", "--type", "LoadBalancer", "-f"],
+        "manifests/examples/kafka/kafka.yaml",
     );
-    let generated = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(code, Some(0), "{err}");
     let checked_in =
         std::fs::read_to_string(repo("manifests/examples/kafka/services.yaml")).unwrap();
     let body: String = checked_in
@@ -187,12 +192,7 @@ fn example_services_are_up_to_date_and_match_what_preview_injects() {
         "services.yaml is stale: regenerate it (see its header)"
     );
 
-    let preview = Command::new(BIN)
-        .args(["preview", "-f"])
-        .arg(repo("manifests/examples/kafka/kafka.yaml"))
-        .output()
-        .unwrap();
-    let preview = String::from_utf8(preview.stdout).unwrap();
+    let (_, preview, _) = run(&["preview", "-f"], "manifests/examples/kafka/kafka.yaml");
     let services: Vec<&Value> = objects
         .iter()
         .filter(|o| o["kind"] == "Service" && o["spec"]["type"] == "LoadBalancer")
@@ -216,8 +216,8 @@ fn example_services_are_up_to_date_and_match_what_preview_injects() {
 
 #[test]
 fn services_render_node_ports_from_ordinal_arithmetic_with_annotations() {
-    let out = Command::new(BIN)
-        .args([
+    let (code, text, err) = run(
+        &[
             "services",
             "--type",
             "NodePort",
@@ -226,16 +226,10 @@ fn services_render_node_ports_from_ordinal_arithmetic_with_annotations() {
             "--annotation",
             "team=payments",
             "-f",
-        ])
-        .arg(repo("tests/fixtures/charts/sasl-three-listeners.yaml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        "tests/fixtures/charts/sasl-three-listeners.yaml",
     );
-    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(code, Some(0), "{err}");
     let services: Vec<Value> = serde_norway::Deserializer::from_str(&text)
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .collect();
@@ -246,13 +240,15 @@ fn services_render_node_ports_from_ordinal_arithmetic_with_annotations() {
     assert_eq!(Value::Array(services), golden);
 
     // A port outside the NodePort range is refused, naming the listener.
-    let out = Command::new(BIN)
-        .args(["services", "--type", "NodePort", "-f"])
-        .arg(repo("tests/fixtures/charts/apache-kraft.yaml"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("listener EXTERNAL advertises port 9094"));
+    let (code, _, err) = run(
+        &["services", "--type", "NodePort", "-f"],
+        "tests/fixtures/charts/apache-kraft.yaml",
+    );
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("listener EXTERNAL advertises port 9094"),
+        "{err}"
+    );
 }
 
 #[test]

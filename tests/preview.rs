@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use kafka_listener_injector::cli::ManifestArgs;
 use kafka_listener_injector::inject::{Decision, Defaults};
-use kafka_listener_injector::manifests::Expansion;
 use kafka_listener_injector::preview::decide_all;
 use serde_json::{json, Value};
 
@@ -17,11 +17,12 @@ fn chart(name: &str) -> PathBuf {
 
 /// Each pod's outcome and patch, as JSON; with the patch applied, the broker env is checked.
 fn outcomes(file: &Path) -> Value {
-    let expansion = Expansion {
-        namespace: "default",
+    let manifests = ManifestArgs {
+        files: vec![file.to_owned()],
         replicas: None,
+        namespace: "default".into(),
     };
-    let decisions = decide_all(&[file.to_owned()], &expansion, &Defaults::default()).unwrap();
+    let decisions = decide_all(&manifests, &Defaults::default()).unwrap();
     let mut pods = Vec::new();
     for (pod, decision) in decisions {
         let id = format!(

@@ -255,40 +255,38 @@ pub fn resolve<'a>(
     Ok(resolved)
 }
 
-fn check_non_empty(value: &str, origin: Origin) -> Result<(), SettingsError> {
-    if value.trim().is_empty() {
-        return Err(SettingsError::Invalid {
-            origin,
-            value: value.into(),
-            expected: "a non-empty name",
-        });
+/// `Ok` when `valid`, else the error naming where `value` came from and what it should be.
+fn require(
+    valid: bool,
+    value: &str,
+    origin: Origin,
+    expected: &'static str,
+) -> Result<(), SettingsError> {
+    if valid {
+        return Ok(());
     }
-    Ok(())
+    Err(SettingsError::Invalid {
+        origin,
+        value: value.into(),
+        expected,
+    })
+}
+
+fn check_non_empty(value: &str, origin: Origin) -> Result<(), SettingsError> {
+    require(!value.trim().is_empty(), value, origin, "a non-empty name")
 }
 
 fn check_env_name(value: &str, origin: Origin) -> Result<(), SettingsError> {
     let mut bytes = value.bytes();
     let valid = matches!(bytes.next(), Some(b'A'..=b'Z' | b'a'..=b'z' | b'_'))
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
-    if !valid {
-        return Err(SettingsError::Invalid {
-            origin,
-            value: value.into(),
-            expected: "an environment variable name ([A-Za-z_][A-Za-z0-9_.-]*)",
-        });
-    }
-    Ok(())
+    let expected = "an environment variable name ([A-Za-z_][A-Za-z0-9_.-]*)";
+    require(valid, value, origin, expected)
 }
 
 fn check_domain(value: &str, origin: Origin) -> Result<(), SettingsError> {
-    if !super::listeners::is_dns_name(value) {
-        return Err(SettingsError::Invalid {
-            origin,
-            value: value.into(),
-            expected: "a DNS name (RFC 1123)",
-        });
-    }
-    Ok(())
+    let valid = super::listeners::is_dns_name(value);
+    require(valid, value, origin, "a DNS name (RFC 1123)")
 }
 
 #[cfg(test)]

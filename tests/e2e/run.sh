@@ -141,6 +141,16 @@ failed_create_events() { # failed_create_events NAMESPACE STATEFULSET
     | jq -r '.items[].message'
 }
 
+first_failed_create() { # first_failed_create NAMESPACE STATEFULSET: waits up to 20 s for one
+  local message
+  for _ in $(seq 1 100); do
+    message=$(failed_create_events "$1" "$2" | head -n 1)
+    [ -n "$message" ] && break
+    sleep 0.2
+  done
+  echo "$message"
+}
+
 log "starting etcd, kube-apiserver and kube-controller-manager"
 start_cluster "$bin" "$work/cluster" || exit 1
 start_webhook || exit 1
@@ -186,12 +196,7 @@ expect_eq "the Bitnami init container is untouched" \
 log "4. invalid settings are denied and shown in the StatefulSet's events"
 statefulset tests/fixtures/charts/apache-kraft.yaml optin bad 's/EXTERNAL:PLAINTEXT/OUTSIDE:PLAINTEXT/' \
   | kubectl apply -f - >/dev/null
-message=
-for _ in $(seq 1 100); do
-  message=$(failed_create_events optin bad | head -n 1)
-  [ -n "$message" ] && break
-  sleep 0.2
-done
+message=$(first_failed_create optin bad)
 expect_contains "the denial reaches the StatefulSet's FailedCreate event" "$message" \
   "pod optin/bad-0: --listeners renders"
 expect_contains "the denial names the fault" "$message" "listener EXTERNAL is not in the container's KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"
@@ -244,12 +249,7 @@ expect_eq "kube-system is never injected" "$(env_of kube-system kafka-0 KAFKA_AD
 log "7. webhook down with failurePolicy Fail, then back"
 stop_webhook && pass "SIGTERM: the webhook exits 0" || fail "SIGTERM: the webhook exited non-zero"
 kubectl scale statefulset -n anywhere kafka --replicas 4 >/dev/null
-message=
-for _ in $(seq 1 100); do
-  message=$(failed_create_events anywhere kafka | head -n 1)
-  [ -n "$message" ] && break
-  sleep 0.2
-done
+message=$(first_failed_create anywhere kafka)
 expect_contains "creation fails while the webhook is down" "$message" "failed calling webhook"
 expect_eq "no broker starts without its listeners" "$(kubectl get pod -n anywhere kafka-3 -o name 2>/dev/null)" ""
 start_webhook || exit 1
