@@ -175,7 +175,6 @@ pub struct Resolved<'a> {
     pub listeners_origin: Origin,
     pub domain: Option<&'a str>,
     pub env_name: &'a str,
-    pub env_name_origin: Origin,
     pub container: &'a str,
     pub node_id_env: Option<&'a str>,
     pub node_id_offset: i64,
@@ -207,7 +206,6 @@ pub fn resolve<'a>(
         listeners_origin: Origin::Flag(Setting::Listeners),
         domain: defaults.domain.as_deref(),
         env_name: &defaults.env_name,
-        env_name_origin: Origin::Flag(Setting::EnvName),
         container: &defaults.container,
         node_id_env: defaults.node_id_env.as_deref(),
         node_id_offset: defaults.node_id_offset,
@@ -227,10 +225,8 @@ pub fn resolve<'a>(
         resolved.domain = Some(value);
     }
     if let Some(value) = annotation(annotations, Setting::EnvName) {
-        let origin = Origin::Annotation(Setting::EnvName);
-        check_env_name(value, origin)?;
+        check_env_name(value, Origin::Annotation(Setting::EnvName))?;
         resolved.env_name = value;
-        resolved.env_name_origin = origin;
     }
     if let Some(value) = annotation(annotations, Setting::Container) {
         check_non_empty(value, Origin::Annotation(Setting::Container))?;

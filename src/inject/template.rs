@@ -121,15 +121,6 @@ impl Template {
         &self.source
     }
 
-    /// Whether the template refers to `variable` (with any offset, for the ordinal).
-    pub fn uses(&self, variable: Variable) -> bool {
-        self.segments.iter().any(|segment| match segment {
-            Segment::Variable(v) => *v == variable,
-            Segment::Ordinal { .. } => variable == Variable::Ordinal,
-            Segment::Literal(_) => false,
-        })
-    }
-
     pub fn render(&self, values: &Values<'_>) -> Result<String, TemplateError> {
         let mut out = String::with_capacity(self.source.len() + 64);
         for segment in &self.segments {
@@ -281,12 +272,5 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("{domain}"), "{err}");
         assert!(err.to_string().contains("--domain"), "{err}");
-    }
-
-    #[test]
-    fn reports_which_variables_it_uses() {
-        let template = Template::parse("E://h:{ordinal+1}").unwrap();
-        assert!(template.uses(Variable::Ordinal));
-        assert!(!template.uses(Variable::Domain));
     }
 }
