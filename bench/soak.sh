@@ -35,7 +35,8 @@ for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$ADMIN/readyz" >/dev/null &&
 # h2 with 32 streams on 4 connections plus HTTP/1.1 with a new TLS connection per request.
 oha --no-tui -z "${DURATION}s" -w --http2 -c 4 -p 8 -m POST -T application/json -Z "$work/bodies" \
   --cacert certs/dev/ca.crt --output-format json "https://127.0.0.1:$PORT/mutate" >"$work/h2.json" &
-pids+=($!)
+h2_load=$!
+pids+=($h2_load)
 oha --no-tui -z "${DURATION}s" -w --http-version 1.1 --disable-keepalive -c 4 -m POST -T application/json \
   -Z "$work/bodies" --cacert certs/dev/ca.crt --output-format json "https://127.0.0.1:$PORT/mutate" >"$work/h1.json" &
 load=$!
@@ -54,7 +55,7 @@ while kill -0 "$load" 2>/dev/null; do
   awk -v e="$elapsed" -v r="$rss" -v f="$fds" -v a="$answered" 'BEGIN { printf "| %s | %.1f | %s | %s |\n", e, r / 1024, f, a }'
   samples+=("$rss:$fds")
 done
-wait "$load" || true
+wait "$load" "$h2_load" || true
 echo
 jq -r '"h2 (32 streams): \(.summary.requestsPerSec | floor) req/s, p99 \(.latencyPercentiles.p99 * 1000 | . * 1000 | round / 1000) ms, status \(.statusCodeDistribution), errors \(.errorDistribution)"' "$work/h2.json"
 jq -r '"h1 new TLS per request: \(.summary.requestsPerSec | floor) req/s, p99 \(.latencyPercentiles.p99 * 1000 | . * 1000 | round / 1000) ms, status \(.statusCodeDistribution), errors \(.errorDistribution)"' "$work/h1.json"
