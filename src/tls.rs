@@ -131,6 +131,23 @@ fn load_pair(paths: &CertPaths, cert_pem: &[u8], key_pem: &[u8]) -> Result<Loade
     })
 }
 
+/// Says in the log when a certificate just loaded is expired or close to it; the expiry gauge is
+/// what alerts should use, this is for the operator reading the log.
+fn warn_if_expiring(not_after: i64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let days_left = (not_after - now) / 86_400;
+    if not_after <= now {
+        error!(
+            not_after,
+            "the serving certificate has expired: the API server will refuse it"
+        );
+    } else if days_left < 14 {
+        warn!(not_after, days_left, "the serving certificate expires soon");
+    }
+}
+
 /// The live certificate of a server: the resolver handshakes use, and the file contents last seen
 /// (a change is noticed by comparing them, which also catches a swap that keeps timestamps).
 pub struct Certificates {
@@ -146,6 +163,7 @@ impl Certificates {
         let key_pem = read("--tls-key", &paths.key)?;
         let loaded = load_pair(&paths, &cert_pem, &key_pem)?;
         metrics.certificate_loaded(loaded.not_after);
+        warn_if_expiring(loaded.not_after);
         Ok(Self {
             paths,
             resolver: Arc::new(CertResolver {
