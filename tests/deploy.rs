@@ -325,3 +325,39 @@ fn certs_chain_is_valid_for_each_requested_name_and_keys_are_private() {
     assert!(verify("kli.other.svc").is_err());
     assert!(verify("127.0.0.2").is_err());
 }
+
+#[test]
+fn ca_bundle_patch_from_certs_sets_the_webhook_ca_bundle() {
+    // Inside the repository (kustomize takes only relative paths), under target/tmp.
+    let overlay = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ca-bundle-overlay");
+    std::fs::create_dir_all(&overlay).unwrap();
+    let relative = Path::new("../../..").join("manifests/cluster-wide");
+    assert!(
+        overlay.join(&relative).is_dir(),
+        "CARGO_TARGET_TMPDIR is not target/tmp"
+    );
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        format!(
+            "resources: [{}]\npatches:\n  - path: ca-bundle-patch.yaml\n    target: {{kind: MutatingWebhookConfiguration}}\n",
+            relative.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["certs", "--out"])
+        .arg(overlay.join("certs"))
+        .arg("--ca-bundle-patch")
+        .arg(overlay.join("ca-bundle-patch.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundle = String::from_utf8(out.stdout).unwrap();
+    let objects = kustomize(&overlay);
+    let webhook = &find(&objects, "MutatingWebhookConfiguration")["webhooks"][0];
+    assert_eq!(webhook["clientConfig"]["caBundle"], bundle.trim());
+}
