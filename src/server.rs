@@ -22,6 +22,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
 use crate::admission;
@@ -312,7 +313,16 @@ impl Server {
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let (h1, h2) = (h1.clone(), h2.clone());
-            let service = TowerToHyperService::new(router.clone());
+            // A connection must bring its first request within --request-timeout. HTTP/1.1 has
+            // a header timeout for that; an HTTP/2 client that never sends its preface has none.
+            let first_request = Arc::new(tokio::sync::Notify::new());
+            let seen = first_request.clone();
+            let service = TowerToHyperService::new(router.clone().map_request(
+                move |request: axum::http::Request<hyper::body::Incoming>| {
+                    seen.notify_one();
+                    request
+                },
+            ));
             let watcher = graceful.watcher();
             tokio::spawn(async move {
                 let tls = match tokio::time::timeout(request_timeout, acceptor.accept(tcp)).await {
@@ -333,8 +343,19 @@ impl Server {
                 let connection = builder
                     .serve_connection(TokioIo::new(tls), service)
                     .into_owned();
-                if let Err(error) = watcher.watch(connection).await {
-                    debug!(%peer, %error, "connection ended with an error");
+                let silent = async {
+                    if tokio::time::timeout(request_timeout, first_request.notified())
+                        .await
+                        .is_ok()
+                    {
+                        std::future::pending::<()>().await;
+                    }
+                };
+                tokio::select! {
+                    served = watcher.watch(connection) => if let Err(error) = served {
+                        debug!(%peer, %error, "connection ended with an error");
+                    },
+                    () = silent => debug!(%peer, "no request within --request-timeout; closed"),
                 }
             });
         }

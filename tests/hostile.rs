@@ -216,6 +216,27 @@ async fn many_idle_connections_do_not_starve_real_requests() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_http2_clients_are_closed() {
+    let server = start().await;
+    let connector =
+        tokio_rustls::TlsConnector::from(common::tls_client_config(&server.ca_pem, &[b"h2"]));
+    let tcp = tokio::net::TcpStream::connect(server.webhook)
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    // No connection preface, ever: the server must not keep this forever.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(4), tls.read_to_end(&mut rest)).await;
+    assert!(
+        read.is_ok(),
+        "a silent HTTP/2 connection was still open after 4 s"
+    );
+    still_serving(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_on_the_tls_port_is_closed() {
     let server = start().await;
     let mut tcp = tokio::net::TcpStream::connect(server.webhook)
