@@ -56,4 +56,5 @@ profile:
 FUZZ_SECONDS ?= 300
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	mkdir -p fuzz/corpus/review && cp tests/fixtures/*.json bench/fixtures/*.json fuzz/corpus/review/
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run review -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536
