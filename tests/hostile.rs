@@ -15,11 +15,7 @@ async fn start() -> TestServer {
 
 /// Posts raw bytes with a JSON content type; returns the status and the body as text.
 async fn post_bytes(server: &TestServer, body: Vec<u8>) -> (u16, String) {
-    let response = server
-        .client(false)
-        .post(server.url())
-        .header("content-type", "application/json")
-        .body(body)
+    let response = common::post_review(&server.client(false), &server.url(), body)
         .send()
         .await
         .unwrap();
@@ -336,19 +332,12 @@ async fn client_ca_accepts_a_signed_client_and_refuses_others() {
         .identity(identity)
         .build()
         .unwrap();
-    let response = client
-        .post(server.url())
-        .header("content-type", "application/json")
-        .body(FIXTURE)
+    let response = common::post_review(&client, &server.url(), FIXTURE)
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let anonymous = server
-        .client(false)
-        .post(server.url())
-        .header("content-type", "application/json")
-        .body(FIXTURE)
+    let anonymous = common::post_review(&server.client(false), &server.url(), FIXTURE)
         .send()
         .await;
     assert!(

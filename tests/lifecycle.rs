@@ -128,11 +128,7 @@ async fn preview_prints_byte_for_byte_the_patch_serve_returns() {
     let pod_file = server.dir.join("pod.json");
     std::fs::write(&pod_file, review["request"]["object"].to_string()).unwrap();
 
-    let answer: Value = server
-        .client(false)
-        .post(server.url())
-        .header("content-type", "application/json")
-        .body(common::FIXTURE)
+    let answer: Value = common::post_review(&server.client(false), &server.url(), common::FIXTURE)
         .send()
         .await
         .unwrap()
@@ -210,10 +206,7 @@ async fn logs_never_contain_env_values_or_pod_objects() {
     ];
     let url = format!("https://{webhook}/mutate");
     for body in bodies {
-        let response = client
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(body)
+        let response = common::post_review(&client, &url, body)
             .send()
             .await
             .unwrap();

@@ -56,10 +56,7 @@ async fn twenty_rotations_under_load_fail_no_request() {
                 } else {
                     common::client(&trusted, worker == 3)
                 };
-                let sent = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(common::FIXTURE)
+                let sent = common::post_review(&client, &url, common::FIXTURE)
                     .send()
                     .await;
                 match sent {

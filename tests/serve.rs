@@ -11,10 +11,7 @@ use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
 async fn post(client: &reqwest::Client, url: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
-    let response = client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body)
+    let response = common::post_review(&client, url, body)
         .send()
         .await
         .unwrap();
@@ -34,10 +31,7 @@ async fn statefulset_pod_review_is_patched_over_http1_and_http2() {
     let server = TestServer::start(&[]).await;
     for http2 in [false, true] {
         let client = server.client(http2);
-        let response = client
-            .post(server.url())
-            .header("content-type", "application/json")
-            .body(FIXTURE)
+        let response = common::post_review(&client, &server.url(), FIXTURE)
             .send()
             .await
             .unwrap();
@@ -238,11 +232,7 @@ async fn wrong_client_certificate_is_refused_with_client_ca() {
     )
     .await;
     // No client certificate at all: the handshake or the request fails.
-    let result = server
-        .client(false)
-        .post(server.url())
-        .header("content-type", "application/json")
-        .body(FIXTURE)
+    let result = common::post_review(&server.client(false), &server.url(), FIXTURE)
         .send()
         .await;
     assert!(result.is_err(), "a client without a certificate was served");
@@ -281,13 +271,7 @@ async fn rotated_certificate_is_served_to_new_connections_without_failed_request
             while tokio::time::Instant::now() < deadline {
                 // A fresh client per round: new connections, new handshakes.
                 let client = common::client(&both, ok % 2 == 0);
-                match client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(FIXTURE)
-                    .send()
-                    .await
-                {
+                match common::post_review(&client, &url, FIXTURE).send().await {
                     Ok(r) if r.status() == 200 => ok += 1,
                     _ => failed += 1,
                 }

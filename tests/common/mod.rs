@@ -190,3 +190,15 @@ pub async fn read_to_close<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> S
     .await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// A POST of an AdmissionReview body to `url`, as the API server sends it.
+pub fn post_review(
+    client: &reqwest::Client,
+    url: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::RequestBuilder {
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+}
