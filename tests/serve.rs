@@ -11,10 +11,7 @@ use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
 async fn post(client: &reqwest::Client, url: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
-    let response = common::post_review(&client, url, body)
-        .send()
-        .await
-        .unwrap();
+    let response = common::post_review(client, url, body).send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap())
 }
