@@ -114,6 +114,10 @@ pub struct ServeArgs {
     /// Time in-flight requests get to finish after SIGTERM.
     #[arg(long, env = "KLI_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// After SIGTERM, keep accepting (while unready) this long before draining, so the API server
+    /// stops sending here before the port closes: rolling the webhook then fails no admission.
+    #[arg(long, env = "KLI_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
     #[arg(long, env = "KLI_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     #[command(flatten)]

@@ -202,6 +202,7 @@ pub struct Server {
     state: Arc<AppState>,
     cert_check_interval: Duration,
     shutdown_grace: Duration,
+    shutdown_delay: Duration,
 }
 
 impl Server {
@@ -240,6 +241,7 @@ impl Server {
             }),
             cert_check_interval: args.cert_check_interval,
             shutdown_grace: args.shutdown_grace,
+            shutdown_delay: args.shutdown_delay,
         })
     }
 
@@ -255,8 +257,8 @@ impl Server {
             .expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` resolves, then turns unready, stops accepting and gives in-flight
-    /// requests `--shutdown-grace` to finish.
+    /// Serves until `shutdown` resolves, then turns unready, stops accepting after
+    /// `--shutdown-delay` and gives in-flight requests `--shutdown-grace` to finish.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let ready = Arc::new(AtomicBool::new(true));
         let admin_addr = self.admin.local_addr()?;
@@ -296,7 +298,14 @@ impl Server {
         let graceful = GracefulShutdown::new();
         info!(webhook = %self.webhook.local_addr()?, admin = %admin_addr, "serving");
 
-        tokio::pin!(shutdown);
+        // Unready as soon as shutdown starts; accepting ends after --shutdown-delay.
+        let stop_accepting = async {
+            shutdown.await;
+            ready.store(false, Ordering::SeqCst);
+            info!(delay = ?self.shutdown_delay, "shutting down: unready, still accepting for the delay");
+            tokio::time::sleep(self.shutdown_delay).await;
+        };
+        tokio::pin!(stop_accepting);
         loop {
             let (tcp, peer) = tokio::select! {
                 accepted = self.webhook.accept() => match accepted {
@@ -308,7 +317,7 @@ impl Server {
                         continue;
                     }
                 },
-                () = &mut shutdown => break,
+                () = &mut stop_accepting => break,
             };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
@@ -360,9 +369,8 @@ impl Server {
             });
         }
 
-        ready.store(false, Ordering::SeqCst);
         drop(self.webhook);
-        info!(grace = ?self.shutdown_grace, "shutting down: unready, no new connections, draining");
+        info!(grace = ?self.shutdown_grace, "no new connections; draining");
         match tokio::time::timeout(self.shutdown_grace, graceful.shutdown()).await {
             Ok(()) => info!("all connections drained"),
             Err(_) => warn!("shutdown grace elapsed with connections still open"),

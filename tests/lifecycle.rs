@@ -18,7 +18,11 @@ type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 /// Starts `serve` on ephemeral ports and returns the child with its webhook and admin addresses,
 /// read from its JSON start-up log, and the log lines it writes afterwards.
-fn spawn_serve(cert_dir: &std::path::Path, rust_log: &str) -> (Child, SocketAddr, SocketAddr, Log) {
+fn spawn_serve(
+    cert_dir: &std::path::Path,
+    rust_log: &str,
+    extra: &[&str],
+) -> (Child, SocketAddr, SocketAddr, Log) {
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -39,6 +43,7 @@ fn spawn_serve(cert_dir: &std::path::Path, rust_log: &str) -> (Child, SocketAddr
         .arg(cert_dir.join("tls.crt"))
         .arg("--tls-key")
         .arg(cert_dir.join("tls.key"))
+        .args(extra)
         .env("RUST_LOG", rust_log)
         .stderr(Stdio::piped())
         .spawn()
@@ -76,7 +81,7 @@ async fn sigterm_turns_unready_and_finishes_in_flight_requests_then_exits_zero()
     common::install_crypto();
     let dir = tempfile::tempdir().unwrap();
     let issued = common::issue_certs(dir.path());
-    let (mut child, webhook, admin, _) = spawn_serve(dir.path(), "info");
+    let (mut child, webhook, admin, _) = spawn_serve(dir.path(), "info", &[]);
     assert_eq!(readyz(admin).await, 200);
 
     // A request in flight: headers and half of the body sent.
@@ -181,7 +186,7 @@ async fn logs_never_contain_env_values_or_pod_objects() {
     common::install_crypto();
     let dir = tempfile::tempdir().unwrap();
     let issued = common::issue_certs(dir.path());
-    let (mut child, webhook, _, log) = spawn_serve(dir.path(), "trace");
+    let (mut child, webhook, _, log) = spawn_serve(dir.path(), "trace", &[]);
     let client = common::client(&issued.ca_pem, true);
     let mut review: Value = serde_json::from_str(common::FIXTURE).unwrap();
     let env = |review: &mut Value| {
@@ -231,4 +236,38 @@ async fn logs_never_contain_env_values_or_pod_objects() {
             "a pod object was logged: {line}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_delay_keeps_serving_new_connections_while_unready() {
+    common::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let issued = common::issue_certs(dir.path());
+    let (mut child, webhook, admin, _) =
+        spawn_serve(dir.path(), "info", &["--shutdown-delay", "2s"]);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut unready = false;
+    for _ in 0..50 {
+        if readyz(admin).await == 503 {
+            unready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(unready, "/readyz did not turn unready after SIGTERM");
+    // A new client, so a new connection, during the delay: still served.
+    let url = format!("https://{webhook}/mutate");
+    let client = common::client(&issued.ca_pem, false);
+    let response = common::post_review(&client, &url, common::FIXTURE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
 }
