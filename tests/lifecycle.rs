@@ -69,6 +69,25 @@ fn spawn_serve(
     (child, webhook, admin, log)
 }
 
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits up to a second for `/readyz` to answer 503.
+async fn assert_turns_unready(admin: SocketAddr) {
+    for _ in 0..50 {
+        if readyz(admin).await == 503 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("/readyz did not turn unready after SIGTERM");
+}
+
 async fn readyz(admin: SocketAddr) -> u16 {
     reqwest::get(format!("http://{admin}/readyz"))
         .await
@@ -96,20 +115,8 @@ async fn sigterm_turns_unready_and_finishes_in_flight_requests_then_exits_zero()
     raw.flush().await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut unready = false;
-    for _ in 0..50 {
-        if readyz(admin).await == 503 {
-            unready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(unready, "/readyz did not turn unready after SIGTERM");
+    sigterm(&child);
+    assert_turns_unready(admin).await;
     assert!(
         tokio::net::TcpStream::connect(webhook).await.is_err(),
         "new connections are still accepted after SIGTERM"
@@ -189,19 +196,21 @@ async fn logs_never_contain_env_values_or_pod_objects() {
     let (mut child, webhook, _, log) = spawn_serve(dir.path(), "trace", &[]);
     let client = common::client(&issued.ca_pem, true);
     let mut review: Value = serde_json::from_str(common::FIXTURE).unwrap();
-    let env = |review: &mut Value| {
-        review["request"]["object"]["spec"]["containers"][0]["env"]
-            .as_array_mut()
-            .unwrap()
-            .clone()
+    let push_env = |review: &mut Value, var: Value| {
+        let env = &mut review["request"]["object"]["spec"]["containers"][0]["env"];
+        env.as_array_mut().unwrap().push(var);
     };
-    let mut vars = env(&mut review);
-    vars.push(serde_json::json!({"name": "KAFKA_SASL_PASSWORD", "value": SECRET}));
-    review["request"]["object"]["spec"]["containers"][0]["env"] = Value::Array(vars.clone());
+    env(
+        &mut review,
+        serde_json::json!({"name": "KAFKA_SASL_PASSWORD", "value": SECRET}),
+    );
     let admitted = review.to_string();
     // The same pod denied (listener missing from the map), overridden, and a malformed body.
-    vars.push(serde_json::json!({"name": "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "value": format!("X:{SECRET}")}));
-    review["request"]["object"]["spec"]["containers"][0]["env"] = Value::Array(vars);
+    let map = format!("X:{SECRET}");
+    env(
+        &mut review,
+        serde_json::json!({"name": "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "value": map}),
+    );
     let denied = review.to_string();
     let bodies = [
         admitted.clone(),
@@ -217,10 +226,7 @@ async fn logs_never_contain_env_values_or_pod_objects() {
             .unwrap();
         assert!(response.status() == 200 || response.status() == 400);
     }
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    sigterm(&child);
     let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();
@@ -245,19 +251,8 @@ async fn shutdown_delay_keeps_serving_new_connections_while_unready() {
     let issued = common::issue_certs(dir.path());
     let (mut child, webhook, admin, _) =
         spawn_serve(dir.path(), "info", &["--shutdown-delay", "2s"]);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let mut unready = false;
-    for _ in 0..50 {
-        if readyz(admin).await == 503 {
-            unready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(unready, "/readyz did not turn unready after SIGTERM");
+    sigterm(&child);
+    assert_turns_unready(admin).await;
     // A new client, so a new connection, during the delay: still served.
     let url = format!("https://{webhook}/mutate");
     let client = common::client(&issued.ca_pem, false);
