@@ -200,14 +200,14 @@ async fn logs_never_contain_env_values_or_pod_objects() {
         let env = &mut review["request"]["object"]["spec"]["containers"][0]["env"];
         env.as_array_mut().unwrap().push(var);
     };
-    env(
+    push_env(
         &mut review,
         serde_json::json!({"name": "KAFKA_SASL_PASSWORD", "value": SECRET}),
     );
     let admitted = review.to_string();
     // The same pod denied (listener missing from the map), overridden, and a malformed body.
     let map = format!("X:{SECRET}");
-    env(
+    push_env(
         &mut review,
         serde_json::json!({"name": "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "value": map}),
     );
