@@ -128,6 +128,19 @@ fn env_value<'c>(container: &'c Container, names: &[&str]) -> Option<(&'c str, &
         .and_then(|var| Some((var.name.as_str(), var.value.as_deref()?)))
 }
 
+/// The broker container and its index: the one named `name`, else the pod's only container.
+pub fn find_container<'p>(pod: &'p Pod, name: &str) -> Option<(usize, &'p Container)> {
+    let containers = &pod.spec.as_ref()?.containers;
+    containers
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.name == name)
+        .or(match containers.as_slice() {
+            [only] => Some((0, only)),
+            _ => None,
+        })
+}
+
 /// The pod's name for messages: its name, else its generateName with a marker.
 pub fn display_name(pod: &Pod) -> String {
     match (&pod.metadata.name, &pod.metadata.generate_name) {
@@ -158,7 +171,7 @@ pub fn inject(pod: &Pod, namespace: &str, defaults: &Defaults) -> Decision {
         Ok(settings) => settings,
         Err(error) => return deny(error.into()),
     };
-    let Some((container_index, container)) = patch::find_container(pod, settings.container) else {
+    let Some((container_index, container)) = find_container(pod, settings.container) else {
         return skip(SkipReason::NoBrokerContainer, None);
     };
     let roles = env_value(container, &PROCESS_ROLES);

@@ -4,7 +4,7 @@
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
-use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
+use k8s_openapi::api::core::v1::{EnvVar, Pod};
 use serde_json::{json, Value};
 
 /// What to write into the pod.
@@ -113,17 +113,4 @@ fn add(path: PointerBuf, value: Value) -> PatchOperation {
 
 fn env_var(name: &str, value: &str) -> Value {
     json!({ "name": name, "value": value })
-}
-
-/// The container a patch targets, by index, for callers that have looked it up by name.
-pub fn find_container<'p>(pod: &'p Pod, name: &str) -> Option<(usize, &'p Container)> {
-    let containers = &pod.spec.as_ref()?.containers;
-    containers
-        .iter()
-        .enumerate()
-        .find(|(_, c)| c.name == name)
-        .or(match containers.as_slice() {
-            [only] => Some((0, only)),
-            _ => None,
-        })
 }
