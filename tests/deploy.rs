@@ -169,11 +169,20 @@ fn cert_manager_component_issues_the_secret_and_injects_the_ca() {
 #[test]
 fn example_services_are_up_to_date_and_match_what_preview_injects() {
     let objects = kustomize(&repo("manifests/examples/kafka"));
-    let statefulset = find(&objects, "StatefulSet");
-    assert_eq!(
-        statefulset["spec"]["template"]["spec"]["containers"][0]["image"],
-        "apache/kafka:3.9.0"
-    );
+    // The example runs the Kafka version `make e2e` proves it with (tests/e2e/versions.env).
+    let versions = std::fs::read_to_string(repo("tests/e2e/versions.env")).unwrap();
+    let kafka_version = versions
+        .lines()
+        .find_map(|l| l.strip_prefix("KAFKA_VERSION="))
+        .unwrap();
+    for statefulset in objects.iter().filter(|o| o["kind"] == "StatefulSet") {
+        assert_eq!(
+            statefulset["spec"]["template"]["spec"]["containers"][0]["image"],
+            format!("apache/kafka:{kafka_version}"),
+            "{}",
+            statefulset["metadata"]["name"]
+        );
+    }
 
     let (code, generated, err) = run(
         &["services", "--type", "LoadBalancer", "-f"],

@@ -1,73 +1,83 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver and kube-controller-manager 1.20.2 from Debian's source package and caches
-# them, so that `make e2e` runs a real control plane with nothing but the package registries.
-# Prints the directory holding the binaries (and etcd is taken from Debian's etcd-server).
+# Builds kube-apiserver, kube-controller-manager (from the k8s.io/kubernetes Go module) and etcd
+# (from go.etcd.io/etcd/server/v3) at the versions in versions.env, and caches them under
+# ~/.cache, so that `make e2e` runs a current control plane with nothing but the Go module proxy.
+# Idempotent; prints progress on stderr and the directory holding the binaries on stdout.
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+. "$here/versions.env"
 
-version=1.20.2
-cache=${KLI_E2E_CACHE:-$HOME/.cache/kafka-listener-injector/k8s-$version}
+cache=${KLI_E2E_CACHE:-$HOME/.cache/kafka-listener-injector}/k8s-$K8S_VERSION-etcd-$ETCD_VERSION
 bin=$cache/bin
-
 log() { echo "build-control-plane: $*" >&2; }
 
-apt_install() {
-  local missing=()
-  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  log "installing ${missing[*]}"
-  apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
-}
-
-apt_install etcd-server
-
-if [ -x "$bin/kube-apiserver" ] && [ -x "$bin/kube-controller-manager" ]; then
+if [ -x "$bin/kube-apiserver" ] && [ -x "$bin/kube-controller-manager" ] && [ -x "$bin/etcd" ]; then
   echo "$bin"
   exit 0
 fi
+command -v go >/dev/null || { log "the Go toolchain is required (go 1.26+)"; exit 1; }
 
-apt_install golang-go rsync golang-github-modern-go-reflect2-dev dpkg-dev
-
-work=$cache/src
+staging_minor=0.${K8S_VERSION#1.}
+work=$cache/mod
 rm -rf "$work"
-mkdir -p "$work" "$bin"
+mkdir -p "$work/etcd" "$bin"
+cd "$work"
 
-# A private apt configuration with a deb-src entry, so the machine's own sources stay untouched.
-aptdir=$work/apt
-mkdir -p "$aptdir/lists/partial" "$aptdir/sources.list.d"
-cat >"$aptdir/sources.list.d/bookworm-src.sources" <<SRC
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-aptopts=(-o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$aptdir/sources.list.d"
-         -o "Dir::State::Lists=$aptdir/lists")
-log "downloading the kubernetes source package"
-apt-get "${aptopts[@]}" update -qq >&2
-(cd "$work" && apt-get "${aptopts[@]}" source --download-only kubernetes >&2)
+# A throwaway module that requires k8s.io/kubernetes. Its own go.mod points every k8s.io staging
+# module at ./staging (absent from the module zip); pin each to the published v0.x.y instead.
+cat >go.mod <<MOD
+module kli.e2e/controlplane
 
-tarball=$(ls "$work"/kubernetes_*.orig.tar.gz | head -n 1)
-mkdir -p "$work/tree"
-tar -xzf "$tarball" -C "$work/tree" --strip-components=1
-tree=$work/tree
+go 1.26
 
-# Go 1.19 with the vendored reflect2 1.0.1 crashes in json-iterator on the first webhook call;
-# Debian's reflect2 1.0.2 does not.
-rm -rf "$tree/vendor/github.com/modern-go/reflect2"
-cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 "$tree/vendor/github.com/modern-go/reflect2"
+require k8s.io/kubernetes v$K8S_VERSION
+MOD
+cat >etcd/main.go <<'GO'
+// etcd, built from its server module at the version Kubernetes itself requires.
+package main
 
-mkdir -p "$tree/.go/src/k8s.io"
-ln -sfn "$tree" "$tree/.go/src/k8s.io/kubernetes"
-log "building kube-apiserver and kube-controller-manager (about 8 minutes on 2 cores)"
-(
-  cd "$tree/.go/src/k8s.io/kubernetes"
-  export GOPATH=$tree/.go GOCACHE=$work/gocache GOFLAGS=-mod=vendor CGO_ENABLED=0
-  export KUBE_GIT_VERSION=v$version KUBE_GIT_TREE_STATE=clean
-  make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >&2
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
 )
-out=$(find "$tree/_output" -type f -name kube-apiserver -path '*bin*' | head -n 1)
-cp "$out" "$(dirname "$out")/kube-controller-manager" "$bin/"
-rm -rf "$work"
+
+func main() { etcdmain.Main(os.Args) }
+GO
+log "resolving k8s.io/kubernetes v$K8S_VERSION"
+GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" >"$work/kube.json"
+kube_mod=$(sed -n 's/.*"GoMod": "\(.*\)".*/\1/p' "$work/kube.json")
+grep -oE '^\s+k8s.io/[a-z0-9-]+ => ./staging' "$kube_mod" | awk '{print $1}' | while read -r m; do
+  echo "replace $m => $m v$staging_minor"
+done >>go.mod
+cat >tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "go.etcd.io/etcd/server/v3/etcdmain"
+	_ "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+)
+GO
+log "go mod tidy (downloads the modules once into the Go module cache)"
+go mod tidy >&2
+export CGO_ENABLED=0
+minor=$(echo "$K8S_VERSION" | cut -d. -f2)
+ldflags="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  ldflags="$ldflags -X $pkg.gitVersion=v$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+done
+for cmd in kube-apiserver kube-controller-manager; do
+  log "building $cmd v$K8S_VERSION (several minutes on 2 cores)"
+  go build -trimpath -ldflags "$ldflags" -o "$bin/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd" >&2
+  mv "$bin/$cmd.tmp" "$bin/$cmd"
+done
+log "building etcd v$ETCD_VERSION"
+go build -trimpath -ldflags "-s -w" -o "$bin/etcd.tmp" ./etcd >&2
+mv "$bin/etcd.tmp" "$bin/etcd"
+"$bin/kube-apiserver" --version >&2
+"$bin/etcd" --version >&2 | head -n 1
 echo "$bin"

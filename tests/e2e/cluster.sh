@@ -15,7 +15,7 @@ start_cluster() {
   token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
   echo "$token,admin,admin,system:masters" >"$dir/pki/tokens.csv"
 
-  etcd --data-dir "$dir/etcd" --name e2e \
+  "$bin/etcd" --data-dir "$dir/etcd" --name e2e \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
     --listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 10))" \
     --initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PORT + 10))" \
@@ -26,6 +26,7 @@ start_cluster() {
   "$bin/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+    --endpoint-reconciler-type none \
     --cert-dir "$dir/pki/apiserver" \
     --token-auth-file "$dir/pki/tokens.csv" \
     --authorization-mode RBAC \
@@ -64,7 +65,7 @@ KC
     --service-account-private-key-file "$dir/pki/sa.key" \
     --root-ca-file "$dir/pki/apiserver/apiserver.crt" \
     --controllers '*,-nodeipam,-nodelifecycle,-attachdetach,-persistentvolume-binder,-persistentvolume-expander,-ttl,-bootstrapsigner,-tokencleaner' \
-    --bind-address 127.0.0.1 --secure-port 0 --port 0 \
+    --bind-address 127.0.0.1 --secure-port 0 \
     >"$dir/controller-manager.log" 2>&1 &
   PIDS+=($!)
   # The default ServiceAccount shows the controllers are running.

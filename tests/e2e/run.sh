@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# make e2e: the shipped manifests and the real binary against a real kube-apiserver 1.20 and the
-# real StatefulSet controller. Builds the control plane once (cached), then runs every scenario.
+# make e2e: the shipped manifests and the real binary against a real kube-apiserver and the real
+# StatefulSet controller (versions in versions.env), then real Apache Kafka brokers reached from
+# an outside network namespace (kafka-stage.sh). Builds the control plane and resolves the Kafka
+# jars once (cached under ~/.cache), then runs every scenario.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
@@ -22,6 +24,7 @@ started=$(date +%s)
 
 cleanup() {
   [ -n "$WEBHOOK_PID" ] && kill "$WEBHOOK_PID" 2>/dev/null
+  declare -F kafka_cleanup >/dev/null && kafka_cleanup
   stop_cluster
 }
 trap cleanup EXIT
@@ -69,8 +72,8 @@ stop_webhook() {
   return $code
 }
 
-# The shipped manifests, with the two changes a control plane without cluster networking needs:
-# the webhook is called by URL on loopback, and PodDisruptionBudget is policy/v1beta1 in 1.20.
+# The shipped manifests, with the one change a control plane without cluster networking needs:
+# the webhook is called by URL on loopback.
 overlay() { # overlay MODE -> directory
   local dir=$work/overlays/$1
   mkdir -p "$dir"
@@ -90,11 +93,6 @@ patches:
       - op: add
         path: /webhooks/0/clientConfig/caBundle
         value: $ca_bundle
-  - target: {kind: PodDisruptionBudget}
-    patch: |-
-      - op: replace
-        path: /apiVersion
-        value: policy/v1beta1
 KUST
   echo "$dir"
 }
@@ -158,7 +156,8 @@ example=$repo/manifests/examples/kafka/kafka.yaml
 expected() { echo "INTERNAL://kafka-$2.kafka-headless.$1.svc:9092,EXTERNAL://kafka-$2.kafka.example.com:9094"; }
 
 log "1. namespace opt-in"
-kubectl apply -k "$(overlay namespace-opt-in)" >/dev/null || fail "applying manifests/namespace-opt-in"
+apply_out=$(kubectl apply -k "$(overlay namespace-opt-in)" 2>&1) || fail "applying manifests/namespace-opt-in: $apply_out"
+expect_eq "the namespace opt-in manifests apply with no warning" "$(echo "$apply_out" | grep -i warning)" ""
 kubectl create namespace optin >/dev/null
 kubectl label namespace optin kafka-listener-injector.io/injection=enabled >/dev/null
 kubectl create namespace plain >/dev/null
@@ -168,7 +167,9 @@ for i in 0 1 2; do
   wait_pod optin "kafka-$i" || fail "optin/kafka-$i was not created"
   expect_eq "optin/kafka-$i advertises its own name" "$(env_of optin kafka-$i KAFKA_ADVERTISED_LISTENERS)" "$(expected optin $i)"
   expect_eq "optin/kafka-$i records the value" "$(record_of optin kafka-$i)" "$(expected optin $i)"
-  expect_eq "optin/kafka-$i gets its node id" "$(env_of optin kafka-$i KAFKA_NODE_ID)" "$i"
+  expect_eq "optin/kafka-$i gets its node id" "$(env_of optin kafka-$i KAFKA_NODE_ID)" "$((100 + i))"
+  expect_eq "optin/kafka-$i carries the pod-index label" \
+    "$(kubectl get pod -n optin kafka-$i -o jsonpath="{.metadata.labels['apps\.kubernetes\.io/pod-index']}")" "$i"
 done
 wait_pod plain kafka-0 || fail "plain/kafka-0 was not created"
 expect_eq "an unlabelled namespace is untouched" "$(env_of plain kafka-0 KAFKA_ADVERTISED_LISTENERS)$(record_of plain kafka-0)" ""
@@ -202,14 +203,27 @@ expect_contains "the denial reaches the StatefulSet's FailedCreate event" "$mess
 expect_contains "the denial names the fault" "$message" "listener EXTERNAL is not in the container's KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"
 expect_eq "no pod of the invalid StatefulSet exists" "$(kubectl get pods -n optin -l e2e/statefulset=bad -o name)" ""
 
-log "5. server-side dry run"
+log "5. server-side dry run: a StatefulSet's pod and a bare Pod"
+# The StatefulSet's pod: kafka-0 as stored, renamed to ordinal 7 and stripped of what we injected.
 kubectl get pod -n optin kafka-0 -o json \
-  | jq '{apiVersion, kind, metadata: {name: "kafka-9", namespace: "optin", labels: .metadata.labels, annotations: {"kafka-listener-injector.io/domain": "kafka.example.com"}}, spec: {subdomain: .spec.subdomain, containers: [.spec.containers[0] | {name, image, env: [.env[] | select(.name != "KAFKA_ADVERTISED_LISTENERS" and .name != "KAFKA_NODE_ID")]}]}}' \
-  >"$work/dry-run-pod.json"
+  | jq '{apiVersion, kind, metadata: {name: "kafka-7", namespace: "optin", ownerReferences: .metadata.ownerReferences,
+         labels: (.metadata.labels + {"apps.kubernetes.io/pod-index": "7", "statefulset.kubernetes.io/pod-name": "kafka-7"}),
+         annotations: (.metadata.annotations | del(.["kafka-listener-injector.io/advertised-listeners"]))},
+        spec: {subdomain: .spec.subdomain, hostname: "kafka-7",
+               containers: [.spec.containers[0] | {name, image, env: [.env[] | select(.name != "KAFKA_ADVERTISED_LISTENERS" and .name != "KAFKA_NODE_ID")]}]}}' \
+  >"$work/dry-run-sts-pod.json"
+dry=$(kubectl create --dry-run=server -o json -f "$work/dry-run-sts-pod.json" 2>&1)
+expect_eq "dry run of a StatefulSet's pod returns it injected" \
+  "$(echo "$dry" | jq -r '.spec.containers[0].env[] | select(.name == "KAFKA_ADVERTISED_LISTENERS" or .name == "KAFKA_NODE_ID") | .value' | tr '\n' ' ')" \
+  "$(expected optin 7) 107 "
+# A bare Pod (no owner, no StatefulSet labels) named like a broker, labelled for injection.
+jq '.metadata.name = "kafka-9" | del(.metadata.ownerReferences) | .spec.hostname = "kafka-9"
+    | .metadata.labels |= del(.["apps.kubernetes.io/pod-index"], .["statefulset.kubernetes.io/pod-name"], .["controller-revision-hash"])' \
+  "$work/dry-run-sts-pod.json" >"$work/dry-run-pod.json"
 dry=$(kubectl create --dry-run=server -o json -f "$work/dry-run-pod.json" 2>&1)
-expect_eq "dry run returns the injected pod" \
+expect_eq "dry run of a bare Pod returns it injected" \
   "$(echo "$dry" | jq -r '.spec.containers[0].env[] | select(.name == "KAFKA_ADVERTISED_LISTENERS") | .value')" "$(expected optin 9)"
-expect_eq "dry run creates nothing" "$(kubectl get pod -n optin kafka-9 -o name 2>/dev/null)" ""
+expect_eq "dry run creates nothing" "$(kubectl get pod -n optin kafka-7 kafka-9 -o name 2>/dev/null)" ""
 
 log "6. scale from 3 to 5"
 kubectl scale statefulset -n optin kafka --replicas 5 >/dev/null
@@ -231,9 +245,54 @@ print(json.dumps([pod["spec"]["containers"][0]["env"], pod["metadata"]["annotati
   expect_eq "preview equals the stored env and annotations of optin/kafka-$i" "$previewed" "$stored"
 done
 
+log "10. the real pod-index label and spec.ordinals.start"
+statefulset "$example" optin kafka-7 's/replicas: 3/replicas: 2/' | kubectl apply -f - >/dev/null
+for i in 0 1; do
+  wait_pod optin "kafka-7-$i" || fail "optin/kafka-7-$i was not created"
+  expect_eq "optin/kafka-7-$i (a StatefulSet named like a pod) gets ordinal $i" \
+    "$(env_of optin "kafka-7-$i" KAFKA_NODE_ID) $(kubectl get pod -n optin "kafka-7-$i" -o jsonpath="{.metadata.labels['apps\.kubernetes\.io/pod-index']}")" "$((100 + i)) $i"
+done
+statefulset "$example" optin from-one 's/  replicas: 3/  replicas: 3\n  ordinals: {start: 1}/' | kubectl apply -f - >/dev/null
+for i in 1 2 3; do
+  wait_pod optin "from-one-$i" || fail "optin/from-one-$i was not created"
+  expect_eq "ordinals.start 1: optin/from-one-$i advertises its own name and node id $((100 + i))" \
+    "$(env_of optin "from-one-$i" KAFKA_ADVERTISED_LISTENERS) $(env_of optin "from-one-$i" KAFKA_NODE_ID)" \
+    "INTERNAL://from-one-$i.kafka-headless.optin.svc:9092,EXTERNAL://from-one-$i.kafka.example.com:9094 $((100 + i))"
+done
+expect_eq "ordinals.start 1: there is no from-one-0" "$(kubectl get pod -n optin from-one-0 -o name 2>/dev/null)" ""
+
+log "11. webhook down in namespace opt-in mode: only broker pods wait"
+statefulset "$repo/manifests/examples/kafka/controllers.yaml" optin | kubectl apply -f - >/dev/null
+for i in 0 1 2; do wait_pod optin "kafka-controller-$i" || fail "optin/kafka-controller-$i was not created"; done
+uids_before=$(kubectl get pods -n optin -l app.kubernetes.io/name=kafka-controller -o jsonpath='{.items[*].metadata.uid}')
+stop_webhook || fail "SIGTERM: the webhook exited non-zero"
+kubectl scale statefulset -n optin kafka --replicas 6 >/dev/null
+expect_contains "a broker pod is refused while the webhook is down" "$(first_failed_create optin kafka)" "failed calling webhook"
+kubectl run plain-pod -n optin --image=busybox --restart=Never >/dev/null 2>"$work/plain-pod.err"
+expect_eq "an ordinary pod in the opted-in namespace is created" "$(kubectl get pod -n optin plain-pod -o name 2>/dev/null)" "pod/plain-pod"
+kubectl delete pods -n optin -l app.kubernetes.io/name=kafka-controller --wait=false >/dev/null
+recreated=0
+for _ in $(seq 1 100); do
+  uids_after=$(kubectl get pods -n optin -l app.kubernetes.io/name=kafka-controller -o jsonpath='{.items[*].metadata.uid}')
+  recreated=0
+  for uid in $uids_after; do [[ " $uids_before " == *" $uid "* ]] || recreated=$((recreated + 1)); done
+  [ "$recreated" -eq 3 ] && break
+  sleep 0.2
+done
+expect_eq "deleted KRaft controller pods are recreated while the webhook is down" "$recreated" 3
+expect_eq "no broker pod was created without the webhook" "$(kubectl get pod -n optin kafka-5 -o name 2>/dev/null)" ""
+start_webhook || exit 1
+if wait_pod optin kafka-5 120; then
+  expect_eq "once the webhook is back the StatefulSet controller creates the broker" \
+    "$(env_of optin kafka-5 KAFKA_ADVERTISED_LISTENERS)" "$(expected optin 5)"
+else
+  fail "optin/kafka-5 was not created after the webhook came back"
+fi
+
 log "2. cluster-wide"
 kubectl delete mutatingwebhookconfiguration kafka-listener-injector >/dev/null
-kubectl apply -k "$(overlay cluster-wide)" >/dev/null || fail "applying manifests/cluster-wide"
+apply_out=$(kubectl apply -k "$(overlay cluster-wide)" 2>&1) || fail "applying manifests/cluster-wide: $apply_out"
+expect_eq "the cluster-wide manifests apply with no warning" "$(echo "$apply_out" | grep -i warning)" ""
 kubectl create namespace anywhere >/dev/null
 statefulset "$example" anywhere | kubectl apply -f - >/dev/null
 statefulset "$example" anywhere unlabelled '/kafka-listener-injector.io\/inject: "true"/d' \
@@ -280,6 +339,13 @@ served=$(echo | openssl s_client -connect "127.0.0.1:$WEBHOOK_PORT" -servername 
 expect_eq "the webhook now serves the new certificate" "$served" "$(openssl x509 -noout -fingerprint -sha256 -in "$work/certs/b/tls.crt")"
 expect_contains "the rotation was counted" "$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics")" \
   'kafka_listener_injector_certificate_reloads_total{result="success"} 1'
+
+if [ "${KLI_E2E_KAFKA:-1}" == 1 ]; then
+  source tests/e2e/kafka-stage.sh
+  run_kafka_stage
+else
+  log "the real-Kafka stage is off (KLI_E2E_KAFKA=0)"
+fi
 
 stop_webhook || fail "the webhook exited non-zero at the end"
 log "the webhook's log never holds env values"

@@ -1,0 +1,203 @@
+# Sourced by run.sh once the webhook runs in cluster-wide mode: the whole job with real Apache
+# Kafka. The example cluster (manifests/examples/kafka: 3 KRaft controllers, 3 brokers, one
+# LoadBalancer Service per broker) is applied unchanged; tests/e2e/kafka/node_agent.py plays the
+# kubelet (one network namespace and one real broker process per pod, configured only from the
+# pod as stored) and the cloud (an address per LoadBalancer Service, external-dns records for an
+# "outside" namespace whose resolver knows only the Kafka subdomain). A client in that outside
+# namespace bootstraps from kafka-0.kafka.example.com:9094 and must reach every broker by the name
+# the webhook made it advertise.
+
+KAFKA_NS=kafka
+DOMAIN=kafka.example.com
+BRIDGE_NS=kli-e2e-net
+OUTSIDE_NS=kli-e2e-outside
+POD_NETNS_PREFIX=kli-e2e-pod
+AGENT_PID=
+
+kafka_cleanup() {
+  if [ -n "$AGENT_PID" ]; then
+    kill -TERM "$AGENT_PID" 2>/dev/null
+    wait "$AGENT_PID" 2>/dev/null
+    AGENT_PID=
+  fi
+  local ns
+  for ns in $(ip netns list | awk '{print $1}' | grep -E "^($BRIDGE_NS|$OUTSIDE_NS|$POD_NETNS_PREFIX)"); do
+    ip netns del "$ns" 2>/dev/null
+    rm -rf "/etc/netns/$ns"
+  done
+}
+
+# The rig's networks: a bridge for pod IPs (10.77.1.0/24) inside BRIDGE_NS, load balancer
+# addresses (10.77.2.0/24) on BRIDGE_NS's link to the outside, and the outside namespace that
+# routes to the load balancers only: pod IPs are unreachable from there, as from a VM outside.
+kafka_network() {
+  local dir=$1
+  ip netns add "$BRIDGE_NS"
+  ip -n "$BRIDGE_NS" link set lo up
+  ip -n "$BRIDGE_NS" link add br0 type bridge
+  ip -n "$BRIDGE_NS" addr add 10.77.1.1/24 dev br0
+  ip -n "$BRIDGE_NS" link set br0 up
+  ip netns add "$OUTSIDE_NS"
+  ip -n "$OUTSIDE_NS" link set lo up
+  ip -n "$BRIDGE_NS" link add lbnet type veth peer name eth0 netns "$OUTSIDE_NS"
+  ip -n "$BRIDGE_NS" addr add 10.78.0.1/24 dev lbnet
+  ip -n "$BRIDGE_NS" link set lbnet up
+  ip -n "$OUTSIDE_NS" addr add 10.78.0.2/24 dev eth0
+  ip -n "$OUTSIDE_NS" link set eth0 up
+  ip -n "$OUTSIDE_NS" route add 10.77.2.0/24 via 10.78.0.1
+  : >"$dir/cluster-hosts"
+  : >"$dir/outside-hosts"
+  mkdir -p "/etc/netns/$BRIDGE_NS" "/etc/netns/$OUTSIDE_NS"
+  ln -sfn "$dir/cluster-hosts" "/etc/netns/$BRIDGE_NS/hosts"
+  ln -sfn "$dir/outside-hosts" "/etc/netns/$OUTSIDE_NS/hosts"
+}
+
+outside() { ip netns exec "$OUTSIDE_NS" "$@"; }
+
+wait_ready() { # wait_ready NAMESPACE POD SECONDS
+  local i
+  for i in $(seq 1 "$3"); do
+    [ "$(kubectl get pod -n "$1" "$2" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ] && return 0
+    sleep 1
+  done
+  return 1
+}
+
+kafka_logs() { # the evidence when something fails: the agent's log and each broker's last lines
+  echo "--- node agent"; tail -n 40 "$kdir/agent.log"
+  local f
+  for f in "$kdir"/pods/*/*/container.log; do
+    echo "--- $f"; grep -v '^\s*$' "$f" | tail -n 15
+  done
+}
+
+# A Kafka tool class from the broker's jars, run in the outside namespace.
+kafka_tool() { outside java -Xmx256m -cp "$kafka_libs/*" -Dorg.slf4j.simpleLogger.defaultLogLevel=warn "$@"; }
+
+metadata_brokers() { # the brokers as the outside client sees them: "<id> <host:port>" lines
+  outside kcat -b "kafka-0.$DOMAIN:9094" -L -m 10 2>/dev/null \
+    | sed -n 's/^ *broker \([0-9]*\) at \([^ ]*\).*/\1 \2/p' | sort -n
+}
+
+run_kafka_stage() {
+  kdir=$work/kafka
+  mkdir -p "$kdir/pods"
+  kafka_libs=$(tests/e2e/kafka/fetch-kafka.sh) || { fail "resolving the Kafka jars"; return; }
+  for tool in kcat socat java; do
+    command -v "$tool" >/dev/null || { fail "$tool is not installed (.ci/install-deps installs it)"; return; }
+  done
+  kafka_cleanup
+  kafka_network "$kdir"
+  python3 tests/e2e/kafka/node_agent.py --namespace "$KAFKA_NS" --work "$kdir/pods" \
+    --kafka-libs "$kafka_libs" --image-run "$repo/tests/e2e/kafka/image-run.sh" \
+    --bridge-ns "$BRIDGE_NS" --netns-prefix "$POD_NETNS_PREFIX" --subnet 10.77.1 \
+    --hosts-file "$kdir/cluster-hosts" --lb-subnet 10.77.2 --lb-dev lbnet \
+    --outside-hosts "$kdir/outside-hosts" >"$kdir/agent.log" 2>&1 &
+  AGENT_PID=$!
+
+  log "K1. the example cluster, applied unchanged: brokers start one by one (OrderedReady)"
+  local started=$SECONDS
+  kubectl apply -k manifests/examples/kafka >/dev/null || fail "applying manifests/examples/kafka"
+  local i ready=0
+  for i in 0 1 2; do
+    if wait_ready "$KAFKA_NS" "kafka-$i" 240; then
+      ready=$((ready + 1))
+      log "   kafka-$i ready after $((SECONDS - started)) s"
+    else
+      fail "kafka-$i did not become ready"; kafka_logs; return
+    fi
+  done
+  expect_eq "three brokers ready" "$ready" 3
+  for i in 0 1 2; do
+    expect_eq "controller kafka-controller-$i is not injected" \
+      "$(env_of "$KAFKA_NS" "kafka-controller-$i" KAFKA_ADVERTISED_LISTENERS)$(record_of "$KAFKA_NS" "kafka-controller-$i")" ""
+  done
+
+  log "K2. an outside client bootstraps from kafka-0.$DOMAIN:9094 alone"
+  local expected_brokers got
+  expected_brokers=$(printf '%s\n' "100 kafka-0.$DOMAIN:9094" "101 kafka-1.$DOMAIN:9094" "102 kafka-2.$DOMAIN:9094")
+  for _ in $(seq 1 30); do
+    got=$(metadata_brokers)
+    [ "$got" == "$expected_brokers" ] && break
+    sleep 1
+  done
+  outside kcat -b "kafka-0.$DOMAIN:9094" -L -m 10 >"$kdir/metadata.txt" 2>&1
+  sed 's/^/       /' "$kdir/metadata.txt" | head -n 8
+  expect_eq "metadata lists every broker by its own name on the Kafka subdomain" "$got" "$expected_brokers"
+  expect_eq "pod IPs are not reachable from outside" \
+    "$(outside timeout 2 bash -c 'exec 3<>/dev/tcp/10.77.1.10/9094' 2>/dev/null && echo reachable || echo unreachable)" unreachable
+
+  log "K3. a topic led by every broker; 10,000 messages produced and consumed from outside"
+  kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "kafka-0.$DOMAIN:9094" \
+    --create --topic e2e --partitions 6 --replication-factor 3 >/dev/null 2>"$kdir/topic.err" \
+    || { fail "creating the topic: $(tail -n 3 "$kdir/topic.err")"; kafka_logs; return; }
+  local leaders
+  for _ in $(seq 1 20); do
+    leaders=$(outside kcat -b "kafka-0.$DOMAIN:9094" -L -t e2e -m 10 2>/dev/null \
+      | sed -n 's/.*partition [0-9]*, leader \([0-9]*\),.*/\1/p' | sort -un | tr '\n' ' ')
+    [ "$leaders" == "100 101 102 " ] && break
+    sleep 1
+  done
+  expect_eq "the topic's partitions are led by every broker" "$leaders" "100 101 102 "
+  seq 1 10000 | outside kcat -P -b "kafka-0.$DOMAIN:9094" -t e2e -X enable.idempotence=true \
+    2>"$kdir/produce.err" || fail "producing: $(tail -n 3 "$kdir/produce.err")"
+  outside kcat -C -b "kafka-0.$DOMAIN:9094" -t e2e -o beginning -e -q -m 30 >"$kdir/consumed.txt" 2>"$kdir/consume.err"
+  expect_eq "10,000 messages consumed from outside" "$(wc -l <"$kdir/consumed.txt")" 10000
+  expect_eq "none lost or duplicated" "$(sort -n "$kdir/consumed.txt" | uniq | wc -l) $(sort -n "$kdir/consumed.txt" | tail -n 1)" "10000 10000"
+
+  log "K4. scale the brokers 3 -> 4: no edit anywhere"
+  kubectl scale statefulset -n "$KAFKA_NS" kafka --replicas 4 >/dev/null
+  "$kli" services -f manifests/examples/kafka/kafka.yaml --type LoadBalancer --replicas 4 \
+    | kubectl apply -f - >/dev/null
+  started=$SECONDS
+  wait_ready "$KAFKA_NS" kafka-3 240 || { fail "kafka-3 did not become ready"; kafka_logs; return; }
+  log "   kafka-3 ready after $((SECONDS - started)) s"
+  expect_eq "kafka-3 advertises its own name" "$(env_of "$KAFKA_NS" kafka-3 KAFKA_ADVERTISED_LISTENERS)" \
+    "INTERNAL://kafka-3.kafka-headless.kafka.svc:9092,EXTERNAL://kafka-3.$DOMAIN:9094"
+  for _ in $(seq 1 30); do
+    got=$(metadata_brokers | grep '^103 ')
+    [ -n "$got" ] && break
+    sleep 1
+  done
+  expect_eq "the outside client sees broker 103 by its own name" "$got" "103 kafka-3.$DOMAIN:9094"
+  kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "kafka-0.$DOMAIN:9094" \
+    --create --topic e2e-new-broker --replica-assignment 103 >/dev/null 2>"$kdir/topic.err" \
+    || fail "creating a topic on broker 103: $(tail -n 3 "$kdir/topic.err")"
+  seq 1 100 | outside kcat -P -b "kafka-0.$DOMAIN:9094" -t e2e-new-broker 2>"$kdir/produce.err"
+  expect_eq "messages reach broker 103 through its own load balancer" \
+    "$(outside kcat -C -b "kafka-0.$DOMAIN:9094" -t e2e-new-broker -o beginning -e -q -m 30 2>/dev/null | wc -l)" 100
+
+  log "K5. scale back to 3"
+  kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "kafka-0.$DOMAIN:9094" \
+    --delete --topic e2e-new-broker >/dev/null 2>&1
+  kubectl scale statefulset -n "$KAFKA_NS" kafka --replicas 3 >/dev/null
+  kubectl delete service -n "$KAFKA_NS" kafka-3-external >/dev/null
+  for _ in $(seq 1 60); do
+    got=$(metadata_brokers | cut -d' ' -f1 | tr '\n' ' ')
+    [ "$got" == "100 101 102 " ] && break
+    sleep 1
+  done
+  expect_eq "broker 103 left the metadata" "$got" "100 101 102 "
+  expect_eq "the remaining brokers still serve every message" \
+    "$(outside kcat -C -b "kafka-1.$DOMAIN:9094" -t e2e -o beginning -e -q -m 30 2>/dev/null | wc -l)" 10000
+
+  log "K6. a StatefulSet whose protocol map lacks EXTERNAL is denied: no broker of it starts"
+  python3 -c '
+import sys, yaml
+sts = next(d for d in yaml.safe_load_all(sys.stdin) if d and d["kind"] == "StatefulSet")
+sts["metadata"]["name"] = "kafka-bad"
+sts["spec"]["selector"]["matchLabels"] = {"app.kubernetes.io/name": "kafka-bad"}
+sts["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] = "kafka-bad"
+for var in sts["spec"]["template"]["spec"]["containers"][0]["env"]:
+    if var["name"] == "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP":
+        var["value"] = "INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT"
+print(yaml.safe_dump(sts))' <manifests/examples/kafka/kafka.yaml \
+    | kubectl apply -f - >/dev/null
+  expect_contains "the denial is in the StatefulSet's events" "$(first_failed_create "$KAFKA_NS" kafka-bad)" \
+    "listener EXTERNAL is not in the container's KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"
+  expect_eq "no pod of it exists" "$(kubectl get pods -n "$KAFKA_NS" -l app.kubernetes.io/name=kafka-bad -o name)" ""
+  kubectl delete statefulset -n "$KAFKA_NS" kafka-bad >/dev/null
+
+  kubectl delete namespace "$KAFKA_NS" --wait=false >/dev/null
+  kafka_cleanup
+}

@@ -1,0 +1,467 @@
+#!/usr/bin/env python3
+"""A node agent for the e2e rig: it plays the kubelet of one node for the pods of one namespace.
+
+For each pod the StatefulSet controller creates it binds the pod to its node, gives it a network
+namespace with a pod IP on the rig's bridge, runs the pod's broker container as a real process
+(a real Apache Kafka broker: the container's `command`/`args` when it has them, else the apache/kafka
+image's entrypoint, which tests/e2e/kafka/image-run.sh stands in for), and reports the pod
+Running, then Ready once the readiness port accepts connections, through the API server. So the
+StatefulSet controller's OrderedReady rollout proceeds pod by pod, as in a cluster.
+
+Everything the broker is configured with comes from the pod as the API server stored it (after
+the webhook): its env (value, $(VAR) references, ConfigMap/Secret keys, downward API fields),
+envFrom ConfigMaps, command and args. A pod the webhook did not inject gets no external listener.
+
+Cluster DNS: one hosts file, shared by every pod namespace, with `<pod>.<subdomain>.<ns>.svc`
+(and `.svc.cluster.local`) for each running pod, rewritten in place as pods come and go.
+
+It also plays the cloud around the cluster: each Service of type LoadBalancer gets an address of
+its own (on the rig's "outside" link) forwarding to the pod its selector names, written to the
+Service's status as a cloud controller does; and, as external-dns does, the outside resolver
+(a hosts file used only by the outside namespace) gets a record for each
+`external-dns.alpha.kubernetes.io/hostname` annotation pointing at that address.
+"""
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+NODE = "e2e-node"
+
+
+def kubectl(*args, stdin=None, check=True):
+    result = subprocess.run(
+        ["kubectl", *args], input=stdin, capture_output=True, text=True, check=False
+    )
+    if check and result.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def log(message):
+    print(f"node-agent: {message}", file=sys.stderr, flush=True)
+
+
+def sh(*args, check=True):
+    return subprocess.run(args, check=check, capture_output=True, text=True)
+
+
+class Network:
+    """The bridge namespace, one namespace per pod, and the shared cluster hosts file."""
+
+    def __init__(self, prefix, bridge_ns, subnet, hosts_file):
+        self.prefix = prefix
+        self.bridge_ns = bridge_ns
+        self.subnet = subnet  # e.g. "10.77.1"
+        self.hosts_file = hosts_file
+        self.next_host = 10
+        self.hosts = {}  # pod key -> (ip, [names])
+
+    def add_pod(self, key, names):
+        ip = f"{self.subnet}.{self.next_host}"
+        self.next_host += 1
+        netns = f"{self.prefix}{self.next_host - 1}"
+        os.makedirs(f"/etc/netns/{netns}", exist_ok=True)
+        hosts_link = f"/etc/netns/{netns}/hosts"
+        if os.path.lexists(hosts_link):
+            os.remove(hosts_link)
+        os.symlink(self.hosts_file, hosts_link)
+        host_if, pod_if = f"h{netns[-8:]}", f"p{netns[-8:]}"
+        sh("ip", "netns", "add", netns)
+        sh("ip", "-n", self.bridge_ns, "link", "add", host_if, "type", "veth", "peer", "name", pod_if)
+        sh("ip", "-n", self.bridge_ns, "link", "set", pod_if, "netns", netns)
+        sh("ip", "-n", self.bridge_ns, "link", "set", host_if, "master", "br0", "up")
+        sh("ip", "-n", netns, "link", "set", "lo", "up")
+        sh("ip", "-n", netns, "link", "set", pod_if, "name", "eth0")
+        sh("ip", "-n", netns, "addr", "add", f"{ip}/24", "dev", "eth0")
+        sh("ip", "-n", netns, "link", "set", "eth0", "up")
+        self.hosts[key] = (ip, names)
+        self.write_hosts()
+        return netns, ip
+
+    def remove_pod(self, key, netns):
+        self.hosts.pop(key, None)
+        self.write_hosts()
+        sh("ip", "netns", "del", netns, check=False)
+        try:
+            os.remove(f"/etc/netns/{netns}/hosts")
+            os.rmdir(f"/etc/netns/{netns}")
+        except OSError:
+            pass
+
+    def write_hosts(self):
+        lines = ["127.0.0.1 localhost"]
+        lines += [f"{ip} {' '.join(names)}" for ip, names in self.hosts.values()]
+        # In place: every pod namespace has this inode bind-mounted as its /etc/hosts.
+        with open(self.hosts_file, "r+" if os.path.exists(self.hosts_file) else "w") as f:
+            f.seek(0)
+            f.write("\n".join(lines) + "\n")
+            f.truncate()
+
+
+class Pod:
+    def __init__(self, obj):
+        self.obj = obj
+        meta = obj["metadata"]
+        self.name = meta["name"]
+        self.namespace = meta["namespace"]
+        self.uid = meta["uid"]
+        self.key = f"{self.namespace}/{self.name}"
+
+
+def expand(text, env):
+    """Kubernetes' $(VAR) expansion: $$ escapes, unknown references stay as written."""
+
+    def one(match):
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1)
+        return env[name] if name in env else match.group(0)
+
+    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)", one, text)
+
+
+def field_value(pod, ip, path):
+    meta = pod.obj["metadata"]
+    simple = {
+        "metadata.name": meta["name"],
+        "metadata.namespace": meta["namespace"],
+        "metadata.uid": meta["uid"],
+        "status.podIP": ip,
+        "spec.nodeName": NODE,
+    }
+    if path in simple:
+        return simple[path]
+    match = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
+    if match:
+        return meta.get(match.group(1), {}).get(match.group(2), "")
+    raise ValueError(f"unsupported fieldRef {path}")
+
+
+def container_env(pod, container, ip):
+    """The container's environment as the kubelet builds it."""
+    namespace = pod.namespace
+    cache = {}
+
+    def source(kind, name):
+        if (kind, name) not in cache:
+            obj = json.loads(kubectl("get", kind, "-n", namespace, name, "-o", "json"))
+            data = obj.get("data", {})
+            if kind == "secret":
+                import base64
+
+                data = {k: base64.b64decode(v).decode() for k, v in data.items()}
+            cache[(kind, name)] = data
+        return cache[(kind, name)]
+
+    env = {}
+    for ref in container.get("envFrom", []):
+        prefix = ref.get("prefix", "")
+        if "configMapRef" in ref:
+            data = source("configmap", ref["configMapRef"]["name"])
+        else:
+            data = source("secret", ref["secretRef"]["name"])
+        env.update({prefix + k: v for k, v in data.items()})
+    for var in container.get("env", []):
+        name = var["name"]
+        if "valueFrom" not in var:
+            env[name] = expand(var.get("value", ""), env)
+            continue
+        value_from = var["valueFrom"]
+        if "configMapKeyRef" in value_from:
+            ref = value_from["configMapKeyRef"]
+            env[name] = source("configmap", ref["name"])[ref["key"]]
+        elif "secretKeyRef" in value_from:
+            ref = value_from["secretKeyRef"]
+            env[name] = source("secret", ref["name"])[ref["key"]]
+        elif "fieldRef" in value_from:
+            env[name] = field_value(pod, ip, value_from["fieldRef"]["fieldPath"])
+        else:
+            raise ValueError(f"unsupported valueFrom in env {name}")
+    env["HOSTNAME"] = pod.name
+    return env
+
+
+class Cloud:
+    """LoadBalancer addresses and external-dns records for the Services of one namespace."""
+
+    HOSTNAME = "external-dns.alpha.kubernetes.io/hostname"
+
+    def __init__(self, args):
+        self.args = args
+        self.next_host = 10
+        self.balancers = {}  # service uid -> dict(ip, procs, hostnames, name)
+
+    def sync(self, services, pods):
+        by_name = {pod.name: pod for pod in pods}
+        seen = set()
+        for svc in services:
+            if svc["spec"].get("type") != "LoadBalancer":
+                continue
+            uid = svc["metadata"]["uid"]
+            seen.add(uid)
+            if uid in self.balancers:
+                continue
+            pod_name = svc["spec"].get("selector", {}).get("statefulset.kubernetes.io/pod-name")
+            pod = by_name.get(pod_name)
+            if pod is None or not pod.obj["spec"].get("subdomain"):
+                continue  # no backend yet; a cloud would wait for endpoints too
+            backend = f"{pod.name}.{pod.obj['spec']['subdomain']}.{pod.namespace}.svc"
+            self.add(svc, backend)
+        for uid in list(self.balancers):
+            if uid not in seen:
+                self.remove(uid)
+        self.write_hosts()
+
+    def add(self, svc, backend):
+        ip = f"{self.args.lb_subnet}.{self.next_host}"
+        self.next_host += 1
+        sh("ip", "-n", self.args.bridge_ns, "addr", "add", f"{ip}/32", "dev", self.args.lb_dev)
+        procs = []
+        for port in svc["spec"]["ports"]:
+            target = port.get("targetPort", port["port"])
+            procs.append(subprocess.Popen(
+                ["ip", "netns", "exec", self.args.bridge_ns, "socat",
+                 f"TCP-LISTEN:{port['port']},bind={ip},fork,reuseaddr", f"TCP:{backend}:{target}"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        name = svc["metadata"]["name"]
+        hostnames = [h.strip() for h in
+                     svc["metadata"].get("annotations", {}).get(self.HOSTNAME, "").split(",") if h.strip()]
+        self.balancers[svc["metadata"]["uid"]] = {"ip": ip, "procs": procs, "hostnames": hostnames, "name": name}
+        body = {"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}}
+        kubectl("patch", "service", "-n", svc["metadata"]["namespace"], name, "--subresource=status",
+                "--type=merge", "-p", json.dumps(body), check=False)
+        log(f"service {name}: load balancer {ip} -> {backend}; DNS {', '.join(hostnames) or '-'}")
+
+    def remove(self, uid):
+        entry = self.balancers.pop(uid)
+        for proc in entry["procs"]:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+        sh("ip", "-n", self.args.bridge_ns, "addr", "del", f"{entry['ip']}/32", "dev", self.args.lb_dev, check=False)
+        log(f"service {entry['name']}: load balancer {entry['ip']} removed")
+
+    def write_hosts(self):
+        lines = [f"{e['ip']} {h}" for e in self.balancers.values() for h in e["hostnames"]]
+        with open(self.args.outside_hosts, "r+" if os.path.exists(self.args.outside_hosts) else "w") as f:
+            f.seek(0)
+            f.write("\n".join(lines) + "\n")
+            f.truncate()
+
+    def close(self):
+        for uid in list(self.balancers):
+            self.remove(uid)
+
+
+class Agent:
+    def __init__(self, args):
+        self.args = args
+        self.network = Network(args.netns_prefix, args.bridge_ns, args.subnet, args.hosts_file)
+        self.cloud = Cloud(args)
+        self.running = {}  # uid -> dict(pod, proc, netns, ip, ready)
+        self.stopping = False
+
+    def ensure_node(self):
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE}},
+        }
+        kubectl("apply", "-f", "-", stdin=json.dumps(node))
+
+    def pods(self):
+        listing = json.loads(kubectl("get", "pods", "-n", self.args.namespace, "-o", "json"))
+        return [Pod(item) for item in listing["items"]]
+
+    def broker_container(self, pod):
+        containers = pod.obj["spec"]["containers"]
+        for container in containers:
+            if container["name"] == self.args.container:
+                return container
+        return containers[0] if len(containers) == 1 else None
+
+    def bind(self, pod):
+        binding = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": pod.name, "namespace": pod.namespace},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": NODE},
+        }
+        kubectl("create", "-f", "-", stdin=json.dumps(binding))
+
+    def patch_status(self, pod, ip, ready, message=""):
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        status = "True" if ready else "False"
+        body = {
+            "status": {
+                "phase": "Running",
+                "hostIP": "127.0.0.1",
+                "podIP": ip,
+                "podIPs": [{"ip": ip}],
+                "startTime": now,
+                "conditions": [
+                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+                    {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+                    {"type": "ContainersReady", "status": status, "lastTransitionTime": now},
+                    {"type": "Ready", "status": status, "lastTransitionTime": now, "message": message},
+                ],
+            }
+        }
+        kubectl("patch", "pod", "-n", pod.namespace, pod.name, "--subresource=status",
+                "--type=merge", "-p", json.dumps(body), check=False)
+
+    def start(self, pod):
+        container = self.broker_container(pod)
+        if container is None:
+            log(f"{pod.key}: no container named {self.args.container}; left pending")
+            return
+        spec = pod.obj["spec"]
+        names = [pod.name]
+        if spec.get("subdomain"):
+            fqdn = f"{spec.get('hostname', pod.name)}.{spec['subdomain']}.{pod.namespace}.svc"
+            names = [fqdn, f"{fqdn}.cluster.local", pod.name]
+        netns, ip = self.network.add_pod(pod.key, names)
+        pod_dir = os.path.join(self.args.work, pod.namespace, pod.name)
+        os.makedirs(pod_dir, exist_ok=True)
+        env = container_env(pod, container, ip)
+        command = [expand(a, env) for a in container.get("command", [])]
+        args = [expand(a, env) for a in container.get("args", [])]
+        argv = (command or [self.args.image_entrypoint]) + args
+        # A private mount namespace: the image's entrypoint path is the rig's stand-in, each
+        # volume mount is a directory of this pod (kept across pod re-creation, like a PVC).
+        mounts = [(self.args.image_run, self.args.image_entrypoint)]
+        for mount in container.get("volumeMounts", []):
+            source = os.path.join(pod_dir, "volumes", mount["name"])
+            os.makedirs(source, exist_ok=True)
+            os.makedirs(mount["mountPath"], exist_ok=True)
+            mounts.append((source, mount["mountPath"]))
+        os.makedirs(os.path.dirname(self.args.image_entrypoint), exist_ok=True)
+        if not os.path.exists(self.args.image_entrypoint):
+            open(self.args.image_entrypoint, "w").close()
+        binds = " && ".join(f"mount --bind '{src}' '{dst}'" for src, dst in mounts)
+        env.update({
+            "PATH": os.environ["PATH"],
+            "KLI_KAFKA_LIBS": self.args.kafka_libs,
+            "KLI_POD_DIR": os.path.join(pod_dir, "run"),
+        })
+        logfile = open(os.path.join(pod_dir, "container.log"), "ab")
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", netns, "unshare", "--mount", "--propagation", "private",
+             "sh", "-c", f'{binds} && exec "$@"', "container", *argv],
+            env=env, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.running[pod.obj["metadata"]["uid"]] = {
+            "pod": pod, "proc": proc, "netns": netns, "ip": ip, "ready": False,
+            "port": readiness_port(container),
+        }
+        log(f"{pod.key}: started in {netns} with IP {ip} ({' '.join(argv[:1])})")
+        self.patch_status(pod, ip, False, "starting")
+
+    def stop(self, uid):
+        entry = self.running.pop(uid)
+        proc = entry["proc"]
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.network.remove_pod(entry["pod"].key, entry["netns"])
+        log(f"{entry['pod'].key}: stopped")
+
+    def port_open(self, entry):
+        probe = f"exec 3<>/dev/tcp/{entry['ip']}/{entry['port']}"
+        result = subprocess.run(["ip", "netns", "exec", self.args.bridge_ns, "timeout", "2",
+                                 "bash", "-c", probe], capture_output=True)
+        return result.returncode == 0
+
+    def sync(self):
+        seen = set()
+        pods = self.pods()
+        services = json.loads(kubectl("get", "services", "-n", self.args.namespace, "-o", "json"))["items"]
+        self.cloud.sync(services, [p for p in pods if p.uid in self.running])
+        for pod in pods:
+            uid = pod.uid
+            seen.add(uid)
+            meta = pod.obj["metadata"]
+            if meta.get("deletionTimestamp"):
+                if uid in self.running:
+                    self.stop(uid)
+                kubectl("delete", "pod", "-n", pod.namespace, pod.name, "--grace-period=0",
+                        "--force", "--wait=false", check=False)
+                continue
+            if not pod.obj["spec"].get("nodeName"):
+                self.bind(pod)
+                continue
+            if uid not in self.running:
+                self.start(pod)
+                continue
+            entry = self.running[uid]
+            code = entry["proc"].poll()
+            if code is not None:
+                if entry["ready"] or code != entry.get("reported_exit"):
+                    log(f"{pod.key}: container exited with {code}")
+                    entry["ready"] = False
+                    entry["reported_exit"] = code
+                    self.patch_status(pod, entry["ip"], False, f"exited with {code}")
+            elif not entry["ready"] and self.port_open(entry):
+                entry["ready"] = True
+                log(f"{pod.key}: ready")
+                self.patch_status(pod, entry["ip"], True)
+        for uid in list(self.running):
+            if uid not in seen:
+                self.stop(uid)
+
+    def run(self):
+        self.ensure_node()
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        while not self.stopping:
+            try:
+                self.sync()
+            except Exception as error:  # the API server may be restarting; try again
+                log(f"sync: {error}")
+            time.sleep(0.5)
+        for uid in list(self.running):
+            self.stop(uid)
+        self.cloud.close()
+
+
+def readiness_port(container):
+    probe = container.get("readinessProbe", {}).get("tcpSocket", {})
+    if "port" in probe:
+        port = probe["port"]
+        if isinstance(port, int):
+            return port
+        for p in container.get("ports", []):
+            if p.get("name") == port:
+                return p["containerPort"]
+    ports = container.get("ports", [])
+    return ports[0]["containerPort"] if ports else 9092
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--namespace", required=True)
+    parser.add_argument("--container", default="kafka")
+    parser.add_argument("--work", required=True)
+    parser.add_argument("--kafka-libs", required=True)
+    parser.add_argument("--image-run", required=True)
+    parser.add_argument("--image-entrypoint", default="/etc/kafka/docker/run")
+    parser.add_argument("--bridge-ns", required=True)
+    parser.add_argument("--netns-prefix", required=True)
+    parser.add_argument("--subnet", required=True)
+    parser.add_argument("--hosts-file", required=True)
+    parser.add_argument("--lb-subnet", required=True)
+    parser.add_argument("--lb-dev", required=True)
+    parser.add_argument("--outside-hosts", required=True)
+    Agent(parser.parse_args()).run()
+
+
+if __name__ == "__main__":
+    main()
