@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::inject::settings::{DEFAULT_CONTAINER, DEFAULT_ENV_NAME, DEFAULT_LISTENERS};
+use crate::inject::settings::DEFAULT_LISTENERS;
 use crate::inject::{Defaults, Flags};
 
 #[derive(Debug, Parser)]
@@ -37,12 +37,23 @@ pub struct InjectionArgs {
     /// The Kafka DNS subdomain, for {domain}.
     #[arg(long, env = "KLI_DOMAIN")]
     pub domain: Option<String>,
-    /// The env var to set (Bitnami images: KAFKA_CFG_ADVERTISED_LISTENERS).
-    #[arg(long, env = "KLI_ENV_NAME", default_value = DEFAULT_ENV_NAME)]
+    /// The env var to set: auto (KAFKA_CFG_ADVERTISED_LISTENERS when the container configures
+    /// Kafka through KAFKA_CFG_*, else KAFKA_ADVERTISED_LISTENERS), none (only --env), or a name.
+    #[arg(long, env = "KLI_ENV_NAME", default_value = "auto")]
     pub env_name: String,
-    /// The broker container; if absent and the pod has exactly one container, that one.
-    #[arg(long, env = "KLI_CONTAINER", default_value = DEFAULT_CONTAINER)]
-    pub container: String,
+    /// A container or init container to inject into (repeatable). Default: kafka, else the pod's
+    /// only container.
+    #[arg(
+        long = "container",
+        env = "KLI_CONTAINER",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub containers: Vec<String>,
+    /// A further variable rendered from the same placeholders, as NAME=TEMPLATE (repeatable),
+    /// e.g. EXTERNAL_HOST={pod}.{domain} for a chart's own start script.
+    #[arg(long = "env", env = "KLI_ENV", value_name = "NAME=TEMPLATE")]
+    pub env: Vec<String>,
     /// Also set this env var (e.g. KAFKA_NODE_ID) to ordinal + offset.
     #[arg(long, env = "KLI_NODE_ID_ENV")]
     pub node_id_env: Option<String>,
@@ -54,6 +65,10 @@ pub struct InjectionArgs {
         allow_negative_numbers = true
     )]
     pub node_id_offset: i64,
+    /// Deny pods whose injected values would not take effect (effectiveness findings), instead
+    /// of warning.
+    #[arg(long, env = "KLI_STRICT")]
+    pub strict: bool,
     /// A namespace never to mutate (repeatable; kube-system, kube-public, kube-node-lease always).
     #[arg(
         long = "ignore-namespace",
@@ -70,9 +85,11 @@ impl InjectionArgs {
             listeners: self.listeners.clone(),
             domain: self.domain.clone(),
             env_name: self.env_name.clone(),
-            container: self.container.clone(),
+            containers: self.containers.clone(),
+            env: self.env.clone(),
             node_id_env: self.node_id_env.clone(),
             node_id_offset: self.node_id_offset,
+            strict: self.strict,
             ignore_namespaces: self.ignore_namespaces.clone(),
         })
     }
@@ -130,6 +147,8 @@ pub enum PreviewOutput {
     Summary,
     /// Per injected pod, the JSON patch `serve` returns, one per line.
     Patch,
+    /// One JSON object per pod: outcome, containers, env, warnings or the denial.
+    Json,
     /// The pods as they would be stored, as YAML documents.
     Yaml,
 }

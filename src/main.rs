@@ -17,6 +17,7 @@ fn main() -> ExitCode {
             preview::run(&args, &mut out, &mut std::io::stderr()).map(|verdict| match verdict {
                 Verdict::Admitted => ExitCode::SUCCESS,
                 Verdict::Denied => ExitCode::from(1),
+                Verdict::NothingInjected => ExitCode::from(3),
             })
         }
         Command::Services(args) => {
@@ -27,6 +28,14 @@ fn main() -> ExitCode {
         }
     };
     result.unwrap_or_else(|error| {
+        // A closed pipe (`preview ... | head`) ends quietly, as other command-line tools do.
+        let broken_pipe = error
+            .chain()
+            .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+            .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe);
+        if broken_pipe {
+            return ExitCode::SUCCESS;
+        }
         eprintln!("kafka-listener-injector: {error:#}");
         ExitCode::from(2)
     })

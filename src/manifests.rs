@@ -93,28 +93,30 @@ pub struct Expansion<'a> {
     pub replicas: Option<u32>,
 }
 
+/// What the manifests hold: their pods, and a count of every other kind (to tell a user who
+/// expected brokers what was found instead).
+#[derive(Debug, Default)]
+pub struct Found {
+    pub pods: Vec<ManifestPod>,
+    pub other_kinds: BTreeMap<String, usize>,
+}
+
 /// The pods of the documents: Pods as they are, StatefulSets expanded, Lists flattened; other
-/// kinds are skipped.
-pub fn pods(
-    documents: &[Document],
-    expansion: &Expansion<'_>,
-) -> Result<Vec<ManifestPod>, ManifestError> {
-    let mut pods = Vec::new();
+/// kinds are counted.
+pub fn pods(documents: &[Document], expansion: &Expansion<'_>) -> Result<Found, ManifestError> {
+    let mut found = Found::default();
     for document in documents {
-        collect(&document.value, expansion, &mut pods).map_err(|error| ManifestError::Parse {
+        collect(&document.value, expansion, &mut found).map_err(|error| ManifestError::Parse {
             path: document.path.clone(),
             index: document.index,
             error,
         })?;
     }
-    Ok(pods)
+    Ok(found)
 }
 
-fn collect(
-    value: &Value,
-    expansion: &Expansion<'_>,
-    pods: &mut Vec<ManifestPod>,
-) -> Result<(), String> {
+fn collect(value: &Value, expansion: &Expansion<'_>, found: &mut Found) -> Result<(), String> {
+    let pods = &mut found.pods;
     let kind = value
         .get("kind")
         .and_then(Value::as_str)
@@ -150,10 +152,13 @@ fn collect(
         (_, kind) if kind.ends_with("List") => {
             let items = value.get("items").and_then(Value::as_array);
             for (i, item) in items.into_iter().flatten().enumerate() {
-                collect(item, expansion, pods).map_err(|e| format!("items[{i}]: {e}"))?;
+                collect(item, expansion, found).map_err(|e| format!("items[{i}]: {e}"))?;
             }
         }
-        _ => {}
+        (_, kind) => {
+            let kind = if kind.is_empty() { "object without kind" } else { kind };
+            *found.other_kinds.entry(kind.to_owned()).or_default() += 1;
+        }
     }
     Ok(())
 }
@@ -164,6 +169,9 @@ fn namespace_of(meta: &ObjectMeta, expansion: &Expansion<'_>) -> String {
         .filter(|ns| !ns.is_empty())
         .unwrap_or_else(|| expansion.namespace.to_owned())
 }
+
+/// Most pods one StatefulSet expands to: a manifest asking for more is refused, not allocated.
+pub const MAX_PODS: u32 = 1000;
 
 /// The pods the StatefulSet controller creates: `<name>-<i>` for each ordinal, with the
 /// controller's labels, hostname/subdomain and ownerReference.
@@ -198,8 +206,20 @@ pub fn expand_statefulset(
         controller: Some(true),
         block_owner_deletion: Some(true),
     };
+    if replicas > MAX_PODS {
+        return Err(format!(
+            "StatefulSet {name}: {replicas} replicas is more than the {MAX_PODS} pods preview expands"
+        ));
+    }
+    // The controller and Kafka (node.id) both hold ordinals in an int32.
+    let last = i64::from(start) + i64::from(replicas) - 1;
+    if replicas > 0 && last > i64::from(i32::MAX) {
+        return Err(format!(
+            "StatefulSet {name}: ordinals {start}..{last} go past 2147483647, which the StatefulSet controller refuses"
+        ));
+    }
     let mut pods = Vec::with_capacity(replicas as usize);
-    for ordinal in start..start.saturating_add(replicas) {
+    for ordinal in start..start + replicas {
         let pod_name = format!("{name}-{ordinal}");
         let template = &spec.template;
         let mut metadata = template.metadata.clone().unwrap_or_default();
@@ -265,7 +285,7 @@ metadata: {name: kafka-headless}
             namespace: "prod",
             replicas: None,
         };
-        let pods = pods(&docs, &expansion).unwrap();
+        let pods = pods(&docs, &expansion).unwrap().pods;
         let names: Vec<_> = pods
             .iter()
             .map(|p| p.pod.metadata.name.clone().unwrap())
@@ -300,7 +320,7 @@ metadata: {name: kafka-headless}
             namespace: "prod",
             replicas: Some(5),
         };
-        assert_eq!(pods(&docs, &expansion).unwrap().len(), 5);
+        assert_eq!(pods(&docs, &expansion).unwrap().pods.len(), 5);
     }
 
     #[test]
@@ -315,7 +335,7 @@ metadata: {name: kafka-headless}
             namespace: "prod",
             replicas: None,
         };
-        let pods = pods(&docs, &expansion).unwrap();
+        let pods = pods(&docs, &expansion).unwrap().pods;
         assert_eq!(pods.len(), 1);
         assert_eq!(pods[0].namespace, "a");
     }

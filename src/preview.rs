@@ -5,36 +5,47 @@ use std::io::Write;
 use anyhow::Context;
 
 use crate::cli::{ManifestArgs, PreviewArgs, PreviewOutput};
-use crate::inject::{self, display_name, Decision, Defaults};
+use crate::inject::{self, Decision, Defaults, PodView};
 use crate::manifests::{self, Expansion, ManifestPod};
 
 /// How a preview ended, for the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Every pod would be admitted.
+    /// Every pod would be admitted (exit 0).
     Admitted,
-    /// At least one pod would be denied.
+    /// At least one pod would be denied (exit 1).
     Denied,
+    /// No pod would be injected at all (exit 3): a gate in CI must not pass on nothing.
+    NothingInjected,
 }
 
-/// Reads the manifests and decides for each pod, exactly as `serve` would.
+/// One pod of the manifests with the view the core saw and its decision.
+pub struct Decided {
+    pub pod: ManifestPod,
+    pub decision: Decision,
+}
+
+/// Reads the manifests and decides for each pod, exactly as `serve` would: through the same
+/// [`PodView`] deserializer and the same core.
 pub fn decide_all(
     args: &ManifestArgs,
     defaults: &Defaults,
-) -> Result<Vec<(ManifestPod, Decision)>, manifests::ManifestError> {
+) -> Result<(Vec<Decided>, manifests::Found), anyhow::Error> {
     let documents = manifests::read_documents(&args.files)?;
     let expansion = Expansion {
         namespace: &args.namespace,
         replicas: args.replicas,
     };
-    let pods = manifests::pods(&documents, &expansion)?;
-    Ok(pods
-        .into_iter()
-        .map(|pod| {
-            let decision = inject::inject(&pod.pod, &pod.namespace, defaults);
-            (pod, decision)
-        })
-        .collect())
+    let mut found = manifests::pods(&documents, &expansion)?;
+    let mut decided = Vec::with_capacity(found.pods.len());
+    for pod in std::mem::take(&mut found.pods) {
+        let view = PodView::from_pod(&pod.pod).with_context(|| {
+            format!("{}/{}: not a valid Pod", pod.namespace, pod.pod.metadata.name.as_deref().unwrap_or(""))
+        })?;
+        let decision = inject::inject(&view, &pod.namespace, defaults);
+        decided.push(Decided { pod, decision });
+    }
+    Ok((decided, found))
 }
 
 pub fn run(
@@ -43,18 +54,27 @@ pub fn run(
     err: &mut impl Write,
 ) -> anyhow::Result<Verdict> {
     let defaults = args.injection.defaults()?;
-    let decisions = decide_all(&args.manifests, &defaults)?;
-    if decisions.is_empty() {
-        writeln!(err, "preview: no Pod or StatefulSet in the given manifests")?;
-    }
-    let mut verdict = Verdict::Admitted;
-    for (pod, decision) in &decisions {
-        if matches!(decision, Decision::Deny { .. }) {
-            verdict = Verdict::Denied;
+    let (decisions, found) = decide_all(&args.manifests, &defaults)?;
+    let mut verdict = Verdict::NothingInjected;
+    for Decided { pod, decision } in &decisions {
+        match decision {
+            Decision::Deny { .. } => verdict = Verdict::Denied,
+            Decision::Inject(_) if verdict == Verdict::NothingInjected => {
+                verdict = Verdict::Admitted
+            }
+            _ => {}
         }
-        let id = format!("{}/{}", pod.namespace, display_name(&pod.pod));
+        let id = format!(
+            "{}/{}",
+            pod.namespace,
+            pod.pod.metadata.name.as_deref().unwrap_or("<unnamed>")
+        );
         match args.output {
             PreviewOutput::Summary => write_summary(out, &id, decision)?,
+            PreviewOutput::Json => {
+                serde_json::to_writer(&mut *out, &json_line(&id, decision))?;
+                writeln!(out)?;
+            }
             PreviewOutput::Patch => match decision {
                 Decision::Inject(injection) => {
                     serde_json::to_writer(&mut *out, &injection.patch)?;
@@ -76,19 +96,80 @@ pub fn run(
             },
         }
     }
+    if verdict == Verdict::NothingInjected {
+        writeln!(err, "preview: no pod would be injected; found {}", what_was_found(&decisions, &found))?;
+    }
     Ok(verdict)
+}
+
+/// "3 pods (3 skipped: controller-only); 2 Deployments, 1 Kafka; no StatefulSet"
+fn what_was_found(decisions: &[Decided], found: &manifests::Found) -> String {
+    let mut parts = Vec::new();
+    if !decisions.is_empty() {
+        let mut skipped = std::collections::BTreeMap::<&str, usize>::new();
+        for decided in decisions {
+            if let Decision::Skip { reason, .. } = &decided.decision {
+                *skipped.entry(reason.as_str()).or_default() += 1;
+            }
+        }
+        let reasons: Vec<String> = skipped.iter().map(|(r, n)| format!("{n} {r}")).collect();
+        parts.push(format!("{} pod(s), skipped: {}", decisions.len(), reasons.join(", ")));
+    }
+    let kinds: Vec<String> = found
+        .other_kinds
+        .iter()
+        .map(|(kind, n)| format!("{n} {kind}"))
+        .collect();
+    if !kinds.is_empty() {
+        parts.push(kinds.join(", "));
+    }
+    if !decisions.iter().any(|d| d.pod.statefulset.is_some()) {
+        parts.push("no StatefulSet".into());
+    }
+    parts.join("; ")
+}
+
+/// One JSON object per pod for machines.
+fn json_line(id: &str, decision: &Decision) -> serde_json::Value {
+    match decision {
+        Decision::Inject(injection) => {
+            let mut env = serde_json::Map::new();
+            for (name, value) in injection.listeners.iter() {
+                env.insert(name.clone(), value.clone().into());
+            }
+            if let Some((name, id)) = &injection.node_id {
+                env.insert(name.clone(), id.to_string().into());
+            }
+            for (name, value) in &injection.extra_env {
+                env.insert(name.clone(), value.clone().into());
+            }
+            serde_json::json!({
+                "pod": id, "outcome": "inject", "containers": injection.containers,
+                "env": env, "unchanged": injection.patch.0.is_empty(),
+                "warnings": injection.warnings,
+            })
+        }
+        Decision::Skip { reason, warning } => serde_json::json!({
+            "pod": id, "outcome": "skip", "reason": reason.as_str(), "warnings": warning.iter().collect::<Vec<_>>(),
+        }),
+        Decision::Deny { error, message } => serde_json::json!({
+            "pod": id, "outcome": "deny", "reason": error.reason(), "message": message,
+        }),
+    }
 }
 
 fn write_summary(out: &mut impl Write, id: &str, decision: &Decision) -> std::io::Result<()> {
     match decision {
         Decision::Inject(injection) => {
-            write!(
-                out,
-                "{id}: inject {}={}",
-                injection.env_name, injection.value
-            )?;
+            write!(out, "{id}: inject into {}:", injection.containers.join(","))?;
+            if let Some((name, value)) = &injection.listeners {
+                write!(out, " {name}={value}")?;
+            }
             if let Some((name, node_id)) = &injection.node_id {
                 write!(out, " {name}={node_id}")?;
+            }
+            for (name, value) in &injection.extra_env {
+                write!(out, " {name}={value}")?;
             }
             if injection.patch.0.is_empty() {
                 write!(out, " (already injected, empty patch)")?;

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::cli::{ServiceType, ServicesArgs};
 use crate::inject::listeners::parse_listeners;
-use crate::inject::{display_name, Decision};
+use crate::inject::Decision;
 use crate::manifests::POD_NAME_LABEL;
 use crate::preview::decide_all;
 
@@ -23,24 +23,28 @@ const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
 pub fn render(args: &ServicesArgs) -> anyhow::Result<Vec<Service>> {
     let defaults = args.injection.defaults()?;
     let mut services = Vec::new();
-    for (pod, decision) in decide_all(&args.manifests, &defaults)? {
+    let (decided, _) = decide_all(&args.manifests, &defaults)?;
+    for crate::preview::Decided { pod, decision } in decided {
         let Some(statefulset) = &pod.statefulset else {
             continue; // Only StatefulSet pods carry the pod-name label a Service can select.
         };
-        let id = format!("{}/{}", pod.namespace, display_name(&pod.pod));
+        let id = format!("{}/{}", pod.namespace, pod.pod.metadata.name.as_deref().unwrap_or("<unnamed>"));
         let injection = match decision {
             Decision::Inject(injection) => injection,
             Decision::Skip { .. } => continue,
             Decision::Deny { message, .. } => bail!("{message}"),
         };
-        let listeners = parse_listeners(&injection.value)?;
+        let advertised = injection.advertised.with_context(|| {
+            format!("{id}: the listeners template does not render for this pod")
+        })?;
+        let listeners = parse_listeners(&advertised)?;
         let listener = listeners
             .iter()
             .find(|l| l.name.eq_ignore_ascii_case(&args.listener))
             .with_context(|| {
                 format!(
                     "{id}: no listener named {} in {:?} (use --listener)",
-                    args.listener, injection.value
+                    args.listener, advertised
                 )
             })?;
         let pod_name = pod.pod.metadata.name.clone().unwrap_or_default();

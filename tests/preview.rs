@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use kafka_listener_injector::cli::ManifestArgs;
 use kafka_listener_injector::inject::{Decision, Defaults};
-use kafka_listener_injector::preview::decide_all;
+use kafka_listener_injector::preview::{decide_all, Decided};
 use serde_json::{json, Value};
 
 fn chart(name: &str) -> PathBuf {
@@ -22,9 +22,9 @@ fn outcomes(file: &Path) -> Value {
         replicas: None,
         namespace: "default".into(),
     };
-    let decisions = decide_all(&manifests, &Defaults::default()).unwrap();
+    let (decisions, _) = decide_all(&manifests, &Defaults::default()).unwrap();
     let mut pods = Vec::new();
-    for (pod, decision) in decisions {
+    for Decided { pod, decision } in decisions {
         let id = format!(
             "{}/{}",
             pod.namespace,
@@ -34,25 +34,29 @@ fn outcomes(file: &Path) -> Value {
             Decision::Inject(injection) => {
                 let mut doc = serde_json::to_value(&pod.pod).unwrap();
                 json_patch::patch(&mut doc, &injection.patch).expect("the patch applies");
-                let containers = doc["spec"]["containers"].as_array().unwrap();
-                let broker = containers
-                    .iter()
-                    .find(|c| c["name"] == injection.container)
-                    .unwrap();
-                let set: Vec<_> = broker["env"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter(|e| e["name"] == injection.env_name.as_str())
-                    .collect();
-                assert_eq!(set.len(), 1, "{id}: exactly one {}", injection.env_name);
-                assert_eq!(set[0]["value"], injection.value.as_str(), "{id}");
+                let (env_name, value) = injection.listeners.clone().unwrap();
+                for list in ["containers", "initContainers"] {
+                    for c in doc["spec"][list].as_array().into_iter().flatten() {
+                        if !injection.containers.iter().any(|n| c["name"] == n.as_str()) {
+                            continue;
+                        }
+                        let set: Vec<_> = c["env"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .filter(|e| e["name"] == env_name.as_str())
+                            .collect();
+                        assert_eq!(set.len(), 1, "{id}: exactly one {env_name}");
+                        assert_eq!(set[0]["value"], value.as_str(), "{id}");
+                    }
+                }
                 assert_eq!(
                     doc["metadata"]["annotations"]
                         ["kafka-listener-injector.io/advertised-listeners"],
-                    injection.value.as_str()
+                    value.as_str()
                 );
-                json!({"pod": id, "inject": injection.value, "warnings": injection.warnings,
+                json!({"pod": id, "containers": injection.containers, "inject": {env_name: value},
+                       "extra_env": injection.extra_env, "warnings": injection.warnings,
                        "patch": injection.patch})
             }
             Decision::Skip { reason, .. } => json!({"pod": id, "skip": reason.as_str()}),

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use base64::Engine;
-use common::{TestServer, FIXTURE};
+use common::{TestServer, FIXTURE, FIXTURE_1_37};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
@@ -140,11 +140,32 @@ async fn every_bad_input_gets_its_status_and_a_json_body_and_the_server_keeps_se
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_1_37_review_gets_the_ordinal_from_its_pod_index_label() {
+    let server = TestServer::start(&[]).await;
+    let (status, review) = post(&server.client(false), &server.url(), FIXTURE_1_37).await;
+    assert_eq!(status, 200);
+    assert_eq!(review["response"]["uid"], "e7eaf19f-9f7d-4be7-9904-2dafaab1c8e2");
+    assert!(review["response"].get("warnings").is_none(), "{review}");
+    let mut pod: Value =
+        serde_json::from_str::<Value>(FIXTURE_1_37).unwrap()["request"]["object"].clone();
+    assert_eq!(pod["metadata"]["labels"]["apps.kubernetes.io/pod-index"], "1");
+    let patch = serde_json::from_value::<json_patch::Patch>(decoded_patch(&review)).unwrap();
+    json_patch::patch(&mut pod, &patch).unwrap();
+    let env = pod["spec"]["containers"][0]["env"].as_array().unwrap();
+    let value_of = |name: &str| env.iter().find(|e| e["name"] == name).unwrap()["value"].clone();
+    assert_eq!(
+        value_of("KAFKA_ADVERTISED_LISTENERS"),
+        "INTERNAL://kafka-1.kafka-headless.kafka.svc:9092,EXTERNAL://kafka-1.kafka.example.com:9094"
+    );
+    assert_eq!(value_of("KAFKA_NODE_ID"), "101");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_and_durations() {
     let server = TestServer::start(&[]).await;
     let client = server.client(true);
     for _ in 0..3 {
-        post(&client, &server.url(), FIXTURE).await;
+        post(&client, &server.url(), FIXTURE_1_37).await;
     }
     let metrics = server.metrics().await;
     assert!(

@@ -1,12 +1,17 @@
 //! Validation of a rendered advertised-listeners value against Kafka's rules and the broker's own
 //! listener configuration, so a broker is never started with a value it would reject.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv6Addr};
 
 use thiserror::Error;
 
+use super::settings::clip;
+
 /// Security protocols Kafka accepts as listener names without a protocol-map entry.
 const STANDARD_PROTOCOLS: [&str; 4] = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
+/// More listeners than any broker has; bounds the work of one value.
+pub const MAX_LISTENERS: usize = 64;
 
 /// One `NAME://host:port` entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,13 +21,14 @@ pub struct Listener<'a> {
     pub port: u16,
 }
 
-/// The broker container's own listener configuration, as far as its env tells.
+/// The broker container's own listener configuration, as far as its env tells: each field is
+/// `(env var, value)` of the setting in its `KAFKA_` or `KAFKA_CFG_` form.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct BrokerListenerConfig<'a> {
-    /// `(env var, value)` of `KAFKA_LISTENER_SECURITY_PROTOCOL_MAP` or its Bitnami form.
     pub protocol_map: Option<(&'a str, &'a str)>,
-    /// `(env var, value)` of `KAFKA_CONTROLLER_LISTENER_NAMES` or its Bitnami form.
     pub controller_names: Option<(&'a str, &'a str)>,
+    pub listeners: Option<(&'a str, &'a str)>,
+    pub inter_broker_name: Option<(&'a str, &'a str)>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -37,18 +43,30 @@ pub enum ListenerError {
     BadHost { name: String, host: String },
     #[error("port {port:?} of listener {name} is not in 1-65535")]
     BadPort { name: String, port: String },
+    #[error("{0} listeners; at most {MAX_LISTENERS} are accepted")]
+    TooMany(usize),
     #[error("listener {name} is not in the container's {var} ({map:?})")]
     NotInProtocolMap {
         name: String,
         var: String,
         map: String,
     },
-    #[error("listener {name} is a controller listener (the container's {var}); controllers must not be advertised")]
-    ControllerListener { name: String, var: String },
+    #[error("listener {name} is not among the container's {var} ({listeners:?}); Kafka refuses advertised listeners it does not listen on")]
+    NotInListeners {
+        name: String,
+        var: String,
+        listeners: String,
+    },
+    #[error("the container's {var} is {name}, which the value does not advertise; Kafka would refuse to start")]
+    InterBrokerNotAdvertised { name: String, var: String },
 }
 
 /// Parses a comma-separated listeners value.
 pub fn parse_listeners(value: &str) -> Result<Vec<Listener<'_>>, ListenerError> {
+    let count = value.split(',').count();
+    if count > MAX_LISTENERS {
+        return Err(ListenerError::TooMany(count));
+    }
     value
         .split(',')
         .map(|entry| parse_entry(entry.trim()))
@@ -56,7 +74,7 @@ pub fn parse_listeners(value: &str) -> Result<Vec<Listener<'_>>, ListenerError> 
 }
 
 fn parse_entry(entry: &str) -> Result<Listener<'_>, ListenerError> {
-    let malformed = || ListenerError::Malformed(entry.to_owned());
+    let malformed = || ListenerError::Malformed(clip(entry));
     let (name, address) = entry.split_once("://").ok_or_else(malformed)?;
     let (host, port) = match address.strip_prefix('[') {
         Some(bracketed) => {
@@ -66,12 +84,12 @@ fn parse_entry(entry: &str) -> Result<Listener<'_>, ListenerError> {
         None => address.rsplit_once(':').ok_or_else(malformed)?,
     };
     if !is_listener_name(name) {
-        return Err(ListenerError::BadName(name.to_owned()));
+        return Err(ListenerError::BadName(clip(name)));
     }
     if !is_host(host) {
         return Err(ListenerError::BadHost {
             name: name.to_owned(),
-            host: host.to_owned(),
+            host: clip(host),
         });
     }
     let port_number = port
@@ -82,7 +100,7 @@ fn parse_entry(entry: &str) -> Result<Listener<'_>, ListenerError> {
         .filter(|p| *p != 0)
         .ok_or_else(|| ListenerError::BadPort {
             name: name.to_owned(),
-            port: port.to_owned(),
+            port: clip(port),
         })?;
     Ok(Listener {
         name,
@@ -91,46 +109,85 @@ fn parse_entry(entry: &str) -> Result<Listener<'_>, ListenerError> {
     })
 }
 
-/// Checks Kafka's rules and the broker's own configuration.
-pub fn validate(value: &str, config: &BrokerListenerConfig<'_>) -> Result<(), ListenerError> {
+/// Listener names of a comma-separated setting (`NAME:PROTOCOL` pairs or `NAME://host:port`
+/// entries or plain names), upper-cased as Kafka normalises them. A hash set: linear time.
+fn names_of(setting: &str, separator: &str) -> HashSet<String> {
+    setting
+        .split(',')
+        .filter_map(|entry| {
+            let name = entry.split_once(separator).map_or(entry, |(name, _)| name);
+            let name = name.trim();
+            (!name.is_empty()).then(|| name.to_ascii_uppercase())
+        })
+        .collect()
+}
+
+/// Checks Kafka's rules and the broker's own configuration. Faults a broker would certainly
+/// crash on are errors; the returned strings are warnings (for what Kafka accepts but is likely
+/// not meant). Linear in the sizes of the value and the settings.
+pub fn validate(
+    value: &str,
+    config: &BrokerListenerConfig<'_>,
+) -> Result<Vec<String>, ListenerError> {
     let listeners = parse_listeners(value)?;
-    for (i, listener) in listeners.iter().enumerate() {
-        // Kafka normalises listener names to upper case.
-        if listeners[..i]
-            .iter()
-            .any(|l| l.name.eq_ignore_ascii_case(listener.name))
-        {
+    let mut seen = HashSet::with_capacity(listeners.len());
+    let map = config.protocol_map.map(|(var, map)| (var, map, names_of(map, ":")));
+    let bound = config
+        .listeners
+        .map(|(var, value)| (var, value, names_of(value, "://")));
+    let controller = config
+        .controller_names
+        .map(|(var, names)| (var, names_of(names, ":")));
+    let mut warnings = Vec::new();
+    for listener in &listeners {
+        let name = listener.name.to_ascii_uppercase();
+        if !seen.insert(name.clone()) {
             return Err(ListenerError::Duplicate(listener.name.to_owned()));
         }
-        if let Some((var, map)) = config.protocol_map {
-            let mapped = map
-                .split(',')
-                .filter_map(|pair| pair.split_once(':'))
-                .any(|(name, _)| name.trim().eq_ignore_ascii_case(listener.name));
-            let standard = STANDARD_PROTOCOLS
-                .iter()
-                .any(|p| p.eq_ignore_ascii_case(listener.name));
-            if !mapped && !standard {
+        let standard = STANDARD_PROTOCOLS.contains(&name.as_str());
+        match &map {
+            Some((var, map, names)) if !names.contains(&name) && !standard => {
                 return Err(ListenerError::NotInProtocolMap {
                     name: listener.name.to_owned(),
-                    var: var.to_owned(),
-                    map: map.to_owned(),
+                    var: (*var).to_owned(),
+                    map: clip(map),
+                })
+            }
+            // The map may come from somewhere the pod does not show (a properties file, a start
+            // script): a warning, not a denial. With env-only configuration Kafka would refuse.
+            None if !standard => warnings.push(format!(
+                "listener {} is not a standard security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL) and the container's env sets no KAFKA_LISTENER_SECURITY_PROTOCOL_MAP; unless the broker gets a map elsewhere it will refuse to start",
+                listener.name
+            )),
+            _ => {}
+        }
+        if let Some((var, value, names)) = &bound {
+            if !names.contains(&name) {
+                return Err(ListenerError::NotInListeners {
+                    name: listener.name.to_owned(),
+                    var: (*var).to_owned(),
+                    listeners: clip(value),
                 });
             }
         }
-        if let Some((var, names)) = config.controller_names {
-            if names
-                .split(',')
-                .any(|name| name.trim().eq_ignore_ascii_case(listener.name))
-            {
-                return Err(ListenerError::ControllerListener {
-                    name: listener.name.to_owned(),
-                    var: var.to_owned(),
-                });
+        if let Some((var, names)) = &controller {
+            if names.contains(&name) {
+                warnings.push(format!(
+                    "listener {} is a controller listener (the container's {var}); Kafka accepts an advertised controller listener only from 3.9 (KIP-853) and uses it for the controller quorum, not for clients",
+                    listener.name
+                ));
             }
         }
     }
-    Ok(())
+    if let Some((var, name)) = config.inter_broker_name {
+        if !seen.contains(&name.trim().to_ascii_uppercase()) {
+            return Err(ListenerError::InterBrokerNotAdvertised {
+                name: clip(name.trim()),
+                var: var.to_owned(),
+            });
+        }
+    }
+    Ok(warnings)
 }
 
 fn is_listener_name(name: &str) -> bool {
@@ -166,13 +223,24 @@ pub fn is_dns_name(name: &str) -> bool {
 mod tests {
     use super::*;
 
+    const MAP: (&str, &str) = (
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+        "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT,A:PLAINTEXT,_X:SSL",
+    );
+
+    fn mapped() -> BrokerListenerConfig<'static> {
+        BrokerListenerConfig {
+            protocol_map: Some(MAP),
+            ..BrokerListenerConfig::default()
+        }
+    }
+
     fn ok(value: &str) {
-        validate(value, &BrokerListenerConfig::default())
-            .unwrap_or_else(|e| panic!("{value}: {e}"));
+        validate(value, &mapped()).unwrap_or_else(|e| panic!("{value}: {e}"));
     }
 
     fn err(value: &str) -> ListenerError {
-        validate(value, &BrokerListenerConfig::default()).unwrap_err()
+        validate(value, &mapped()).unwrap_err()
     }
 
     #[test]
@@ -217,7 +285,7 @@ mod tests {
                 "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
                 "INTERNAL:PLAINTEXT, CONTROLLER:PLAINTEXT",
             )),
-            controller_names: None,
+            ..BrokerListenerConfig::default()
         };
         assert!(validate("INTERNAL://a:1,SSL://b:2", &config).is_ok());
         let error = validate("INTERNAL://a:1,EXTERNAL://b:2", &config).unwrap_err();
@@ -228,14 +296,69 @@ mod tests {
     }
 
     #[test]
-    fn advertised_controller_listener_is_denied() {
-        let config = BrokerListenerConfig {
-            protocol_map: None,
-            controller_names: Some(("KAFKA_CFG_CONTROLLER_LISTENER_NAMES", "CONTROLLER")),
-        };
-        let error = validate("INTERNAL://a:1,CONTROLLER://b:2", &config).unwrap_err();
-        assert!(
-            matches!(error, ListenerError::ControllerListener { ref name, .. } if name == "CONTROLLER")
+    fn without_a_protocol_map_other_names_than_standard_protocols_are_warned_about() {
+        let none = BrokerListenerConfig::default();
+        assert_eq!(validate("PLAINTEXT://a:1,sasl_ssl://b:2", &none), Ok(vec![]));
+        assert_eq!(
+            validate("PLAINTEXT://a:1,EXTERNAL://b:2", &none).unwrap(),
+            ["listener EXTERNAL is not a standard security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL) and the container's env sets no KAFKA_LISTENER_SECURITY_PROTOCOL_MAP; unless the broker gets a map elsewhere it will refuse to start"]
         );
+    }
+
+    #[test]
+    fn advertised_names_must_be_among_the_listeners() {
+        let config = BrokerListenerConfig {
+            listeners: Some(("KAFKA_CFG_LISTENERS", "INTERNAL://:9092,CONTROLLER://:9093")),
+            ..mapped()
+        };
+        assert!(validate("internal://a:1", &config).is_ok());
+        assert_eq!(
+            validate("INTERNAL://a:1,EXTERNAL://b:2", &config)
+                .unwrap_err()
+                .to_string(),
+            "listener EXTERNAL is not among the container's KAFKA_CFG_LISTENERS (\"INTERNAL://:9092,CONTROLLER://:9093\"); Kafka refuses advertised listeners it does not listen on"
+        );
+    }
+
+    #[test]
+    fn the_inter_broker_listener_must_be_advertised() {
+        let config = BrokerListenerConfig {
+            inter_broker_name: Some(("KAFKA_INTER_BROKER_LISTENER_NAME", "INTERNAL")),
+            ..mapped()
+        };
+        assert!(validate("INTERNAL://a:1,EXTERNAL://b:2", &config).is_ok());
+        assert_eq!(
+            validate("EXTERNAL://b:2", &config).unwrap_err().to_string(),
+            "the container's KAFKA_INTER_BROKER_LISTENER_NAME is INTERNAL, which the value does not advertise; Kafka would refuse to start"
+        );
+    }
+
+    #[test]
+    fn an_advertised_controller_listener_is_a_warning_since_kafka_3_9() {
+        let config = BrokerListenerConfig {
+            protocol_map: Some(("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT")),
+            controller_names: Some(("KAFKA_CFG_CONTROLLER_LISTENER_NAMES", "CONTROLLER")),
+            ..BrokerListenerConfig::default()
+        };
+        let warnings = validate("INTERNAL://a:1,CONTROLLER://b:2", &config).unwrap();
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].starts_with("listener CONTROLLER is a controller listener (the container's KAFKA_CFG_CONTROLLER_LISTENER_NAMES); Kafka accepts an advertised controller listener only from 3.9"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn the_work_is_bounded_and_linear() {
+        let many = vec!["A://h:1"; MAX_LISTENERS + 1].join(",");
+        assert_eq!(err(&many), ListenerError::TooMany(MAX_LISTENERS + 1));
+        // The largest accepted value against a 20,000-entry map: hash sets, not nested loops.
+        let map: String = (0..20_000).map(|i| format!("L{i}:PLAINTEXT,")).collect();
+        let value: Vec<String> = (0..MAX_LISTENERS).map(|i| format!("L{i}://h:1")).collect();
+        let config = BrokerListenerConfig {
+            protocol_map: Some(("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", &map)),
+            ..BrokerListenerConfig::default()
+        };
+        assert!(validate(&value.join(","), &config).is_ok());
     }
 }

@@ -1,24 +1,31 @@
 //! The injection core: pure and synchronous. Given a pod, its namespace and the cluster defaults,
 //! decide whether to inject, skip or deny, and build the patch. `serve` and `preview` both call
-//! [`inject`], which is why preview can be trusted.
+//! [`inject`] on the same [`PodView`], which is why preview can be trusted.
+//!
+//! The decision runs in three steps: [`gate`] (is this a broker pod to inject, and where),
+//! [`render`] (the values, checked against what Kafka accepts), and the patch; beside them,
+//! [`findings`] tells whether the injected values would take effect.
 
+pub mod findings;
 pub mod listeners;
 pub mod ordinal;
 pub mod patch;
 pub mod settings;
 pub mod template;
+pub mod view;
 
 #[cfg(test)]
 pub(crate) mod test_pods;
 
 use json_patch::Patch;
-use k8s_openapi::api::core::v1::{Container, Pod};
 use thiserror::Error;
 
 use self::listeners::{BrokerListenerConfig, ListenerError};
 pub use self::settings::{Defaults, Flags};
-use self::settings::{Origin, SettingsError, INJECT_KEY, RECORD_KEY};
+use self::settings::{EnvName, Origin, Resolved, SettingsError, INJECT_KEY, RECORD_KEY};
 use self::template::{TemplateError, Values};
+pub use self::view::PodView;
+use self::view::{ContainerList, ContainerView};
 
 /// Why a pod was let through unchanged. The label of the requests metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,18 +59,23 @@ pub enum InjectError {
         origin: Origin,
         error: TemplateError,
     },
-    #[error("{origin} renders {value:?}: {error}")]
+    #[error("{origin} renders {value:?} for container {container}: {error}")]
     Listeners {
         origin: Origin,
         value: String,
+        container: String,
         error: ListenerError,
     },
-    #[error("node id {node_id} (ordinal {ordinal} + node-id-offset {offset}) is negative")]
-    NegativeNodeId {
+    #[error("node id {node_id} (ordinal {ordinal} + node-id-offset {offset}) is not in 0-2147483647, the range of Kafka's node.id")]
+    NodeIdOutOfRange {
         node_id: i64,
         ordinal: i64,
         offset: i64,
     },
+    #[error("node id {node_id} of this controller is not in the container's {var}, a static voter set; Kafka would refuse to start (use controller.quorum.bootstrap.servers to grow the quorum)")]
+    NodeIdNotAVoter { node_id: i64, var: String },
+    #[error("--strict: {0}")]
+    Strict(String),
 }
 
 impl InjectError {
@@ -73,7 +85,8 @@ impl InjectError {
             Self::Settings(_) => "invalid-setting",
             Self::Render { .. } => "template-error",
             Self::Listeners { .. } => "invalid-listeners",
-            Self::NegativeNodeId { .. } => "invalid-node-id",
+            Self::NodeIdOutOfRange { .. } | Self::NodeIdNotAVoter { .. } => "invalid-node-id",
+            Self::Strict(_) => "ineffective",
         }
     }
 }
@@ -82,11 +95,17 @@ impl InjectError {
 #[derive(Debug)]
 pub struct Injection {
     pub patch: Patch,
-    pub container: String,
-    pub env_name: String,
-    pub value: String,
+    /// The containers (and init containers) injected into.
+    pub containers: Vec<String>,
+    /// The advertised-listeners variable and its value; `None` with `--env-name none`.
+    pub listeners: Option<(String, String)>,
+    /// The listeners template rendered for this pod, also with `--env-name none` when it renders
+    /// (what `services` exposes).
+    pub advertised: Option<String>,
     /// `(env var, node id)` when a node id is injected too.
     pub node_id: Option<(String, i64)>,
+    /// The templated `--env` variables, rendered.
+    pub extra_env: Vec<(String, String)>,
     pub warnings: Vec<String>,
 }
 
@@ -106,6 +125,9 @@ pub enum Decision {
     },
 }
 
+/// Longest denial message: the API server puts it in the StatefulSet's events.
+pub const MAX_MESSAGE_BYTES: usize = 2048;
+
 // The env vars a Kafka image reads a setting from: the official/Confluent form and Bitnami's.
 const PROCESS_ROLES: [&str; 2] = ["KAFKA_PROCESS_ROLES", "KAFKA_CFG_PROCESS_ROLES"];
 const PROTOCOL_MAP: [&str; 2] = [
@@ -116,152 +138,394 @@ const CONTROLLER_NAMES: [&str; 2] = [
     "KAFKA_CONTROLLER_LISTENER_NAMES",
     "KAFKA_CFG_CONTROLLER_LISTENER_NAMES",
 ];
-
-/// The value of the last plain-valued env var among `names` (the one a runtime honours).
-fn env_value<'c>(container: &'c Container, names: &[&str]) -> Option<(&'c str, &'c str)> {
-    container
-        .env
-        .iter()
-        .flatten()
-        .rev()
-        .find(|var| names.contains(&var.name.as_str()))
-        .and_then(|var| Some((var.name.as_str(), var.value.as_deref()?)))
-}
-
-/// The broker container and its index: the one named `name`, else the pod's only container.
-pub fn find_container<'p>(pod: &'p Pod, name: &str) -> Option<(usize, &'p Container)> {
-    let containers = &pod.spec.as_ref()?.containers;
-    containers
-        .iter()
-        .enumerate()
-        .find(|(_, c)| c.name == name)
-        .or(match containers.as_slice() {
-            [only] => Some((0, only)),
-            _ => None,
-        })
-}
+const LISTENERS: [&str; 2] = ["KAFKA_LISTENERS", "KAFKA_CFG_LISTENERS"];
+const INTER_BROKER_NAME: [&str; 2] = [
+    "KAFKA_INTER_BROKER_LISTENER_NAME",
+    "KAFKA_CFG_INTER_BROKER_LISTENER_NAME",
+];
+const QUORUM_VOTERS: [&str; 2] = [
+    "KAFKA_CONTROLLER_QUORUM_VOTERS",
+    "KAFKA_CFG_CONTROLLER_QUORUM_VOTERS",
+];
 
 /// The pod's name for messages: its name, else its generateName with a marker.
-pub fn display_name(pod: &Pod) -> String {
-    match (&pod.metadata.name, &pod.metadata.generate_name) {
-        (Some(name), _) if !name.is_empty() => name.clone(),
-        (_, Some(prefix)) => format!("{prefix}<generated>"),
-        _ => "<unnamed>".to_owned(),
-    }
+pub fn display_name(pod: &PodView) -> String {
+    pod.display_name()
 }
 
 /// Decides what to do with `pod` being created in `namespace`.
-pub fn inject(pod: &Pod, namespace: &str, defaults: &Defaults) -> Decision {
-    let annotations = pod.metadata.annotations.as_ref();
-    let opted_out = |map: Option<&std::collections::BTreeMap<String, String>>| {
+pub fn inject(pod: &PodView, namespace: &str, defaults: &Defaults) -> Decision {
+    let deny = |error: InjectError| {
+        let mut message = format!("pod {namespace}/{}: {error}", pod.display_name());
+        truncate(&mut message, MAX_MESSAGE_BYTES);
+        Decision::Deny { error, message }
+    };
+    let gated = match gate(pod, namespace, defaults) {
+        Gate::Inject(gated) => gated,
+        Gate::Skip(reason, warning) => return Decision::Skip { reason, warning },
+        Gate::Deny(error) => return deny(error),
+    };
+    let rendered = match render(pod, namespace, defaults, &gated) {
+        Ok(rendered) => rendered,
+        Err(error) => return deny(error),
+    };
+    let mut warnings = gated.warnings.clone();
+    warnings.extend(rendered.warnings.iter().cloned());
+    let findings = findings::effectiveness(pod, &gated.targets, &rendered.env_names());
+    if gated.settings.strict && !findings.is_empty() {
+        return deny(InjectError::Strict(findings.join("; ")));
+    }
+    warnings.extend(findings);
+
+    let env: Vec<(&str, &str)> = rendered.env_pairs();
+    let annotations: Vec<(&str, &str)> = rendered
+        .listeners
+        .as_ref()
+        .map(|(_, value)| (RECORD_KEY, value.as_str()))
+        .into_iter()
+        .collect();
+    let targets: Vec<(ContainerList, usize)> =
+        gated.targets.iter().map(|t| (t.list, t.index)).collect();
+    let (patch, overridden) = patch::build_patch(
+        pod,
+        &patch::Target {
+            containers: &targets,
+            env: &env,
+            annotations: &annotations,
+        },
+    );
+    warnings.extend(overridden.iter().map(|(container, name)| {
+        format!(
+            "env {name} of container {container} in pod {namespace}/{} was overridden",
+            pod.display_name()
+        )
+    }));
+    Decision::Inject(Injection {
+        patch,
+        containers: gated.targets.iter().map(|t| t.container.name.clone()).collect(),
+        listeners: rendered.listeners,
+        advertised: rendered.advertised,
+        node_id: rendered.node_id.map(|(name, id, _)| (name.to_owned(), id)),
+        extra_env: rendered
+            .extra_env
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect(),
+        warnings: warnings
+            .into_iter()
+            .map(|w| format!("kafka-listener-injector: {w}"))
+            .collect(),
+    })
+}
+
+/// A container to inject into.
+#[derive(Debug)]
+pub struct TargetContainer<'p> {
+    pub list: ContainerList,
+    pub index: usize,
+    pub container: &'p ContainerView,
+}
+
+/// A pod that passed the gate: its settings, where to inject, and its ordinal.
+struct Gated<'p> {
+    settings: Resolved<'p>,
+    targets: Vec<TargetContainer<'p>>,
+    /// The broker container: the first regular container among the targets, else the first.
+    broker: &'p ContainerView,
+    ordinal: ordinal::Ordinal<'p>,
+    warnings: Vec<String>,
+}
+
+enum Gate<'p> {
+    Inject(Box<Gated<'p>>),
+    Skip(SkipReason, Option<String>),
+    Deny(InjectError),
+}
+
+impl<'p> From<Gated<'p>> for Gate<'p> {
+    fn from(gated: Gated<'p>) -> Self {
+        Self::Inject(Box::new(gated))
+    }
+}
+
+/// Step 1: opt-outs, ignored namespaces, settings, the containers to inject and the ordinal.
+fn gate<'p>(pod: &'p PodView, namespace: &str, defaults: &'p Defaults) -> Gate<'p> {
+    let opted_out = |map: Option<&'p std::collections::BTreeMap<String, String>>| {
         map.and_then(|m| m.get(INJECT_KEY))
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"))
     };
-    if opted_out(annotations) || opted_out(pod.metadata.labels.as_ref()) {
-        return skip(SkipReason::OptedOut, None);
+    if opted_out(pod.metadata.annotations.as_ref()) || opted_out(pod.metadata.labels.as_ref()) {
+        return Gate::Skip(SkipReason::OptedOut, None);
     }
     if defaults.ignore_namespaces.iter().any(|ns| ns == namespace) {
-        return skip(SkipReason::IgnoredNamespace, None);
+        return Gate::Skip(SkipReason::IgnoredNamespace, None);
     }
-    let deny = |error: InjectError| {
-        let message = format!("pod {namespace}/{}: {error}", display_name(pod));
-        Decision::Deny { error, message }
-    };
-    let settings = match settings::resolve(defaults, annotations) {
+    let settings = match settings::resolve(defaults, pod.metadata.annotations.as_ref()) {
         Ok(settings) => settings,
-        Err(error) => return deny(error.into()),
+        Err(error) => return Gate::Deny(error.into()),
     };
-    let Some((container_index, container)) = find_container(pod, settings.container) else {
-        return skip(SkipReason::NoBrokerContainer, None);
+    let id = format!("{namespace}/{}", pod.display_name());
+    let (targets, warnings) = find_targets(pod, &settings);
+    let Some(broker) = targets
+        .iter()
+        .find(|t| t.list == ContainerList::Containers)
+        .or(targets.first())
+        .map(|t| t.container)
+    else {
+        let seen: Vec<&str> = pod
+            .containers()
+            .iter()
+            .chain(pod.init_containers())
+            .map(|c| c.name.as_str())
+            .collect();
+        let warning = format!(
+            "kafka-listener-injector: pod {id} not injected: no container named {} ({}); it has {}",
+            settings.containers.join(", "),
+            settings.containers_origin,
+            if seen.is_empty() { "none".to_owned() } else { seen.join(", ") }
+        );
+        return Gate::Skip(SkipReason::NoBrokerContainer, Some(warning));
     };
-    let roles = env_value(container, &PROCESS_ROLES);
+    let roles = broker.env_value(&PROCESS_ROLES);
     if roles.is_some_and(|(_, roles)| roles.trim().eq_ignore_ascii_case("controller")) {
-        return skip(SkipReason::ControllerOnly, None);
+        return Gate::Skip(SkipReason::ControllerOnly, None);
     }
     let ordinal = match ordinal::derive_ordinal(pod) {
         Ok(ordinal) => ordinal,
         Err(why) => {
-            let warning = format!(
-                "kafka-listener-injector: pod {namespace}/{} not injected: {why}",
-                display_name(pod)
-            );
-            return skip(SkipReason::NoOrdinal, Some(warning));
+            let warning = format!("kafka-listener-injector: pod {id} not injected: {why}");
+            return Gate::Skip(SkipReason::NoOrdinal, Some(warning));
         }
     };
+    Gated {
+        settings,
+        targets,
+        broker,
+        ordinal,
+        warnings,
+    }
+    .into()
+}
 
-    let template = settings.listeners(defaults);
+/// The named containers and init containers present in the pod, and a warning for each
+/// explicitly named one that is absent. The built-in default alone falls back to the pod's only
+/// container.
+fn find_targets<'p>(
+    pod: &'p PodView,
+    settings: &Resolved<'_>,
+) -> (Vec<TargetContainer<'p>>, Vec<String>) {
+    let mut targets = Vec::new();
+    let mut warnings = Vec::new();
+    for name in &settings.containers {
+        let found = [ContainerList::Containers, ContainerList::InitContainers]
+            .into_iter()
+            .find_map(|list| {
+                let index = pod.list(list).iter().position(|c| c.name == *name)?;
+                Some(TargetContainer {
+                    list,
+                    index,
+                    container: &pod.list(list)[index],
+                })
+            });
+        match found {
+            Some(target) => targets.push(target),
+            None if settings.containers_explicit => warnings.push(format!(
+                "container {name} named by {} is absent from pod {}",
+                settings.containers_origin,
+                pod.display_name()
+            )),
+            None => {}
+        }
+    }
+    if targets.is_empty() && !settings.containers_explicit {
+        if let [only] = pod.containers() {
+            targets.push(TargetContainer {
+                list: ContainerList::Containers,
+                index: 0,
+                container: only,
+            });
+        }
+    }
+    if targets.is_empty() {
+        warnings.clear(); // the skip's warning names them all
+    }
+    (targets, warnings)
+}
+
+/// The rendered values of one pod.
+struct Rendered<'s> {
+    listeners: Option<(String, String)>,
+    advertised: Option<String>,
+    /// `(env var, node id, its text)`
+    node_id: Option<(&'s str, i64, String)>,
+    extra_env: Vec<(&'s str, String)>,
+    warnings: Vec<String>,
+}
+
+impl Rendered<'_> {
+    fn env_pairs(&self) -> Vec<(&str, &str)> {
+        self.listeners
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .chain(self.node_id.iter().map(|(n, _, text)| (*n, text.as_str())))
+            .chain(self.extra_env.iter().map(|(n, v)| (*n, v.as_str())))
+            .collect()
+    }
+
+    fn env_names(&self) -> Vec<&str> {
+        self.env_pairs().into_iter().map(|(name, _)| name).collect()
+    }
+}
+
+/// Step 2: renders every value and checks it against what Kafka accepts.
+fn render<'s>(
+    pod: &PodView,
+    namespace: &str,
+    defaults: &'s Defaults,
+    gated: &'s Gated<'_>,
+) -> Result<Rendered<'s>, InjectError> {
+    let settings = &gated.settings;
+    let broker = gated.broker;
     let values = Values {
         pod: pod.metadata.name.as_deref(),
-        ordinal: Some(ordinal.index),
-        statefulset: ordinal.statefulset,
+        ordinal: Some(gated.ordinal.index),
+        statefulset: gated.ordinal.statefulset,
         namespace: Some(namespace),
         service: pod.spec.as_ref().and_then(|s| s.subdomain.as_deref()),
         domain: settings.domain,
     };
-    let origin = settings.listeners_origin;
-    let value = match template.render(&values) {
-        Ok(value) => value,
-        Err(error) => return deny(InjectError::Render { origin, error }),
+    let env_name = match &settings.env_name {
+        EnvName::None => None,
+        EnvName::Named(name) => Some(name.clone()),
+        EnvName::Auto => Some(auto_env_name(broker).to_owned()),
     };
-    let broker_config = BrokerListenerConfig {
-        protocol_map: env_value(container, &PROTOCOL_MAP),
-        controller_names: env_value(container, &CONTROLLER_NAMES),
+    settings.variable_names(env_name.as_deref())?;
+
+    let mut warnings = Vec::new();
+    let listeners = match env_name {
+        // No variable, no checks: the chart's own script builds the value.
+        None => None,
+        Some(env_name) => {
+            let origin = settings.listeners_origin.clone();
+            let value = settings
+                .listeners(defaults)
+                .render(&values)
+                .map_err(|error| InjectError::Render {
+                    origin: origin.clone(),
+                    error,
+                })?;
+            let config = BrokerListenerConfig {
+                protocol_map: broker.env_value(&PROTOCOL_MAP),
+                controller_names: broker.env_value(&CONTROLLER_NAMES),
+                listeners: broker.env_value(&LISTENERS),
+                inter_broker_name: broker.env_value(&INTER_BROKER_NAME),
+            };
+            let found = listeners::validate(&value, &config).map_err(|error| {
+                InjectError::Listeners {
+                    origin,
+                    value: settings::clip_to(&value, 512),
+                    container: broker.name.clone(),
+                    error,
+                }
+            })?;
+            warnings.extend(found);
+            Some((env_name, value))
+        }
     };
-    if let Err(error) = listeners::validate(&value, &broker_config) {
-        return deny(InjectError::Listeners {
-            origin,
-            value,
-            error,
-        });
-    }
 
     let node_id = match settings.node_id_env {
         None => None,
         Some(env) => {
-            let node_id = ordinal.index.saturating_add(settings.node_id_offset);
-            if node_id < 0 {
-                return deny(InjectError::NegativeNodeId {
+            let ordinal = gated.ordinal.index;
+            let offset = settings.node_id_offset;
+            let node_id = ordinal.saturating_add(offset);
+            if !(0..=i64::from(i32::MAX)).contains(&node_id) {
+                return Err(InjectError::NodeIdOutOfRange {
                     node_id,
-                    ordinal: ordinal.index,
-                    offset: settings.node_id_offset,
+                    ordinal,
+                    offset,
                 });
             }
-            Some((env, node_id))
+            check_voter(broker, node_id)?;
+            Some((env, node_id, node_id.to_string()))
         }
     };
-    let node_id_text = node_id.map(|(_, id)| id.to_string());
-    let mut env = vec![(settings.env_name, value.as_str())];
-    if let (Some((name, _)), Some(text)) = (node_id, &node_id_text) {
-        env.push((name, text));
+
+    let mut extra_env = Vec::with_capacity(settings.extra_env.len());
+    for extra in &settings.extra_env {
+        let value = extra
+            .template
+            .render(&values)
+            .map_err(|error| InjectError::Render {
+                origin: extra.origin.clone(),
+                error,
+            })?;
+        extra_env.push((extra.name, value));
     }
-    let target = patch::Target {
-        container_index,
-        env: &env,
-        annotations: &[(RECORD_KEY, value.as_str())],
+    let advertised = match &listeners {
+        Some((_, value)) => Some(value.clone()),
+        None => settings.listeners(defaults).render(&values).ok(),
     };
-    let (patch, overridden) = patch::build_patch(pod, &target);
-    let warnings = overridden
-        .iter()
-        .map(|name| {
-            format!(
-                "kafka-listener-injector: env {name} of container {} in pod {namespace}/{} was overridden",
-                container.name,
-                display_name(pod)
-            )
-        })
-        .collect();
-    Decision::Inject(Injection {
-        patch,
-        container: container.name.clone(),
-        env_name: settings.env_name.to_owned(),
-        value,
-        node_id: node_id.map(|(name, id)| (name.to_owned(), id)),
+    Ok(Rendered {
+        listeners,
+        advertised,
+        node_id,
+        extra_env,
         warnings,
     })
 }
 
-fn skip(reason: SkipReason, warning: Option<String>) -> Decision {
-    Decision::Skip { reason, warning }
+/// `KAFKA_CFG_ADVERTISED_LISTENERS` when the container configures Kafka through `KAFKA_CFG_*`
+/// (Bitnami-style images read only those), else `KAFKA_ADVERTISED_LISTENERS`.
+fn auto_env_name(container: &ContainerView) -> &'static str {
+    let bitnami = container
+        .env
+        .iter()
+        .flatten()
+        .any(|var| var.name.starts_with("KAFKA_CFG_"));
+    if bitnami {
+        settings::BITNAMI_ENV_NAME
+    } else {
+        settings::PLAIN_ENV_NAME
+    }
+}
+
+/// A controller-role node with a static voter set must be one of the voters.
+fn check_voter(broker: &ContainerView, node_id: i64) -> Result<(), InjectError> {
+    let is_controller = broker.env_value(&PROCESS_ROLES).is_some_and(|(_, roles)| {
+        roles
+            .split(',')
+            .any(|role| role.trim().eq_ignore_ascii_case("controller"))
+    });
+    let Some((var, voters)) = broker.env_value(&QUORUM_VOTERS).filter(|_| is_controller) else {
+        return Ok(());
+    };
+    let id = node_id.to_string();
+    let listed = voters
+        .split(',')
+        .filter_map(|voter| voter.split_once('@'))
+        .any(|(voter_id, _)| voter_id.trim() == id);
+    if listed {
+        Ok(())
+    } else {
+        Err(InjectError::NodeIdNotAVoter {
+            node_id,
+            var: var.to_owned(),
+        })
+    }
+}
+
+/// Cuts `text` to at most `max` bytes at a character boundary, marking the cut.
+fn truncate(text: &mut String, max: usize) {
+    if text.len() <= max {
+        return;
+    }
+    let mut end = max - 3;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str("...");
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Which StatefulSet a pod belongs to and at which ordinal.
 
-use k8s_openapi::api::core::v1::Pod;
+use super::view::PodView;
 
 /// The label the StatefulSet controller sets (Kubernetes 1.28+) to the pod's ordinal.
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
@@ -15,7 +15,7 @@ pub struct Ordinal<'a> {
 
 /// Derives the ordinal: the pod-index label when present, else the `<statefulset>-<n>` name,
 /// checked against the StatefulSet ownerReference when there is one. The error says why not.
-pub fn derive_ordinal(pod: &Pod) -> Result<Ordinal<'_>, String> {
+pub fn derive_ordinal(pod: &PodView) -> Result<Ordinal<'_>, String> {
     let meta = &pod.metadata;
     let owner = meta
         .owner_references
@@ -82,7 +82,7 @@ mod tests {
 
     #[test]
     fn name_suffix_gives_the_ordinal() {
-        let pod = PodBuilder::broker("kafka-3").build();
+        let pod = PodBuilder::broker("kafka-3").view();
         let ordinal = derive_ordinal(&pod).unwrap();
         assert_eq!(
             ordinal,
@@ -97,7 +97,7 @@ mod tests {
     fn hyphenated_statefulset_names_keep_their_prefix() {
         let pod = PodBuilder::broker("my-kafka-cluster-12")
             .owner("my-kafka-cluster")
-            .build();
+            .view();
         let ordinal = derive_ordinal(&pod).unwrap();
         assert_eq!(
             ordinal,
@@ -112,7 +112,7 @@ mod tests {
     fn pod_index_label_wins_over_the_name() {
         let pod = PodBuilder::broker("kafka-3")
             .label(POD_INDEX_LABEL, "7")
-            .build();
+            .view();
         assert_eq!(derive_ordinal(&pod).unwrap().index, 7);
     }
 
@@ -120,27 +120,27 @@ mod tests {
     fn malformed_pod_index_label_is_explained() {
         let pod = PodBuilder::broker("kafka-3")
             .label(POD_INDEX_LABEL, "x")
-            .build();
+            .view();
         assert!(derive_ordinal(&pod).unwrap_err().contains(POD_INDEX_LABEL));
     }
 
     #[test]
     fn name_not_matching_the_owner_statefulset_has_no_ordinal() {
-        let pod = PodBuilder::broker("zookeeper-0").owner("kafka").build();
+        let pod = PodBuilder::broker("zookeeper-0").owner("kafka").view();
         let why = derive_ordinal(&pod).unwrap_err();
         assert!(why.contains("\"kafka\""), "{why}");
     }
 
     #[test]
     fn generate_name_only_pod_has_no_ordinal() {
-        let pod = PodBuilder::broker("").build();
+        let pod = PodBuilder::broker("").view();
         assert!(derive_ordinal(&pod).unwrap_err().contains("generateName"));
     }
 
     #[test]
     fn name_without_number_has_no_ordinal() {
         for name in ["kafka", "kafka-a", "kafka-01", "-1"] {
-            let pod = PodBuilder::broker(name).build();
+            let pod = PodBuilder::broker(name).view();
             assert!(derive_ordinal(&pod).is_err(), "{name}");
         }
     }

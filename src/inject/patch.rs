@@ -1,48 +1,53 @@
-//! The minimal JSON patch that puts env vars into one container and the record annotation on the
-//! pod, and nothing more: already-correct state yields no operation, so mutating twice equals
-//! mutating once.
+//! The minimal JSON patch that puts env vars into the named containers and the record annotation
+//! on the pod, and nothing more: already-correct state yields no operation, so mutating twice
+//! equals mutating once.
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
-use k8s_openapi::api::core::v1::{EnvVar, Pod};
+use k8s_openapi::api::core::v1::EnvVar;
 use serde_json::{json, Value};
+
+use super::view::{ContainerList, PodView};
 
 /// What to write into the pod.
 #[derive(Debug)]
 pub struct Target<'a> {
-    pub container_index: usize,
-    /// `(name, value)` pairs to set in that container's env, in order.
+    /// The containers (or init containers) to set the env in, by list and index.
+    pub containers: &'a [(ContainerList, usize)],
+    /// `(name, value)` pairs to set in each of those containers' env, in order.
     pub env: &'a [(&'a str, &'a str)],
     /// `(key, value)` annotations to set on the pod.
     pub annotations: &'a [(&'a str, &'a str)],
 }
 
-/// Builds the patch; returns it with the names of env vars whose existing definitions it replaces.
-pub fn build_patch(pod: &Pod, target: &Target<'_>) -> (Patch, Vec<String>) {
+/// An env var whose existing definition the patch replaces: `(container, variable)`.
+pub type Overridden = (String, String);
+
+/// Builds the patch; returns it with the env vars whose existing definitions it replaces.
+pub fn build_patch(pod: &PodView, target: &Target<'_>) -> (Patch, Vec<Overridden>) {
     let mut ops = Vec::new();
     let mut overridden = Vec::new();
-    let index = target.container_index.to_string();
-    let container = &pod
-        .spec
-        .as_ref()
-        .expect("a broker container implies a spec")
-        .containers[target.container_index];
-    let env_path = |rest: &[&str]| {
-        PointerBuf::from_tokens(
-            ["spec", "containers", index.as_str(), "env"]
-                .into_iter()
-                .chain(rest.iter().copied()),
-        )
-    };
-
-    match &container.env {
-        None => ops.push(add(
-            env_path(&[]),
-            Value::Array(target.env.iter().map(|(n, v)| env_var(n, v)).collect()),
-        )),
-        Some(existing) => {
-            for (name, value) in target.env {
-                set_env(existing, name, value, &env_path, &mut ops, &mut overridden);
+    for &(list, index) in target.containers {
+        let container = &pod.list(list)[index];
+        let index = index.to_string();
+        let env_path = |rest: &[&str]| {
+            PointerBuf::from_tokens(
+                ["spec", list.field(), index.as_str(), "env"]
+                    .into_iter()
+                    .chain(rest.iter().copied()),
+            )
+        };
+        match &container.env {
+            None => ops.push(add(
+                env_path(&[]),
+                Value::Array(target.env.iter().map(|(n, v)| env_var(n, v)).collect()),
+            )),
+            Some(existing) => {
+                for (name, value) in target.env {
+                    if set_env(existing, name, value, &env_path, &mut ops) {
+                        overridden.push((container.name.clone(), (*name).to_owned()));
+                    }
+                }
             }
         }
     }
@@ -73,14 +78,14 @@ pub fn build_patch(pod: &Pod, target: &Target<'_>) -> (Patch, Vec<String>) {
     (Patch(ops), overridden)
 }
 
+/// Sets `name` in an existing env list; `true` when a different definition was replaced.
 fn set_env(
     existing: &[EnvVar],
     name: &str,
     value: &str,
     env_path: &impl Fn(&[&str]) -> PointerBuf,
     ops: &mut Vec<PatchOperation>,
-    overridden: &mut Vec<String>,
-) {
+) -> bool {
     let mut found = false;
     let mut replaced = false;
     // Every definition is replaced: with duplicates, which one a runtime honours is not ours to guess.
@@ -102,9 +107,7 @@ fn set_env(
     if !found {
         ops.push(add(env_path(&["-"]), env_var(name, value)));
     }
-    if replaced {
-        overridden.push(name.to_owned());
-    }
+    replaced
 }
 
 fn add(path: PointerBuf, value: Value) -> PatchOperation {

@@ -19,12 +19,18 @@ macro_rules! key {
 pub const INJECT_KEY: &str = key!("inject");
 /// Written on every injected pod: the value the broker was given.
 pub const RECORD_KEY: &str = key!("advertised-listeners");
+/// Prefix of the annotations `env.NAME: TEMPLATE` that add templated variables.
+pub const ENV_ANNOTATION_PREFIX: &str = key!("env.");
 pub const DEFAULT_LISTENERS: &str =
     "INTERNAL://{pod}.{service}.{namespace}.svc:9092,EXTERNAL://{pod}.{domain}:9094";
-pub const DEFAULT_ENV_NAME: &str = "KAFKA_ADVERTISED_LISTENERS";
 pub const DEFAULT_CONTAINER: &str = "kafka";
+/// The env var of the official and Confluent images, and Bitnami's.
+pub const PLAIN_ENV_NAME: &str = "KAFKA_ADVERTISED_LISTENERS";
+pub const BITNAMI_ENV_NAME: &str = "KAFKA_CFG_ADVERTISED_LISTENERS";
 /// Namespaces never mutated, besides the webhook's own (added by `serve`).
 pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
+/// At most this many templated `--env`/`env.NAME` variables per pod.
+pub const MAX_EXTRA_ENV: usize = 32;
 
 /// One setting: its flag and its annotation name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,21 +41,34 @@ pub enum Setting {
     Container,
     NodeIdEnv,
     NodeIdOffset,
+    Strict,
 }
 
 impl Setting {
-    pub fn flag(self) -> &'static str {
+    pub const ALL: [Setting; 7] = [
+        Self::Listeners,
+        Self::Domain,
+        Self::EnvName,
+        Self::Container,
+        Self::NodeIdEnv,
+        Self::NodeIdOffset,
+        Self::Strict,
+    ];
+
+    /// The flag's long name without dashes; its env var is `KLI_` and this in upper snake case.
+    pub fn flag_name(self) -> &'static str {
         match self {
-            Self::Listeners => "--listeners",
-            Self::Domain => "--domain",
-            Self::EnvName => "--env-name",
-            Self::Container => "--container",
-            Self::NodeIdEnv => "--node-id-env",
-            Self::NodeIdOffset => "--node-id-offset",
+            Self::Listeners => "listeners",
+            Self::Domain => "domain",
+            Self::EnvName => "env-name",
+            Self::Container => "container",
+            Self::NodeIdEnv => "node-id-env",
+            Self::NodeIdOffset => "node-id-offset",
+            Self::Strict => "strict",
         }
     }
 
-    /// The full annotation key.
+    /// The full annotation key: the prefix and the flag's name.
     pub fn annotation(self) -> &'static str {
         match self {
             Self::Listeners => key!("listeners"),
@@ -58,22 +77,29 @@ impl Setting {
             Self::Container => key!("container"),
             Self::NodeIdEnv => key!("node-id-env"),
             Self::NodeIdOffset => key!("node-id-offset"),
+            Self::Strict => key!("strict"),
         }
     }
 }
 
 /// Where a setting's value came from, so an error can send the operator to the right place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     Flag(Setting),
     Annotation(Setting),
+    /// `--env NAME=...`
+    EnvFlag(String),
+    /// `kafka-listener-injector.io/env.NAME`
+    EnvAnnotation(String),
 }
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Flag(setting) => f.write_str(setting.flag()),
+            Self::Flag(setting) => write!(f, "--{}", setting.flag_name()),
             Self::Annotation(setting) => write!(f, "annotation {}", setting.annotation()),
+            Self::EnvFlag(name) => write!(f, "--env {name}"),
+            Self::EnvAnnotation(name) => write!(f, "annotation {ENV_ANNOTATION_PREFIX}{name}"),
         }
     }
 }
@@ -91,6 +117,38 @@ pub enum SettingsError {
         value: String,
         expected: &'static str,
     },
+    #[error("{first} and {second} both set the env var {name}; every injected variable must be distinct")]
+    Clash {
+        name: String,
+        first: Origin,
+        second: Origin,
+    },
+    #[error("more than {MAX_EXTRA_ENV} templated env variables ({origin})")]
+    TooManyEnv { origin: Origin },
+}
+
+/// Which env var carries the advertised listeners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvName {
+    /// `KAFKA_CFG_ADVERTISED_LISTENERS` when the container configures Kafka through `KAFKA_CFG_*`
+    /// (Bitnami-style images), else `KAFKA_ADVERTISED_LISTENERS`.
+    Auto,
+    /// No advertised-listeners variable: only the templated `--env` variables.
+    None,
+    Named(String),
+}
+
+impl EnvName {
+    fn parse(value: &str, origin: Origin) -> Result<Self, SettingsError> {
+        Ok(match value.trim() {
+            "auto" => Self::Auto,
+            "none" => Self::None,
+            name => {
+                check_env_name(name, origin)?;
+                Self::Named(name.to_owned())
+            }
+        })
+    }
 }
 
 /// The cluster defaults, validated once at start-up.
@@ -98,10 +156,15 @@ pub enum SettingsError {
 pub struct Defaults {
     pub listeners: Template,
     pub domain: Option<String>,
-    pub env_name: String,
-    pub container: String,
+    pub env_name: EnvName,
+    /// The containers (or init containers) to inject into.
+    pub containers: Vec<String>,
+    /// `false` for the built-in default, which falls back to the pod's only container.
+    pub containers_explicit: bool,
+    pub extra_env: Vec<(String, Template)>,
     pub node_id_env: Option<String>,
     pub node_id_offset: i64,
+    pub strict: bool,
     pub ignore_namespaces: Vec<String>,
 }
 
@@ -110,10 +173,13 @@ impl Default for Defaults {
         Self {
             listeners: Template::parse(DEFAULT_LISTENERS).expect("the default template parses"),
             domain: None,
-            env_name: DEFAULT_ENV_NAME.into(),
-            container: DEFAULT_CONTAINER.into(),
+            env_name: EnvName::Auto,
+            containers: vec![DEFAULT_CONTAINER.into()],
+            containers_explicit: false,
+            extra_env: Vec::new(),
             node_id_env: None,
             node_id_offset: 0,
+            strict: false,
             ignore_namespaces: SYSTEM_NAMESPACES.map(String::from).to_vec(),
         }
     }
@@ -125,29 +191,52 @@ pub struct Flags {
     pub listeners: String,
     pub domain: Option<String>,
     pub env_name: String,
-    pub container: String,
+    /// Empty: the default (`kafka`, else the pod's only container).
+    pub containers: Vec<String>,
+    /// `NAME=TEMPLATE` pairs.
+    pub env: Vec<String>,
     pub node_id_env: Option<String>,
     pub node_id_offset: i64,
+    pub strict: bool,
     pub ignore_namespaces: Vec<String>,
 }
 
 impl Defaults {
     /// Validates the flags; errors name the flag.
     pub fn from_flags(flags: Flags) -> Result<Self, SettingsError> {
-        let listeners =
-            Template::parse(&flags.listeners).map_err(|error| SettingsError::Template {
-                origin: Origin::Flag(Setting::Listeners),
-                error,
-            })?;
-        let domain = flags.domain.filter(|d| !d.is_empty());
-        if let Some(domain) = &domain {
-            check_domain(domain, Origin::Flag(Setting::Domain))?;
+        let template = |origin: Origin, source: &str| {
+            Template::parse(source).map_err(|error| SettingsError::Template { origin, error })
+        };
+        let listeners = template(Origin::Flag(Setting::Listeners), &flags.listeners)?;
+        let domain = match flags.domain {
+            None => None,
+            Some(domain) => Some(check_domain(&domain, Origin::Flag(Setting::Domain))?.to_owned()),
+        };
+        let env_name = EnvName::parse(&flags.env_name, Origin::Flag(Setting::EnvName))?;
+        for container in &flags.containers {
+            check_non_empty(container, Origin::Flag(Setting::Container))?;
         }
-        check_env_name(&flags.env_name, Origin::Flag(Setting::EnvName))?;
-        check_non_empty(&flags.container, Origin::Flag(Setting::Container))?;
-        let node_id_env = flags.node_id_env.filter(|n| !n.is_empty());
-        if let Some(name) = &node_id_env {
-            check_env_name(name, Origin::Flag(Setting::NodeIdEnv))?;
+        let node_id_env = match flags.node_id_env {
+            None => None,
+            Some(name) => {
+                check_env_name(&name, Origin::Flag(Setting::NodeIdEnv))?;
+                Some(name)
+            }
+        };
+        if flags.env.len() > MAX_EXTRA_ENV {
+            return Err(SettingsError::TooManyEnv {
+                origin: Origin::Flag(Setting::Listeners),
+            });
+        }
+        let mut extra_env = Vec::new();
+        for pair in &flags.env {
+            let (name, source) = pair.split_once('=').ok_or_else(|| SettingsError::Invalid {
+                origin: Origin::EnvFlag(pair.clone()),
+                value: pair.clone(),
+                expected: "NAME=TEMPLATE",
+            })?;
+            check_env_name(name, Origin::EnvFlag(name.into()))?;
+            extra_env.push((name.to_owned(), template(Origin::EnvFlag(name.into()), source)?));
         }
         let mut ignore_namespaces = SYSTEM_NAMESPACES.map(String::from).to_vec();
         for ns in flags.ignore_namespaces {
@@ -155,16 +244,46 @@ impl Defaults {
                 ignore_namespaces.push(ns);
             }
         }
-        Ok(Self {
+        let containers_explicit = !flags.containers.is_empty();
+        let defaults = Self {
             listeners,
             domain,
-            env_name: flags.env_name,
-            container: flags.container,
+            env_name,
+            containers: if containers_explicit {
+                flags.containers
+            } else {
+                vec![DEFAULT_CONTAINER.into()]
+            },
+            containers_explicit,
+            extra_env,
             node_id_env,
             node_id_offset: flags.node_id_offset,
+            strict: flags.strict,
             ignore_namespaces,
-        })
+        };
+        // With `auto`, either name may be chosen: both must be clear of the other variables.
+        let candidates: &[&str] = match &defaults.env_name {
+            EnvName::Auto => &[PLAIN_ENV_NAME, BITNAMI_ENV_NAME],
+            EnvName::None => &[],
+            EnvName::Named(name) => &[name.as_str()],
+        };
+        let resolved = resolve(&defaults, None)?;
+        for candidate in candidates {
+            resolved.variable_names(Some(candidate))?;
+        }
+        if candidates.is_empty() {
+            resolved.variable_names(None)?;
+        }
+        Ok(defaults)
     }
+}
+
+/// One templated variable in force for a pod.
+#[derive(Debug)]
+pub struct ExtraEnv<'a> {
+    pub name: &'a str,
+    pub template: std::borrow::Cow<'a, Template>,
+    pub origin: Origin,
 }
 
 /// The settings in force for one pod. Borrows from the defaults and the pod's annotations.
@@ -174,10 +293,16 @@ pub struct Resolved<'a> {
     pub listeners_override: Option<Template>,
     pub listeners_origin: Origin,
     pub domain: Option<&'a str>,
-    pub env_name: &'a str,
-    pub container: &'a str,
+    pub env_name: EnvName,
+    pub env_name_origin: Origin,
+    pub containers: Vec<&'a str>,
+    pub containers_explicit: bool,
+    pub containers_origin: Origin,
+    pub extra_env: Vec<ExtraEnv<'a>>,
     pub node_id_env: Option<&'a str>,
+    pub node_id_env_origin: Origin,
     pub node_id_offset: i64,
+    pub strict: bool,
 }
 
 impl<'a> Resolved<'a> {
@@ -185,6 +310,36 @@ impl<'a> Resolved<'a> {
         self.listeners_override
             .as_ref()
             .unwrap_or(&defaults.listeners)
+    }
+
+    /// The names of every variable injected, with where each came from; two equal names are a
+    /// configuration error naming both settings (the patch would set the variable twice).
+    pub fn variable_names(
+        &self,
+        listeners_env: Option<&str>,
+    ) -> Result<Vec<(String, Origin)>, SettingsError> {
+        let mut names: Vec<(String, Origin)> = Vec::new();
+        let mut push = |name: &str, origin: Origin| match names.iter().find(|(n, _)| n == name) {
+            Some((_, first)) => Err(SettingsError::Clash {
+                name: name.to_owned(),
+                first: first.clone(),
+                second: origin,
+            }),
+            None => {
+                names.push((name.to_owned(), origin));
+                Ok(())
+            }
+        };
+        if let Some(name) = listeners_env {
+            push(name, self.env_name_origin.clone())?;
+        }
+        if let Some(name) = self.node_id_env {
+            push(name, self.node_id_env_origin.clone())?;
+        }
+        for extra in &self.extra_env {
+            push(extra.name, extra.origin.clone())?;
+        }
+        Ok(names)
     }
 }
 
@@ -205,32 +360,53 @@ pub fn resolve<'a>(
         listeners_override: None,
         listeners_origin: Origin::Flag(Setting::Listeners),
         domain: defaults.domain.as_deref(),
-        env_name: &defaults.env_name,
-        container: &defaults.container,
+        env_name: defaults.env_name.clone(),
+        env_name_origin: Origin::Flag(Setting::EnvName),
+        containers: defaults.containers.iter().map(String::as_str).collect(),
+        containers_explicit: defaults.containers_explicit,
+        containers_origin: Origin::Flag(Setting::Container),
+        extra_env: defaults
+            .extra_env
+            .iter()
+            .map(|(name, template)| ExtraEnv {
+                name,
+                template: std::borrow::Cow::Borrowed(template),
+                origin: Origin::EnvFlag(name.clone()),
+            })
+            .collect(),
         node_id_env: defaults.node_id_env.as_deref(),
+        node_id_env_origin: Origin::Flag(Setting::NodeIdEnv),
         node_id_offset: defaults.node_id_offset,
+        strict: defaults.strict,
     };
-    if annotations.is_none() {
+    let Some(map) = annotations else {
         return Ok(resolved);
-    }
+    };
     if let Some(value) = annotation(annotations, Setting::Listeners) {
         let origin = Origin::Annotation(Setting::Listeners);
-        resolved.listeners_override = Some(
-            Template::parse(value).map_err(|error| SettingsError::Template { origin, error })?,
-        );
+        let template = Template::parse(value).map_err(|error| SettingsError::Template {
+            origin: origin.clone(),
+            error,
+        })?;
+        resolved.listeners_override = Some(template);
         resolved.listeners_origin = origin;
     }
     if let Some(value) = annotation(annotations, Setting::Domain) {
-        check_domain(value, Origin::Annotation(Setting::Domain))?;
-        resolved.domain = Some(value);
+        resolved.domain = Some(check_domain(value, Origin::Annotation(Setting::Domain))?);
     }
     if let Some(value) = annotation(annotations, Setting::EnvName) {
-        check_env_name(value, Origin::Annotation(Setting::EnvName))?;
-        resolved.env_name = value;
+        resolved.env_name = EnvName::parse(value, Origin::Annotation(Setting::EnvName))?;
+        resolved.env_name_origin = Origin::Annotation(Setting::EnvName);
     }
     if let Some(value) = annotation(annotations, Setting::Container) {
-        check_non_empty(value, Origin::Annotation(Setting::Container))?;
-        resolved.container = value;
+        let origin = Origin::Annotation(Setting::Container);
+        let names: Vec<&str> = value.split(',').map(str::trim).collect();
+        for name in &names {
+            check_non_empty(name, origin.clone())?;
+        }
+        resolved.containers = names;
+        resolved.containers_explicit = true;
+        resolved.containers_origin = origin;
     }
     if let Some(value) = annotation(annotations, Setting::NodeIdEnv) {
         // An empty annotation turns a cluster-wide node id off for this pod.
@@ -240,15 +416,70 @@ pub fn resolve<'a>(
             check_env_name(value, Origin::Annotation(Setting::NodeIdEnv))?;
             resolved.node_id_env = Some(value);
         }
+        resolved.node_id_env_origin = Origin::Annotation(Setting::NodeIdEnv);
     }
     if let Some(value) = annotation(annotations, Setting::NodeIdOffset) {
         resolved.node_id_offset = value.trim().parse().map_err(|_| SettingsError::Invalid {
             origin: Origin::Annotation(Setting::NodeIdOffset),
-            value: value.into(),
+            value: clip(value),
             expected: "an integer",
         })?;
     }
+    if let Some(value) = annotation(annotations, Setting::Strict) {
+        resolved.strict = match value.trim() {
+            "true" => true,
+            "false" => false,
+            _ => {
+                return Err(SettingsError::Invalid {
+                    origin: Origin::Annotation(Setting::Strict),
+                    value: clip(value),
+                    expected: "\"true\" or \"false\"",
+                })
+            }
+        };
+    }
+    let from = ENV_ANNOTATION_PREFIX.to_owned();
+    for (key, source) in map.range(from..) {
+        let Some(name) = key.strip_prefix(ENV_ANNOTATION_PREFIX) else {
+            break; // past the prefix in the sorted map
+        };
+        let origin = Origin::EnvAnnotation(name.to_owned());
+        check_env_name(name, origin.clone())?;
+        let template = Template::parse(source).map_err(|error| SettingsError::Template {
+            origin: origin.clone(),
+            error,
+        })?;
+        let extra = ExtraEnv {
+            name,
+            template: std::borrow::Cow::Owned(template),
+            origin,
+        };
+        // An annotation replaces the flag's variable of the same name.
+        let full = resolved.extra_env.len() == MAX_EXTRA_ENV;
+        match resolved.extra_env.iter_mut().find(|e| e.name == name) {
+            Some(existing) => *existing = extra,
+            None if full => {
+                return Err(SettingsError::TooManyEnv {
+                    origin: extra.origin,
+                })
+            }
+            None => resolved.extra_env.push(extra),
+        }
+    }
     Ok(resolved)
+}
+
+/// A value quoted in a message, cut short: messages name the fault, not whole inputs.
+pub fn clip(value: &str) -> String {
+    clip_to(value, 64)
+}
+
+/// `value`, cut after `max` characters with a marker.
+pub fn clip_to(value: &str, max: usize) -> String {
+    match value.char_indices().nth(max) {
+        None => value.to_owned(),
+        Some((end, _)) => format!("{}...", &value[..end]),
+    }
 }
 
 /// `Ok` when `valid`, else the error naming where `value` came from and what it should be.
@@ -263,7 +494,7 @@ fn require(
     }
     Err(SettingsError::Invalid {
         origin,
-        value: value.into(),
+        value: clip(value),
         expected,
     })
 }
@@ -274,15 +505,19 @@ fn check_non_empty(value: &str, origin: Origin) -> Result<(), SettingsError> {
 
 fn check_env_name(value: &str, origin: Origin) -> Result<(), SettingsError> {
     let mut bytes = value.bytes();
-    let valid = matches!(bytes.next(), Some(b'A'..=b'Z' | b'a'..=b'z' | b'_'))
+    let valid = value.len() <= 253
+        && matches!(bytes.next(), Some(b'A'..=b'Z' | b'a'..=b'z' | b'_'))
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
     let expected = "an environment variable name ([A-Za-z_][A-Za-z0-9_.-]*)";
     require(valid, value, origin, expected)
 }
 
-fn check_domain(value: &str, origin: Origin) -> Result<(), SettingsError> {
-    let valid = super::listeners::is_dns_name(value);
-    require(valid, value, origin, "a DNS name (RFC 1123)")
+/// A DNS name (RFC 1123); a trailing dot (a fully qualified name) is accepted and dropped.
+fn check_domain(value: &str, origin: Origin) -> Result<&str, SettingsError> {
+    let name = value.strip_suffix('.').unwrap_or(value);
+    let valid = super::listeners::is_dns_name(name);
+    require(valid, value, origin, "a DNS name (RFC 1123)")?;
+    Ok(name)
 }
 
 #[cfg(test)]
@@ -312,8 +547,12 @@ mod tests {
         ]);
         let resolved = resolve(&defaults, Some(&annotations)).unwrap();
         assert_eq!(resolved.domain, Some("b.example.com"));
-        assert_eq!(resolved.env_name, "KAFKA_CFG_ADVERTISED_LISTENERS");
-        assert_eq!(resolved.container, "broker");
+        assert_eq!(
+            resolved.env_name,
+            EnvName::Named("KAFKA_CFG_ADVERTISED_LISTENERS".into())
+        );
+        assert_eq!(resolved.containers, ["broker"]);
+        assert!(resolved.containers_explicit);
         assert_eq!(resolved.node_id_env, Some("KAFKA_NODE_ID"));
         assert_eq!(resolved.node_id_offset, 100);
         assert_eq!(
@@ -345,8 +584,7 @@ mod tests {
     fn bad_flag_names_the_flag() {
         let flags = Flags {
             listeners: "E://{nope}:1".into(),
-            env_name: DEFAULT_ENV_NAME.into(),
-            container: "kafka".into(),
+            env_name: "auto".into(),
             ..Flags::default()
         };
         let err = Defaults::from_flags(flags).unwrap_err();
@@ -358,7 +596,6 @@ mod tests {
         let flags = Flags {
             listeners: DEFAULT_LISTENERS.into(),
             env_name: "1BAD".into(),
-            container: "kafka".into(),
             ..Flags::default()
         };
         assert!(Defaults::from_flags(flags)
@@ -371,8 +608,7 @@ mod tests {
     fn ignore_list_always_holds_the_system_namespaces() {
         let flags = Flags {
             listeners: DEFAULT_LISTENERS.into(),
-            env_name: DEFAULT_ENV_NAME.into(),
-            container: "kafka".into(),
+            env_name: "auto".into(),
             ignore_namespaces: vec!["webhooks".into(), "kube-system".into()],
             ..Flags::default()
         };
@@ -381,6 +617,85 @@ mod tests {
             defaults.ignore_namespaces,
             ["kube-system", "kube-public", "kube-node-lease", "webhooks"]
         );
+    }
+
+    #[test]
+    fn templated_env_comes_from_flags_and_annotations_which_override_them() {
+        let flags = Flags {
+            listeners: DEFAULT_LISTENERS.into(),
+            env_name: "none".into(),
+            env: vec!["EXTERNAL_HOST={pod}.{domain}".into(), "PORT={ordinal+31090}".into()],
+            ..Flags::default()
+        };
+        let defaults = Defaults::from_flags(flags).unwrap();
+        let annotations = annotations(&[("env.PORT", "{ordinal+9000}"), ("env.ZONE", "a")]);
+        let resolved = resolve(&defaults, Some(&annotations)).unwrap();
+        let extra: Vec<(&str, &str, String)> = resolved
+            .extra_env
+            .iter()
+            .map(|e| (e.name, e.template.as_str(), e.origin.to_string()))
+            .collect();
+        assert_eq!(
+            extra,
+            [
+                ("EXTERNAL_HOST", "{pod}.{domain}", "--env EXTERNAL_HOST".into()),
+                (
+                    "PORT",
+                    "{ordinal+9000}",
+                    "annotation kafka-listener-injector.io/env.PORT".into()
+                ),
+                (
+                    "ZONE",
+                    "a",
+                    "annotation kafka-listener-injector.io/env.ZONE".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_injected_variable_name_is_distinct() {
+        let flags = Flags {
+            listeners: DEFAULT_LISTENERS.into(),
+            env_name: "auto".into(),
+            node_id_env: Some("KAFKA_ADVERTISED_LISTENERS".into()),
+            ..Flags::default()
+        };
+        assert_eq!(
+            Defaults::from_flags(flags).unwrap_err().to_string(),
+            "--env-name and --node-id-env both set the env var KAFKA_ADVERTISED_LISTENERS; \
+             every injected variable must be distinct"
+        );
+        let flags = Flags {
+            listeners: DEFAULT_LISTENERS.into(),
+            env_name: "none".into(),
+            env: vec!["KAFKA_NODE_ID=1".into()],
+            node_id_env: Some("KAFKA_NODE_ID".into()),
+            ..Flags::default()
+        };
+        assert!(Defaults::from_flags(flags).is_err());
+        let defaults = Defaults {
+            node_id_env: Some("KAFKA_NODE_ID".into()),
+            ..Defaults::default()
+        };
+        let annotations = annotations(&[("node-id-env", "KAFKA_CFG_ADVERTISED_LISTENERS")]);
+        let resolved = resolve(&defaults, Some(&annotations)).unwrap();
+        assert_eq!(
+            resolved
+                .variable_names(Some("KAFKA_CFG_ADVERTISED_LISTENERS"))
+                .unwrap_err()
+                .to_string(),
+            "--env-name and annotation kafka-listener-injector.io/node-id-env both set the env var \
+             KAFKA_CFG_ADVERTISED_LISTENERS; every injected variable must be distinct"
+        );
+    }
+
+    #[test]
+    fn a_domain_may_be_written_fully_qualified() {
+        let defaults = Defaults::default();
+        let annotations = annotations(&[("domain", "kafka.example.com.")]);
+        let resolved = resolve(&defaults, Some(&annotations)).unwrap();
+        assert_eq!(resolved.domain, Some("kafka.example.com"));
     }
 
     #[test]

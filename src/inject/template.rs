@@ -4,6 +4,13 @@ use std::fmt;
 
 use thiserror::Error;
 
+/// Longest template accepted (flag, annotation): bounds the work one pod's settings can cause.
+pub const MAX_TEMPLATE_BYTES: usize = 4096;
+/// Longest rendered value: far below what an env value and the 256 KiB annotation budget allow,
+/// far above any real listeners value. Rendering stops as soon as it is exceeded, so a template
+/// repeating `{pod}` cannot make a response (or a denial message) large.
+pub const MAX_RENDERED_BYTES: usize = 8192;
+
 /// A value a placeholder stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variable {
@@ -69,6 +76,10 @@ pub enum TemplateError {
     Overflow(String),
     #[error("the template is empty")]
     Empty,
+    #[error("the template is {0} bytes long; at most {MAX_TEMPLATE_BYTES} are accepted")]
+    TooLong(usize),
+    #[error("the rendered value would be over {MAX_RENDERED_BYTES} bytes long")]
+    RenderedTooLong,
 }
 
 /// The values of one pod, `None` where the pod does not provide one.
@@ -86,6 +97,9 @@ impl Template {
     pub fn parse(source: &str) -> Result<Self, TemplateError> {
         if source.trim().is_empty() {
             return Err(TemplateError::Empty);
+        }
+        if source.len() > MAX_TEMPLATE_BYTES {
+            return Err(TemplateError::TooLong(source.len()));
         }
         let mut segments = Vec::new();
         let mut literal = String::new();
@@ -137,6 +151,9 @@ impl Template {
                     out.push_str(itoa::Buffer::new().format(value));
                 }
                 Segment::Variable(variable) => out.push_str(lookup(*variable, values)?),
+            }
+            if out.len() > MAX_RENDERED_BYTES {
+                return Err(TemplateError::RenderedTooLong);
             }
         }
         Ok(out)
@@ -259,6 +276,25 @@ mod tests {
             Template::parse("A://pod}:1").unwrap_err(),
             TemplateError::Unmatched(7)
         );
+    }
+
+    #[test]
+    fn size_limits_bound_the_work_of_one_template() {
+        let long = "A".repeat(MAX_TEMPLATE_BYTES + 1);
+        assert_eq!(
+            Template::parse(&long).unwrap_err(),
+            TemplateError::TooLong(MAX_TEMPLATE_BYTES + 1)
+        );
+        // 800 placeholders fit in a template; rendered with a long pod name they would not.
+        let amplifying = Template::parse(&"{pod}".repeat(800)).unwrap();
+        let name = "p".repeat(250);
+        let err = amplifying
+            .render(&Values {
+                pod: Some(&name),
+                ..values()
+            })
+            .unwrap_err();
+        assert_eq!(err, TemplateError::RenderedTooLong);
     }
 
     #[test]

@@ -7,6 +7,8 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
+use super::view::PodView;
+
 pub struct PodBuilder {
     pod: Pod,
 }
@@ -119,7 +121,75 @@ impl PodBuilder {
         self
     }
 
+    /// Adds an init container with one plain env var.
+    pub fn init_container(mut self, name: &str, env: &str, value: &str) -> Self {
+        let spec = self.pod.spec.as_mut().unwrap();
+        spec.init_containers.get_or_insert_with(Vec::new).push(Container {
+            name: name.into(),
+            env: Some(vec![EnvVar {
+                name: env.into(),
+                value: Some(value.into()),
+                value_from: None,
+            }]),
+            ..Container::default()
+        });
+        self
+    }
+
+    /// Sets the shell command of container `container`.
+    pub fn command(mut self, container: &str, command: &[&str]) -> Self {
+        let c = self
+            .containers()
+            .iter_mut()
+            .find(|c| c.name == container)
+            .unwrap();
+        c.command = Some(command.iter().map(|s| s.to_string()).collect());
+        self
+    }
+
+    /// Mounts `path` (a volume named after the file) in container `container`.
+    pub fn mount(mut self, container: &str, path: &str, sub_path: Option<&str>) -> Self {
+        let c = self
+            .containers()
+            .iter_mut()
+            .find(|c| c.name == container)
+            .unwrap();
+        c.volume_mounts
+            .get_or_insert_with(Vec::new)
+            .push(k8s_openapi::api::core::v1::VolumeMount {
+                name: "config".into(),
+                mount_path: path.into(),
+                sub_path: sub_path.map(Into::into),
+                ..Default::default()
+            });
+        self
+    }
+
+    /// Adds an `envFrom` ConfigMap source to container `container`.
+    pub fn env_from_config_map(mut self, container: &str, config_map: &str) -> Self {
+        let c = self
+            .containers()
+            .iter_mut()
+            .find(|c| c.name == container)
+            .unwrap();
+        c.env_from
+            .get_or_insert_with(Vec::new)
+            .push(k8s_openapi::api::core::v1::EnvFromSource {
+                config_map_ref: Some(k8s_openapi::api::core::v1::ConfigMapEnvSource {
+                    name: config_map.into(),
+                    optional: None,
+                }),
+                ..Default::default()
+            });
+        self
+    }
+
     pub fn build(self) -> Pod {
         self.pod
+    }
+
+    /// The pod as the core sees it.
+    pub fn view(self) -> PodView {
+        PodView::from_pod(&self.pod).unwrap()
     }
 }

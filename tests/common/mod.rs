@@ -13,6 +13,10 @@ use kafka_listener_injector::server::Server;
 use tokio::sync::oneshot;
 
 pub const FIXTURE: &str = include_str!("../fixtures/review-statefulset-pod.json");
+/// Captured from kube-apiserver 1.37 (`make e2e`'s control plane): the example broker StatefulSet
+/// with `ordinals.start: 1`, so the pod carries the real `apps.kubernetes.io/pod-index` label.
+#[allow(dead_code)]
+pub const FIXTURE_1_37: &str = include_str!("../fixtures/review-1.37-statefulset-pod.json");
 
 pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
