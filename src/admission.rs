@@ -202,9 +202,9 @@ fn deny(response: AdmissionResponse, message: String) -> AdmissionResponse {
 /// A body that is not a review of a Pod: answered when it is some other object's review.
 fn review_non_pod(body: &[u8], pod_error: serde_json::Error) -> Result<Reviewed, ReviewError> {
     let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| ReviewError::NotJson(e.to_string()))?;
+        serde_json::from_slice(body).map_err(|e| ReviewError::NotJson(without_values(&e)))?;
     let review: AdmissionReview<DynamicObject> =
-        serde_json::from_value(value).map_err(|e| ReviewError::NotAReview(e.to_string()))?;
+        serde_json::from_value(value).map_err(|e| ReviewError::NotAReview(without_values(&e)))?;
     check_types(&review.types.api_version, &review.types.kind)?;
     let request: AdmissionRequest<DynamicObject> = review
         .try_into()
@@ -215,7 +215,10 @@ fn review_non_pod(body: &[u8], pod_error: serde_json::Error) -> Result<Reviewed,
         && request.operation == Operation::Create;
     let (outcome, reason, response) = if is_pod_create {
         // A Pod the types cannot hold would be refused by the API server too; refuse it here.
-        let message = format!("request.object is not a valid Pod: {pod_error}");
+        let message = format!(
+            "request.object is not a valid Pod: {}",
+            without_values(&pod_error)
+        );
         ("denied", "malformed-pod", deny(response, message))
     } else {
         ("ignored", "not-a-pod", response)
@@ -230,6 +233,30 @@ fn review_non_pod(body: &[u8], pod_error: serde_json::Error) -> Result<Reviewed,
         dry_run: request.dry_run,
         warnings: 0,
     })
+}
+
+/// A parse error's message with every quoted string from the input replaced by `"…"`: errors
+/// are logged and returned, and a pod's strings may be secrets. Field names (in backticks),
+/// expected types and positions remain.
+fn without_values(error: &impl std::fmt::Display) -> String {
+    let text = error.to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut quoted = false;
+    for c in text.chars() {
+        match (c, quoted) {
+            ('"', false) => {
+                out.push_str("\"…");
+                quoted = true;
+            }
+            ('"', true) => {
+                out.push('"');
+                quoted = false;
+            }
+            (_, true) => {}
+            (c, false) => out.push(c),
+        }
+    }
+    out
 }
 
 fn check_types(api_version: &str, kind: &str) -> Result<(), ReviewError> {
@@ -405,6 +432,19 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("not a valid Pod"));
+    }
+
+    #[test]
+    fn parse_errors_never_quote_values_from_the_body() {
+        let body = with(|v| v["request"]["object"]["spec"]["containers"] = json!("s3cr3t-value"));
+        let (reviewed, value) = answer(&body);
+        assert_eq!(reviewed.outcome, "denied");
+        let message = value["response"]["status"]["message"].as_str().unwrap();
+        assert!(!message.contains("s3cr3t"), "{message}");
+        assert!(message.contains("invalid type: string \"…\""), "{message}");
+        let body = with(|v| v["request"]["object"]["metadata"]["annotations"] = json!("s3cr3t"));
+        let error = review(&body, &defaults()).unwrap_err().to_string();
+        assert!(!error.contains("s3cr3t"), "{error}");
     }
 
     #[test]

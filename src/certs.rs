@@ -44,7 +44,15 @@ pub fn issue(args: &CertsArgs) -> anyhow::Result<Issued> {
     // Backdated a little so that a node whose clock lags does not reject a fresh certificate.
     let not_before = now - Duration::minutes(5);
     let not_after = now + Duration::days(i64::from(args.days));
+    issue_valid(args, not_before, not_after)
+}
 
+/// Issues a CA and a serving certificate valid from `not_before` to `not_after`.
+pub fn issue_valid(
+    args: &CertsArgs,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> anyhow::Result<Issued> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.distinguished_name.push(
         DnType::CommonName,

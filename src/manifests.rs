@@ -156,7 +156,11 @@ fn collect(value: &Value, expansion: &Expansion<'_>, found: &mut Found) -> Resul
             }
         }
         (_, kind) => {
-            let kind = if kind.is_empty() { "object without kind" } else { kind };
+            let kind = if kind.is_empty() {
+                "object without kind"
+            } else {
+                kind
+            };
             *found.other_kinds.entry(kind.to_owned()).or_default() += 1;
         }
     }

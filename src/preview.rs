@@ -40,7 +40,11 @@ pub fn decide_all(
     let mut decided = Vec::with_capacity(found.pods.len());
     for pod in std::mem::take(&mut found.pods) {
         let view = PodView::from_pod(&pod.pod).with_context(|| {
-            format!("{}/{}: not a valid Pod", pod.namespace, pod.pod.metadata.name.as_deref().unwrap_or(""))
+            format!(
+                "{}/{}: not a valid Pod",
+                pod.namespace,
+                pod.pod.metadata.name.as_deref().unwrap_or("")
+            )
         })?;
         let decision = inject::inject(&view, &pod.namespace, defaults);
         decided.push(Decided { pod, decision });
@@ -97,7 +101,11 @@ pub fn run(
         }
     }
     if verdict == Verdict::NothingInjected {
-        writeln!(err, "preview: no pod would be injected; found {}", what_was_found(&decisions, &found))?;
+        writeln!(
+            err,
+            "preview: no pod would be injected; found {}",
+            what_was_found(&decisions, &found)
+        )?;
     }
     Ok(verdict)
 }
@@ -113,7 +121,11 @@ fn what_was_found(decisions: &[Decided], found: &manifests::Found) -> String {
             }
         }
         let reasons: Vec<String> = skipped.iter().map(|(r, n)| format!("{n} {r}")).collect();
-        parts.push(format!("{} pod(s), skipped: {}", decisions.len(), reasons.join(", ")));
+        parts.push(format!(
+            "{} pod(s), skipped: {}",
+            decisions.len(),
+            reasons.join(", ")
+        ));
     }
     let kinds: Vec<String> = found
         .other_kinds

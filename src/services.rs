@@ -28,7 +28,11 @@ pub fn render(args: &ServicesArgs) -> anyhow::Result<Vec<Service>> {
         let Some(statefulset) = &pod.statefulset else {
             continue; // Only StatefulSet pods carry the pod-name label a Service can select.
         };
-        let id = format!("{}/{}", pod.namespace, pod.pod.metadata.name.as_deref().unwrap_or("<unnamed>"));
+        let id = format!(
+            "{}/{}",
+            pod.namespace,
+            pod.pod.metadata.name.as_deref().unwrap_or("<unnamed>")
+        );
         let injection = match decision {
             Decision::Inject(injection) => injection,
             Decision::Skip { .. } => continue,

@@ -48,10 +48,23 @@ pub struct CertPaths {
     pub key: PathBuf,
 }
 
-/// A verified pair, ready for handshakes, and when its leaf expires.
+/// A verified pair, ready for handshakes, and its leaf's validity window (Unix seconds).
 struct Loaded {
     key: Arc<CertifiedKey>,
+    not_before: i64,
     not_after: i64,
+}
+
+impl Loaded {
+    fn valid_at(&self, now: i64) -> bool {
+        (self.not_before..=self.not_after).contains(&now)
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Hands the current certificate to every handshake; swapped atomically on reload.
@@ -104,18 +117,15 @@ fn load_pair(paths: &CertPaths, cert_pem: &[u8], key_pem: &[u8]) -> Result<Loade
     let leaf = chain
         .first()
         .ok_or_else(|| invalid("--tls-cert", &paths.cert, "holds no certificate".into()))?;
-    let not_after = x509_parser::parse_x509_certificate(leaf)
-        .map_err(|e| {
-            invalid(
-                "--tls-cert",
-                &paths.cert,
-                format!("not an X.509 certificate: {e}"),
-            )
-        })?
-        .1
-        .validity()
-        .not_after
-        .timestamp();
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf).map_err(|e| {
+        invalid(
+            "--tls-cert",
+            &paths.cert,
+            format!("not an X.509 certificate: {e}"),
+        )
+    })?;
+    let not_before = parsed.validity().not_before.timestamp();
+    let not_after = parsed.validity().not_after.timestamp();
     let key = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|e| invalid("--tls-key", &paths.key, format!("no PEM private key: {e}")))?;
     let provider = rustls::crypto::ring::default_provider();
@@ -127,6 +137,7 @@ fn load_pair(paths: &CertPaths, cert_pem: &[u8], key_pem: &[u8]) -> Result<Loade
         })?;
     Ok(Loaded {
         key: Arc::new(certified),
+        not_before,
         not_after,
     })
 }
@@ -154,6 +165,8 @@ pub struct Certificates {
     paths: CertPaths,
     resolver: Arc<CertResolver>,
     last_seen: (Vec<u8>, Vec<u8>),
+    /// The validity window of the certificate being served.
+    serving: (i64, i64),
 }
 
 impl Certificates {
@@ -170,6 +183,7 @@ impl Certificates {
                 current: RwLock::new(loaded.key),
             }),
             last_seen: (cert_pem, key_pem),
+            serving: (loaded.not_before, loaded.not_after),
         })
     }
 
@@ -235,8 +249,22 @@ impl Certificates {
         if (&cert_pem, &key_pem) == (&self.last_seen.0, &self.last_seen.1) {
             return;
         }
+        let now = unix_now();
+        let serving_valid = (self.serving.0..=self.serving.1).contains(&now);
         match load_pair(&self.paths, &cert_pem, &key_pem) {
+            // Never trade a certificate clients accept for one they refuse: an expired or
+            // not-yet-valid pair waits (a later check of the same files does not retry it).
+            Ok(loaded) if serving_valid && !loaded.valid_at(now) => {
+                metrics.count_reload("rejected");
+                error!(
+                    not_before = loaded.not_before,
+                    not_after = loaded.not_after,
+                    now,
+                    "new certificate is expired or not yet valid; keeping the current one"
+                );
+            }
             Ok(loaded) => {
+                self.serving = (loaded.not_before, loaded.not_after);
                 self.resolver.swap(loaded.key);
                 metrics.certificate_loaded(loaded.not_after);
                 metrics.count_reload("success");

@@ -181,3 +181,178 @@ fn yaml_output_is_the_stored_pods_and_patch_output_is_one_patch_per_line() {
         "CLIENT://kafka-2.kafka.payments.svc:9092,REPLICATION://kafka-2.kafka.payments.svc:9093,EXTERNAL://kafka-2.nodes.payments.example.com:31092"
     );
 }
+
+/// A chart fixture with the pod-template annotations (and value edits) of a README recipe.
+fn with_recipe(name: &str, annotations: &[(&str, &str)], edits: &[(&str, &str)]) -> PathBuf {
+    let mut doc: Value =
+        serde_norway::from_str(&std::fs::read_to_string(chart(name)).unwrap()).unwrap();
+    let template = &mut doc["spec"]["template"]["metadata"];
+    if template.get("annotations").is_none() {
+        template["annotations"] = json!({});
+    }
+    for (key, value) in annotations {
+        template["annotations"][format!("kafka-listener-injector.io/{key}")] = json!(value);
+    }
+    let mut text = serde_json::to_string(&doc).unwrap();
+    for (from, to) in edits {
+        assert!(text.contains(from), "{name} has no {from}");
+        text = text.replace(from, to);
+    }
+    let path = std::env::temp_dir().join(format!("kli-recipe-{}-{name}.json", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn summary(path: &Path, flags: &[&str]) -> (i32, String, String) {
+    let mut args = vec![
+        "--domain",
+        "kafka.example.com",
+        "-f",
+        path.to_str().unwrap(),
+    ];
+    args.extend_from_slice(flags);
+    preview(&args, "")
+}
+
+#[test]
+fn cp_helm_start_script_is_named_and_its_recipe_injects_the_host_the_script_uses() {
+    // Before: the broker container is not called kafka: skipped, naming the containers, exit 3.
+    let (code, out, err) = summary(&chart("cp-helm-start-script.yaml"), &[]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        out.contains("confluent/cp-cp-kafka-0: skip (no-broker-container)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("it has prometheus-jmx-exporter, cp-kafka-broker"),
+        "{out}"
+    );
+    assert!(
+        err.contains(
+            "preview: no pod would be injected; found 3 pod(s), skipped: 3 no-broker-container"
+        ),
+        "{err}"
+    );
+    // Naming the container is not enough: the shell assigns the variable itself.
+    let (code, out, _) = summary(
+        &chart("cp-helm-start-script.yaml"),
+        &["--container", "cp-kafka-broker"],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("listener INTERNAL is not in the container's KAFKA_LISTENER_SECURITY_PROTOCOL_MAP (\"PLAINTEXT:PLAINTEXT,EXTERNAL:PLAINTEXT\"); use listener names the map has"), "{out}");
+    let chart_names = "PLAINTEXT://{pod}.{service}.{namespace}:9092,EXTERNAL://{pod}.{domain}:9094";
+    let (code, out, _) = summary(
+        &chart("cp-helm-start-script.yaml"),
+        &["--container", "cp-kafka-broker", "--listeners", chart_names],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "the command of container cp-kafka-broker assigns KAFKA_ADVERTISED_LISTENERS itself"
+        ),
+        "{out}"
+    );
+    let (code, out, _) = summary(
+        &chart("cp-helm-start-script.yaml"),
+        &[
+            "--container",
+            "cp-kafka-broker",
+            "--listeners",
+            chart_names,
+            "--strict",
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    // The recipe: the chart's advertised.listeners override refers to ${EXTERNAL_HOST}, which the
+    // webhook sets per broker; no advertised-listeners variable of ours.
+    let recipe = with_recipe(
+        "cp-helm-start-script.yaml",
+        &[
+            ("container", "cp-kafka-broker"),
+            ("env-name", "none"),
+            ("env.EXTERNAL_HOST", "{pod}.{domain}"),
+        ],
+        &[(
+            "EXTERNAL://${HOST_IP}:$((31090 + ${KAFKA_BROKER_ID}))",
+            "EXTERNAL://${EXTERNAL_HOST}:9094",
+        )],
+    );
+    let (code, out, _) = summary(&recipe, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().next().unwrap(),
+        "confluent/cp-cp-kafka-0: inject into cp-kafka-broker: EXTERNAL_HOST=cp-cp-kafka-0.kafka.example.com"
+    );
+    assert!(!out.contains("warning"), "{out}");
+}
+
+#[test]
+fn bitnami_prepare_config_recipe_gives_each_broker_its_own_host_in_server_properties() {
+    let (code, out, _) = summary(&chart("bitnami-prepare-config.yaml"), &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("container kafka configures Kafka from a mounted /opt/bitnami/kafka/config/server.properties"), "{out}");
+    let recipe = with_recipe(
+        "bitnami-prepare-config.yaml",
+        &[
+            ("container", "prepare-config"),
+            ("env-name", "none"),
+            ("env.EXTERNAL_ACCESS_HOST", "{pod}.{domain}"),
+        ],
+        &[],
+    );
+    let (code, out, _) = summary(&recipe, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("warning"), "{out}");
+    assert!(out.contains("kafka/my-kafka-broker-1: inject into prepare-config: EXTERNAL_ACCESS_HOST=my-kafka-broker-1.kafka.example.com"), "{out}");
+
+    // Run the init container's script, as stored after the webhook, and read what it writes.
+    let (code, yaml, _) = summary(&recipe, &["-o", "yaml"]);
+    assert_eq!(code, 0);
+    let pods: Vec<Value> = serde_norway::Deserializer::from_str(&yaml)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    for (i, pod) in pods.iter().enumerate() {
+        let init = &pod["spec"]["initContainers"][0];
+        let root = dir.path().join(i.to_string());
+        std::fs::create_dir_all(root.join("configmaps")).unwrap();
+        std::fs::create_dir_all(root.join("config")).unwrap();
+        std::fs::write(
+            root.join("configmaps/server.properties"),
+            "listeners=CLIENT://:9092,EXTERNAL://:9094\nadvertised.listeners=CLIENT://$(MY_POD_NAME).my-kafka-broker-headless.kafka.svc.cluster.local:9092\n",
+        )
+        .unwrap();
+        // The container's paths, moved under a temporary root.
+        let script = init["args"][1]
+            .as_str()
+            .unwrap()
+            .replace("/configmaps/", &format!("{}/configmaps/", root.display()))
+            .replace("/shared/", &format!("{}/shared/", root.display()));
+        let mut command = Command::new("bash");
+        command
+            .arg("-ec")
+            .arg(script)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap());
+        for var in init["env"].as_array().unwrap() {
+            let value = match var["value"].as_str() {
+                Some(value) => value.replace("/config/", &format!("{}/config/", root.display())),
+                None => pod["metadata"]["name"].as_str().unwrap().to_owned(), // MY_POD_NAME fieldRef
+            };
+            command.env(var["name"].as_str().unwrap(), value);
+        }
+        let status = command.status().unwrap();
+        assert!(status.success());
+        let written = std::fs::read_to_string(root.join("config/server.properties")).unwrap();
+        let advertised = written
+            .lines()
+            .find(|l| l.starts_with("advertised.listeners="))
+            .unwrap();
+        assert!(
+            advertised.ends_with(&format!(
+                ",EXTERNAL://my-kafka-broker-{i}.kafka.example.com:9094"
+            )),
+            "{advertised}"
+        );
+    }
+}

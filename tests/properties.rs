@@ -136,8 +136,14 @@ fn wide_defaults() -> Defaults {
         containers: vec!["kafka".into(), "init".into(), "sidecar".into()],
         containers_explicit: true,
         extra_env: vec![
-            ("EXTERNAL_HOST".into(), Template::parse("{pod}.{domain}").unwrap()),
-            ("EXTERNAL_PORT".into(), Template::parse("{ordinal+31090}").unwrap()),
+            (
+                "EXTERNAL_HOST".into(),
+                Template::parse("{pod}.{domain}").unwrap(),
+            ),
+            (
+                "EXTERNAL_PORT".into(),
+                Template::parse("{ordinal+31090}").unwrap(),
+            ),
         ],
         ..defaults()
     }
@@ -294,7 +300,10 @@ fn each_property_reaches_its_main_assertion_in_at_least_30_percent_of_cases() {
         ("patches", &PATCHED, &CASES),
         ("settings annotations", &SETTINGS_INJECTED, &SETTINGS_CASES),
     ] {
-        let (reached, cases) = (reached.load(Ordering::Relaxed), cases.load(Ordering::Relaxed));
+        let (reached, cases) = (
+            reached.load(Ordering::Relaxed),
+            cases.load(Ordering::Relaxed),
+        );
         assert!(
             reached * 10 >= cases * 3,
             "property {name}: only {reached} of {cases} cases were injected"

@@ -16,6 +16,16 @@ async fn post(client: &reqwest::Client, url: &str, body: impl Into<reqwest::Body
     (status, response.json().await.unwrap())
 }
 
+/// The value of an unlabelled gauge in a metrics text.
+fn gauge(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+        .parse()
+        .unwrap()
+}
+
 fn decoded_patch(review: &Value) -> Value {
     let patch = base64::engine::general_purpose::STANDARD
         .decode(review["response"]["patch"].as_str().unwrap())
@@ -144,11 +154,17 @@ async fn a_kubernetes_1_37_review_gets_the_ordinal_from_its_pod_index_label() {
     let server = TestServer::start(&[]).await;
     let (status, review) = post(&server.client(false), &server.url(), FIXTURE_1_37).await;
     assert_eq!(status, 200);
-    assert_eq!(review["response"]["uid"], "e7eaf19f-9f7d-4be7-9904-2dafaab1c8e2");
+    assert_eq!(
+        review["response"]["uid"],
+        "e7eaf19f-9f7d-4be7-9904-2dafaab1c8e2"
+    );
     assert!(review["response"].get("warnings").is_none(), "{review}");
     let mut pod: Value =
         serde_json::from_str::<Value>(FIXTURE_1_37).unwrap()["request"]["object"].clone();
-    assert_eq!(pod["metadata"]["labels"]["apps.kubernetes.io/pod-index"], "1");
+    assert_eq!(
+        pod["metadata"]["labels"]["apps.kubernetes.io/pod-index"],
+        "1"
+    );
     let patch = serde_json::from_value::<json_patch::Patch>(decoded_patch(&review)).unwrap();
     json_patch::patch(&mut pod, &patch).unwrap();
     let env = pod["spec"]["containers"][0]["env"].as_array().unwrap();
@@ -334,5 +350,42 @@ async fn rotated_certificate_is_served_to_new_connections_without_failed_request
     assert!(
         metrics.contains("kafka_listener_injector_certificate_reloads_total{result=\"failure\"} 1"),
         "{metrics}"
+    );
+
+    // An expired pair (a stale Secret restored by mistake) is rejected while the served one is
+    // valid: counted as rejected, and the expiry gauge keeps showing the served certificate.
+    let expiry_before = gauge(
+        &metrics,
+        "kafka_listener_injector_certificate_expiry_timestamp_seconds",
+    );
+    let fourth = root.path().join("..2026_04");
+    std::fs::create_dir(&fourth).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let expired = kafka_listener_injector::certs::issue_valid(
+        &common::certs_args(&fourth),
+        now - time::Duration::days(30),
+        now - time::Duration::days(1),
+    )
+    .unwrap();
+    kafka_listener_injector::certs::write(&fourth, &expired).unwrap();
+    symlink("..2026_04", root.path().join("..data_tmp")).unwrap();
+    std::fs::rename(root.path().join("..data_tmp"), root.path().join("..data")).unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        common::presented_certificate(server.webhook, &both).await,
+        common::pem_to_der(&second_certs.cert_pem)
+    );
+    let metrics = server.metrics().await;
+    assert!(
+        metrics
+            .contains("kafka_listener_injector_certificate_reloads_total{result=\"rejected\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(
+        gauge(
+            &metrics,
+            "kafka_listener_injector_certificate_expiry_timestamp_seconds"
+        ),
+        expiry_before
     );
 }

@@ -8,7 +8,11 @@ use super::view::{ContainerView, PodView};
 use super::TargetContainer;
 
 /// One sentence per finding, naming the container and the setting to change.
-pub fn effectiveness(_pod: &PodView, targets: &[TargetContainer<'_>], injected: &[&str]) -> Vec<String> {
+pub fn effectiveness(
+    _pod: &PodView,
+    targets: &[TargetContainer<'_>],
+    injected: &[&str],
+) -> Vec<String> {
     let mut findings = Vec::new();
     for target in targets {
         let container = target.container;
@@ -35,7 +39,8 @@ pub fn effectiveness(_pod: &PodView, targets: &[TargetContainer<'_>], injected: 
             .flatten()
             .filter_map(|source| {
                 let config_map = source.config_map_ref.as_ref().map(|r| ("ConfigMap", r));
-                let (kind, name) = config_map.or(source.secret_ref.as_ref().map(|r| ("Secret", r)))?;
+                let (kind, name) =
+                    config_map.or(source.secret_ref.as_ref().map(|r| ("Secret", r)))?;
                 Some(format!("{kind} {}", name.name))
             })
             .collect();
@@ -99,7 +104,10 @@ mod tests {
 
     #[test]
     fn assignment_is_found_as_a_whole_word_only() {
-        assert!(assigns("export KAFKA_ADVERTISED_LISTENERS=x; exec run", "KAFKA_ADVERTISED_LISTENERS"));
+        assert!(assigns(
+            "export KAFKA_ADVERTISED_LISTENERS=x; exec run",
+            "KAFKA_ADVERTISED_LISTENERS"
+        ));
         assert!(assigns("KAFKA_NODE_ID=$((1+2)) exec run", "KAFKA_NODE_ID"));
         assert!(!assigns("export MY_KAFKA_NODE_ID=1", "KAFKA_NODE_ID"));
         assert!(!assigns("echo ${KAFKA_NODE_ID}", "KAFKA_NODE_ID"));

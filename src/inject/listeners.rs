@@ -45,7 +45,9 @@ pub enum ListenerError {
     BadPort { name: String, port: String },
     #[error("{0} listeners; at most {MAX_LISTENERS} are accepted")]
     TooMany(usize),
-    #[error("listener {name} is not in the container's {var} ({map:?})")]
+    #[error(
+        "listener {name} is not in the container's {var} ({map:?}); use listener names the map has"
+    )]
     NotInProtocolMap {
         name: String,
         var: String,
@@ -131,7 +133,9 @@ pub fn validate(
 ) -> Result<Vec<String>, ListenerError> {
     let listeners = parse_listeners(value)?;
     let mut seen = HashSet::with_capacity(listeners.len());
-    let map = config.protocol_map.map(|(var, map)| (var, map, names_of(map, ":")));
+    let map = config
+        .protocol_map
+        .map(|(var, map)| (var, map, names_of(map, ":")));
     let bound = config
         .listeners
         .map(|(var, value)| (var, value, names_of(value, "://")));
@@ -291,14 +295,17 @@ mod tests {
         let error = validate("INTERNAL://a:1,EXTERNAL://b:2", &config).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "listener EXTERNAL is not in the container's KAFKA_LISTENER_SECURITY_PROTOCOL_MAP (\"INTERNAL:PLAINTEXT, CONTROLLER:PLAINTEXT\")"
+            "listener EXTERNAL is not in the container's KAFKA_LISTENER_SECURITY_PROTOCOL_MAP (\"INTERNAL:PLAINTEXT, CONTROLLER:PLAINTEXT\"); use listener names the map has"
         );
     }
 
     #[test]
     fn without_a_protocol_map_other_names_than_standard_protocols_are_warned_about() {
         let none = BrokerListenerConfig::default();
-        assert_eq!(validate("PLAINTEXT://a:1,sasl_ssl://b:2", &none), Ok(vec![]));
+        assert_eq!(
+            validate("PLAINTEXT://a:1,sasl_ssl://b:2", &none),
+            Ok(vec![])
+        );
         assert_eq!(
             validate("PLAINTEXT://a:1,EXTERNAL://b:2", &none).unwrap(),
             ["listener EXTERNAL is not a standard security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL) and the container's env sets no KAFKA_LISTENER_SECURITY_PROTOCOL_MAP; unless the broker gets a map elsewhere it will refuse to start"]
@@ -336,7 +343,10 @@ mod tests {
     #[test]
     fn an_advertised_controller_listener_is_a_warning_since_kafka_3_9() {
         let config = BrokerListenerConfig {
-            protocol_map: Some(("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT")),
+            protocol_map: Some((
+                "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+                "INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            )),
             controller_names: Some(("KAFKA_CFG_CONTROLLER_LISTENER_NAMES", "CONTROLLER")),
             ..BrokerListenerConfig::default()
         };

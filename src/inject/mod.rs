@@ -64,7 +64,7 @@ pub enum InjectError {
         origin: Origin,
         value: String,
         container: String,
-        error: ListenerError,
+        error: Box<ListenerError>,
     },
     #[error("node id {node_id} (ordinal {ordinal} + node-id-offset {offset}) is not in 0-2147483647, the range of Kafka's node.id")]
     NodeIdOutOfRange {
@@ -202,7 +202,11 @@ pub fn inject(pod: &PodView, namespace: &str, defaults: &Defaults) -> Decision {
     }));
     Decision::Inject(Injection {
         patch,
-        containers: gated.targets.iter().map(|t| t.container.name.clone()).collect(),
+        containers: gated
+            .targets
+            .iter()
+            .map(|t| t.container.name.clone())
+            .collect(),
         listeners: rendered.listeners,
         advertised: rendered.advertised,
         node_id: rendered.node_id.map(|(name, id, _)| (name.to_owned(), id)),
@@ -278,7 +282,8 @@ fn gate<'p>(pod: &'p PodView, namespace: &str, defaults: &'p Defaults) -> Gate<'
             .chain(pod.init_containers())
             .map(|c| c.name.as_str())
             .collect();
-        let warning = format!(
+        let warning =
+            format!(
             "kafka-listener-injector: pod {id} not injected: no container named {} ({}); it has {}",
             settings.containers.join(", "),
             settings.containers_origin,
@@ -420,14 +425,13 @@ fn render<'s>(
                 listeners: broker.env_value(&LISTENERS),
                 inter_broker_name: broker.env_value(&INTER_BROKER_NAME),
             };
-            let found = listeners::validate(&value, &config).map_err(|error| {
-                InjectError::Listeners {
+            let found =
+                listeners::validate(&value, &config).map_err(|error| InjectError::Listeners {
                     origin,
                     value: settings::clip_to(&value, 512),
                     container: broker.name.clone(),
-                    error,
-                }
-            })?;
+                    error: Box::new(error),
+                })?;
             warnings.extend(found);
             Some((env_name, value))
         }

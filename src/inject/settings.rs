@@ -236,7 +236,10 @@ impl Defaults {
                 expected: "NAME=TEMPLATE",
             })?;
             check_env_name(name, Origin::EnvFlag(name.into()))?;
-            extra_env.push((name.to_owned(), template(Origin::EnvFlag(name.into()), source)?));
+            extra_env.push((
+                name.to_owned(),
+                template(Origin::EnvFlag(name.into()), source)?,
+            ));
         }
         let mut ignore_namespaces = SYSTEM_NAMESPACES.map(String::from).to_vec();
         for ns in flags.ignore_namespaces {
@@ -624,7 +627,10 @@ mod tests {
         let flags = Flags {
             listeners: DEFAULT_LISTENERS.into(),
             env_name: "none".into(),
-            env: vec!["EXTERNAL_HOST={pod}.{domain}".into(), "PORT={ordinal+31090}".into()],
+            env: vec![
+                "EXTERNAL_HOST={pod}.{domain}".into(),
+                "PORT={ordinal+31090}".into(),
+            ],
             ..Flags::default()
         };
         let defaults = Defaults::from_flags(flags).unwrap();
@@ -638,7 +644,11 @@ mod tests {
         assert_eq!(
             extra,
             [
-                ("EXTERNAL_HOST", "{pod}.{domain}", "--env EXTERNAL_HOST".into()),
+                (
+                    "EXTERNAL_HOST",
+                    "{pod}.{domain}",
+                    "--env EXTERNAL_HOST".into()
+                ),
                 (
                     "PORT",
                     "{ordinal+9000}",

@@ -124,15 +124,17 @@ impl PodBuilder {
     /// Adds an init container with one plain env var.
     pub fn init_container(mut self, name: &str, env: &str, value: &str) -> Self {
         let spec = self.pod.spec.as_mut().unwrap();
-        spec.init_containers.get_or_insert_with(Vec::new).push(Container {
-            name: name.into(),
-            env: Some(vec![EnvVar {
-                name: env.into(),
-                value: Some(value.into()),
-                value_from: None,
-            }]),
-            ..Container::default()
-        });
+        spec.init_containers
+            .get_or_insert_with(Vec::new)
+            .push(Container {
+                name: name.into(),
+                env: Some(vec![EnvVar {
+                    name: env.into(),
+                    value: Some(value.into()),
+                    value_from: None,
+                }]),
+                ..Container::default()
+            });
         self
     }
 
@@ -154,14 +156,14 @@ impl PodBuilder {
             .iter_mut()
             .find(|c| c.name == container)
             .unwrap();
-        c.volume_mounts
-            .get_or_insert_with(Vec::new)
-            .push(k8s_openapi::api::core::v1::VolumeMount {
+        c.volume_mounts.get_or_insert_with(Vec::new).push(
+            k8s_openapi::api::core::v1::VolumeMount {
                 name: "config".into(),
                 mount_path: path.into(),
                 sub_path: sub_path.map(Into::into),
                 ..Default::default()
-            });
+            },
+        );
         self
     }
 

@@ -281,7 +281,10 @@ fn pod_index_label_wins_over_the_name() {
             "EXTERNAL://b{ordinal}.{domain}:9094",
         );
     let injection = injection(&pod.build(), &defaults());
-    assert_eq!(injection.advertised.unwrap(), "EXTERNAL://b5.kafka.example.com:9094");
+    assert_eq!(
+        injection.advertised.unwrap(),
+        "EXTERNAL://b5.kafka.example.com:9094"
+    );
 }
 
 #[test]
@@ -447,16 +450,31 @@ fn templated_env_goes_into_every_named_container_and_init_container() {
     assert_eq!(
         injection.extra_env,
         [
-            ("EXTERNAL_HOST".to_owned(), "kafka-2.kafka.example.com".to_owned()),
+            (
+                "EXTERNAL_HOST".to_owned(),
+                "kafka-2.kafka.example.com".to_owned()
+            ),
             ("EXTERNAL_PORT".to_owned(), "31092".to_owned())
         ]
     );
     let doc = patched(&pod, &injection);
     let init_env = &doc["spec"]["initContainers"][0]["env"];
-    assert_eq!(init_env[1], json!({"name": "KAFKA_ADVERTISED_LISTENERS", "value": VALUE_2}));
-    assert_eq!(init_env[2], json!({"name": "EXTERNAL_HOST", "value": "kafka-2.kafka.example.com"}));
-    assert_eq!(init_env[3], json!({"name": "EXTERNAL_PORT", "value": "31092"}));
-    assert!(doc["spec"]["containers"][1].get("env").is_none(), "metrics untouched");
+    assert_eq!(
+        init_env[1],
+        json!({"name": "KAFKA_ADVERTISED_LISTENERS", "value": VALUE_2})
+    );
+    assert_eq!(
+        init_env[2],
+        json!({"name": "EXTERNAL_HOST", "value": "kafka-2.kafka.example.com"})
+    );
+    assert_eq!(
+        init_env[3],
+        json!({"name": "EXTERNAL_PORT", "value": "31092"})
+    );
+    assert!(
+        doc["spec"]["containers"][1].get("env").is_none(),
+        "metrics untouched"
+    );
     let again: Pod = serde_json::from_value(doc).unwrap();
     assert!(self::injection(&again, &defaults).patch.0.is_empty());
 }
@@ -468,7 +486,10 @@ fn env_name_none_injects_only_the_templated_env_and_checks_no_listeners() {
         .init_container("prepare-config", "OTHER", "x")
         .annotation("kafka-listener-injector.io/env-name", "none")
         .annotation("kafka-listener-injector.io/container", "prepare-config")
-        .annotation("kafka-listener-injector.io/env.EXTERNAL_ACCESS_HOST", "{pod}.{domain}")
+        .annotation(
+            "kafka-listener-injector.io/env.EXTERNAL_ACCESS_HOST",
+            "{pod}.{domain}",
+        )
         .build();
     let injection = injection(&pod, &defaults());
     assert_eq!(injection.listeners, None);
@@ -515,7 +536,10 @@ fn an_explicitly_named_absent_container_is_a_finding_never_a_fallback() {
         other => panic!("{other:?}"),
     }
     let pod = mapped("kafka-2")
-        .annotation("kafka-listener-injector.io/container", "kafka,prepare-config")
+        .annotation(
+            "kafka-listener-injector.io/container",
+            "kafka,prepare-config",
+        )
         .build();
     let injection = injection(&pod, &defaults());
     assert_eq!(injection.containers, ["kafka"]);
@@ -552,7 +576,11 @@ fn a_shell_that_assigns_the_variable_itself_is_a_finding() {
 #[test]
 fn a_properties_file_with_no_reference_to_an_injected_variable_is_a_finding() {
     let pod = mapped("kafka-2")
-        .mount("kafka", "/opt/kafka/config/server.properties", Some("server.properties"))
+        .mount(
+            "kafka",
+            "/opt/kafka/config/server.properties",
+            Some("server.properties"),
+        )
         .build();
     assert_eq!(
         injection(&pod, &defaults()).warnings,
@@ -570,7 +598,9 @@ fn a_properties_file_with_no_reference_to_an_injected_variable_is_a_finding() {
 
 #[test]
 fn env_from_sources_the_webhook_cannot_see_are_a_finding() {
-    let pod = mapped("kafka-2").env_from_config_map("kafka", "kafka-env").build();
+    let pod = mapped("kafka-2")
+        .env_from_config_map("kafka", "kafka-env")
+        .build();
     assert_eq!(
         injection(&pod, &defaults()).warnings,
         ["kafka-listener-injector: container kafka takes env from ConfigMap kafka-env (envFrom), which the webhook cannot see: the listener checks ran without it"]
@@ -580,7 +610,11 @@ fn env_from_sources_the_webhook_cannot_see_are_a_finding() {
 #[test]
 fn advertised_names_must_be_listened_on_and_include_the_inter_broker_listener() {
     let pod = mapped("kafka-2")
-        .env("kafka", "KAFKA_LISTENERS", "INTERNAL://:9092,CONTROLLER://:9093")
+        .env(
+            "kafka",
+            "KAFKA_LISTENERS",
+            "INTERNAL://:9092,CONTROLLER://:9093",
+        )
         .build();
     assert_eq!(
         denial(&pod, &defaults()),
@@ -617,7 +651,10 @@ fn node_ids_stay_in_int32_and_in_a_static_voter_set() {
             )
             .build()
     };
-    assert_eq!(injection(&combined("kafka-2"), &node_id).node_id.unwrap().1, 2);
+    assert_eq!(
+        injection(&combined("kafka-2"), &node_id).node_id.unwrap().1,
+        2
+    );
     assert_eq!(
         denial(&combined("kafka-3"), &node_id),
         "pod prod/kafka-3: node id 3 of this controller is not in the container's KAFKA_CONTROLLER_QUORUM_VOTERS, a static voter set; Kafka would refuse to start (use controller.quorum.bootstrap.servers to grow the quorum)"
@@ -627,7 +664,10 @@ fn node_ids_stay_in_int32_and_in_a_static_voter_set() {
 #[test]
 fn an_annotation_that_makes_two_variables_share_a_name_is_denied_naming_both() {
     let pod = mapped("kafka-2")
-        .annotation("kafka-listener-injector.io/node-id-env", "KAFKA_ADVERTISED_LISTENERS")
+        .annotation(
+            "kafka-listener-injector.io/node-id-env",
+            "KAFKA_ADVERTISED_LISTENERS",
+        )
         .build();
     assert_eq!(
         denial(&pod, &defaults()),

@@ -22,9 +22,9 @@ pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Issues a CA and a serving certificate for 127.0.0.1 and localhost into `dir`.
-pub fn issue_certs(dir: &Path) -> certs::Issued {
-    let args = CertsArgs {
+/// `certs` arguments for 127.0.0.1 and localhost into `dir`.
+pub fn certs_args(dir: &Path) -> CertsArgs {
+    CertsArgs {
         service: "kafka-listener-injector".into(),
         namespace: "kli".into(),
         dns: vec!["localhost".into()],
@@ -32,7 +32,12 @@ pub fn issue_certs(dir: &Path) -> certs::Issued {
         out: dir.to_owned(),
         days: 1,
         ca_bundle_patch: None,
-    };
+    }
+}
+
+/// Issues a CA and a serving certificate for 127.0.0.1 and localhost into `dir`.
+pub fn issue_certs(dir: &Path) -> certs::Issued {
+    let args = certs_args(dir);
     let issued = certs::issue(&args).unwrap();
     certs::write(dir, &issued).unwrap();
     issued

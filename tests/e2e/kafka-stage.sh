@@ -181,7 +181,27 @@ run_kafka_stage() {
   expect_eq "the remaining brokers still serve every message" \
     "$(outside kcat -C -b "kafka-1.$DOMAIN:9094" -t e2e -o beginning -e -q -m 30 2>/dev/null | wc -l)" 10000
 
-  log "K6. a StatefulSet whose protocol map lacks EXTERNAL is denied: no broker of it starts"
+  log "K6. a start script that builds the listeners from a variable the webhook injects"
+  kubectl apply -f tests/e2e/kafka/scripted-brokers.yaml >/dev/null
+  "$kli" services -f tests/e2e/kafka/scripted-brokers.yaml --type LoadBalancer | kubectl apply -f - >/dev/null
+  wait_ready "$KAFKA_NS" scripted-0 240 || { fail "scripted-0 did not become ready"; kafka_logs; return; }
+  expect_eq "scripted-0 got only EXTERNAL_HOST from the webhook" \
+    "$(env_of "$KAFKA_NS" scripted-0 EXTERNAL_HOST broker) [$(env_of "$KAFKA_NS" scripted-0 KAFKA_ADVERTISED_LISTENERS broker)]" \
+    "scripted-0.$DOMAIN []"
+  for _ in $(seq 1 30); do
+    got=$(metadata_brokers | grep '^200 ')
+    [ -n "$got" ] && break
+    sleep 1
+  done
+  expect_eq "the script's broker advertises its own name, seen from outside" "$got" "200 scripted-0.$DOMAIN:9094"
+  kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "kafka-0.$DOMAIN:9094" \
+    --create --topic e2e-scripted --replica-assignment 200 >/dev/null 2>"$kdir/topic.err" \
+    || fail "creating a topic on broker 200: $(tail -n 3 "$kdir/topic.err")"
+  seq 1 100 | outside kcat -P -b "kafka-0.$DOMAIN:9094" -t e2e-scripted 2>"$kdir/produce.err"
+  expect_eq "messages reach broker 200 through its own load balancer" \
+    "$(outside kcat -C -b "kafka-0.$DOMAIN:9094" -t e2e-scripted -o beginning -e -q -m 30 2>/dev/null | wc -l)" 100
+
+  log "K7. a StatefulSet whose protocol map lacks EXTERNAL is denied: no broker of it starts"
   python3 -c '
 import sys, yaml
 sts = next(d for d in yaml.safe_load_all(sys.stdin) if d and d["kind"] == "StatefulSet")

@@ -427,9 +427,23 @@ class Agent:
             except Exception as error:  # the API server may be restarting; try again
                 log(f"sync: {error}")
             time.sleep(0.5)
-        for uid in list(self.running):
-            self.stop(uid)
+        self.stop_all()
         self.cloud.close()
+
+    def stop_all(self, grace=10):
+        """At the end of the run: every container gets SIGTERM at once, SIGKILL after `grace`."""
+        for entry in self.running.values():
+            if entry["proc"].poll() is None:
+                os.killpg(entry["proc"].pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for entry in self.running.values():
+            try:
+                entry["proc"].wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(entry["proc"].pid, signal.SIGKILL)
+                entry["proc"].wait()
+            self.network.remove_pod(entry["pod"].key, entry["netns"])
+        self.running.clear()
 
 
 def readiness_port(container):
