@@ -124,10 +124,22 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "KLI_MAX_BODY_BYTES", default_value_t = 7 * 1024 * 1024)]
     pub max_body_bytes: usize,
-    /// Time a client gets for the TLS handshake, a request's headers and its body; an idle
-    /// HTTP/1.1 connection is closed after it too.
+    /// Time a client gets for the TLS handshake and for a request, from its first byte to the
+    /// end of its body; a connection that brings no request within it is closed.
     #[arg(long, env = "KLI_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// Time a keep-alive connection may sit idle between requests. Above the API server's 90 s
+    /// idle pool, so that it never reuses a connection this server is closing.
+    #[arg(long, env = "KLI_IDLE_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Most open connections on the webhook port; more are closed at once. Several API servers
+    /// each keep one pooled connection per concurrent admission.
+    #[arg(long, env = "KLI_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+    /// Most request-body bytes held at once across all requests; a request beyond it gets 503
+    /// and the API server retries. Bounds memory under many concurrent large bodies.
+    #[arg(long, env = "KLI_MAX_INFLIGHT_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_inflight_body_bytes: usize,
     /// Time in-flight requests get to finish after SIGTERM.
     #[arg(long, env = "KLI_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,

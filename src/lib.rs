@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod certs;
 pub mod cli;
+pub mod deadline;
 pub mod inject;
 pub mod manifests;
 pub mod preview;

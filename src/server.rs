@@ -1,7 +1,7 @@
 //! `serve`: the TLS admission webhook and the plain-HTTP admin port, with timeouts, a body limit,
 //! certificate hot reload and a graceful drain on shutdown.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,7 +19,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -27,6 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::admission;
 use crate::cli::ServeArgs;
+use crate::deadline::RequestDeadline;
 use crate::inject::Defaults;
 use crate::telemetry::Metrics;
 use crate::tls::{CertPaths, Certificates};
@@ -37,6 +39,15 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    /// Request-body bytes that may be held at once, in KiB permits.
+    pub body_budget: Arc<Semaphore>,
+}
+
+/// KiB permits for `bytes` (the body budget counts in KiB to stay within a semaphore's range).
+fn kib(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(1024))
+        .unwrap_or(u32::MAX)
+        .max(1)
 }
 
 /// The webhook's routes: `POST /mutate`; every other request gets a JSON error.
@@ -80,7 +91,13 @@ fn is_json(headers: &HeaderMap) -> bool {
     essence.eq_ignore_ascii_case("application/json")
 }
 
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+/// Reads the body within `--max-body-bytes` and `--request-timeout`, holding its share of the
+/// in-flight body budget (returned with the bytes, released when dropped).
+async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Bytes, OwnedSemaphorePermit), Response> {
     let too_large = || {
         state.metrics.count_rejected("body-too-large");
         json_error(
@@ -98,9 +115,26 @@ async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<
     if declared.is_some_and(|len| len > state.max_body_bytes as u64) {
         return Err(too_large());
     }
+    // A body of unknown length may grow to the limit: it reserves that much.
+    let reserve = declared.map_or(state.max_body_bytes, |len| len as usize);
+    let Ok(permit) = state
+        .body_budget
+        .clone()
+        .try_acquire_many_owned(kib(reserve))
+    else {
+        state.metrics.count_rejected("body-budget-exhausted");
+        let mut response = json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many request bodies in flight (--max-inflight-body-bytes); retry",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return Err(response);
+    };
     let collect = Limited::new(body, state.max_body_bytes).collect();
     match tokio::time::timeout(state.request_timeout, collect).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Ok(collected)) => Ok((collected.to_bytes(), permit)),
         Ok(Err(error)) if error.is::<LengthLimitError>() => Err(too_large()),
         Ok(Err(error)) => {
             state.metrics.count_rejected("body-read-error");
@@ -127,8 +161,8 @@ async fn mutate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
             "the body must be an AdmissionReview with Content-Type: application/json",
         );
     }
-    let bytes = match read_body(&state, &headers, body).await {
-        Ok(bytes) => bytes,
+    let (bytes, _budget) = match read_body(&state, &headers, body).await {
+        Ok(read) => read,
         Err(response) => return response,
     };
     let started = Instant::now();
@@ -200,10 +234,30 @@ pub struct Server {
     tls: Arc<rustls::ServerConfig>,
     certificates: Certificates,
     state: Arc<AppState>,
+    limits: ConnectionLimits,
     cert_check_interval: Duration,
     shutdown_grace: Duration,
     shutdown_delay: Duration,
 }
+
+/// How long and how many connections a port keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// TLS handshake, and a request from its first byte to the end of its body.
+    pub request_timeout: Duration,
+    /// A keep-alive connection between requests.
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// The admin port serves probes and scrapes: a few connections, short timeouts.
+const ADMIN_LIMITS: ConnectionLimits = ConnectionLimits {
+    request_timeout: Duration::from_secs(5),
+    idle_timeout: Duration::from_secs(30),
+    max_connections: 32,
+};
+/// Largest request head accepted (hyper's read buffer); kube-apiserver sends well under 1 KiB.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 impl Server {
     /// Validates the configuration, loads the certificate and binds both ports; every fault here
@@ -222,6 +276,16 @@ impl Server {
         if args.max_body_bytes == 0 {
             anyhow::bail!("--max-body-bytes must be positive");
         }
+        if args.max_inflight_body_bytes < args.max_body_bytes {
+            anyhow::bail!(
+                "--max-inflight-body-bytes ({}) must be at least --max-body-bytes ({})",
+                args.max_inflight_body_bytes,
+                args.max_body_bytes
+            );
+        }
+        if args.max_connections == 0 {
+            anyhow::bail!("--max-connections must be positive");
+        }
         let webhook = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("--listen {}", args.listen))?;
@@ -238,7 +302,13 @@ impl Server {
                 metrics,
                 max_body_bytes: args.max_body_bytes,
                 request_timeout: args.request_timeout,
+                body_budget: Arc::new(Semaphore::new(kib(args.max_inflight_body_bytes) as usize)),
             }),
+            limits: ConnectionLimits {
+                request_timeout: args.request_timeout,
+                idle_timeout: args.idle_timeout,
+                max_connections: args.max_connections,
+            },
             cert_check_interval: args.cert_check_interval,
             shutdown_grace: args.shutdown_grace,
             shutdown_delay: args.shutdown_delay,
@@ -270,106 +340,43 @@ impl Server {
             metrics.clone(),
             stop_background.clone(),
         ));
-        let admin_stop = stop_background.clone();
-        let admin = tokio::spawn(
-            axum::serve(self.admin, admin_router(metrics, ready.clone()))
-                .with_graceful_shutdown(async move { admin_stop.cancelled().await })
-                .into_future(),
-        );
+        let admin = tokio::spawn(accept_loop(
+            self.admin,
+            None,
+            admin_router(metrics.clone(), ready.clone()),
+            ADMIN_LIMITS,
+            metrics.clone(),
+            GracefulShutdown::new(),
+            stop_background.clone().cancelled_owned(),
+        ));
 
-        let request_timeout = self.state.request_timeout;
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(request_timeout);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_timeout(request_timeout);
-        // The protocol comes from ALPN, never from sniffing the first bytes: sniffing waits for
-        // them with no timeout, so a client that completes the handshake and sends nothing would
-        // hold its connection forever. h2 over TLS requires ALPN; everything else is HTTP/1.1.
-        let h1 = Arc::new(builder.clone().http1_only());
-        let h2 = Arc::new(builder.http2_only());
-        let acceptor = TlsAcceptor::from(self.tls);
-        let router = router(self.state);
         let graceful = GracefulShutdown::new();
         info!(webhook = %self.webhook.local_addr()?, admin = %admin_addr, "serving");
-
-        // Unready as soon as shutdown starts; accepting ends after --shutdown-delay.
-        let stop_accepting = async {
+        // With --shutdown-delay: unready as soon as shutdown starts, accepting until the delay
+        // ends. Without: the port closes first and readiness follows, so that whoever sees the
+        // server unready also finds the port closed.
+        let shutdown_delay = self.shutdown_delay;
+        let unready = ready.clone();
+        let stop_accepting = async move {
             shutdown.await;
-            ready.store(false, Ordering::SeqCst);
-            info!(delay = ?self.shutdown_delay, "shutting down: unready, still accepting for the delay");
-            tokio::time::sleep(self.shutdown_delay).await;
+            if !shutdown_delay.is_zero() {
+                unready.store(false, Ordering::SeqCst);
+                info!(delay = ?shutdown_delay, "shutting down: unready, still accepting for the delay");
+                tokio::time::sleep(shutdown_delay).await;
+            }
         };
-        tokio::pin!(stop_accepting);
-        loop {
-            let (tcp, peer) = tokio::select! {
-                accepted = self.webhook.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut stop_accepting => break,
-            };
-            let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
-            let (h1, h2) = (h1.clone(), h2.clone());
-            // A connection must bring its first request within --request-timeout. HTTP/1.1 has
-            // a header timeout for that; an HTTP/2 client that never sends its preface has none.
-            let first_request = Arc::new(tokio::sync::Notify::new());
-            let seen = first_request.clone();
-            let service = TowerToHyperService::new(router.clone().map_request(
-                move |request: axum::http::Request<hyper::body::Incoming>| {
-                    seen.notify_one();
-                    request
-                },
-            ));
-            let watcher = graceful.watcher();
-            tokio::spawn(async move {
-                let tls = match tokio::time::timeout(request_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(error)) => {
-                        debug!(%peer, %error, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-                let builder = match tls.get_ref().1.alpn_protocol() {
-                    Some(b"h2") => h2,
-                    _ => h1,
-                };
-                let connection = builder
-                    .serve_connection(TokioIo::new(tls), service)
-                    .into_owned();
-                let silent = async {
-                    if tokio::time::timeout(request_timeout, first_request.notified())
-                        .await
-                        .is_ok()
-                    {
-                        std::future::pending::<()>().await;
-                    }
-                };
-                tokio::select! {
-                    served = watcher.watch(connection) => if let Err(error) = served {
-                        debug!(%peer, %error, "connection ended with an error");
-                    },
-                    () = silent => debug!(%peer, "no request within --request-timeout; closed"),
-                }
-            });
-        }
+        let graceful = accept_loop(
+            self.webhook,
+            Some(TlsAcceptor::from(self.tls)),
+            router(self.state),
+            self.limits,
+            metrics,
+            graceful,
+            stop_accepting,
+        )
+        .await;
+        ready.store(false, Ordering::SeqCst);
 
-        drop(self.webhook);
         info!(grace = ?self.shutdown_grace, "no new connections; draining");
         match tokio::time::timeout(self.shutdown_grace, graceful.shutdown()).await {
             Ok(()) => info!("all connections drained"),
@@ -380,6 +387,169 @@ impl Server {
         Ok(())
     }
 }
+
+/// Accepts connections on `listener` (through TLS when `tls` is set) until `stop` resolves, each
+/// served by [`serve_connection`]; returns the watcher of those still open, to drain them.
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    router: Router,
+    limits: ConnectionLimits,
+    metrics: Arc<Metrics>,
+    graceful: GracefulShutdown,
+    stop: impl Future<Output = ()>,
+) -> GracefulShutdown {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let builders = Arc::new(Builders::new(limits));
+    tokio::pin!(stop);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics.count_rejected("too-many-connections");
+            debug!(%peer, "connection limit reached; closed");
+            continue; // dropping the stream closes it at once
+        };
+        let _ = tcp.set_nodelay(true);
+        let connection = Connection {
+            tcp,
+            peer,
+            tls: tls.clone(),
+            router: router.clone(),
+            builders: builders.clone(),
+            limits,
+        };
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            connection.serve(watcher).await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful
+}
+
+/// hyper's builders for the two protocols, configured once per port.
+struct Builders {
+    h1: auto::Builder<TokioExecutor>,
+    h2: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(limits: ConnectionLimits) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // hyper's header timeout also runs while a keep-alive connection is idle, so it is the
+        // idle timeout here; a started request is bounded by `RequestDeadline` instead.
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.idle_timeout)
+            .max_buf_size(MAX_HEADER_BYTES);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(limits.request_timeout)
+            .max_header_list_size(MAX_HEADER_BYTES as u32)
+            .max_concurrent_streams(64);
+        Self {
+            h1: builder.clone().http1_only(),
+            h2: builder.http2_only(),
+        }
+    }
+}
+
+/// One accepted connection.
+struct Connection {
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    router: Router,
+    builders: Arc<Builders>,
+    limits: ConnectionLimits,
+}
+
+impl Connection {
+    /// Handshakes, then serves requests until the client closes, a limit is hit or the server
+    /// drains. The protocol comes from ALPN, never from sniffing the first bytes: sniffing waits
+    /// for them with no timeout, so a client that completes the handshake and sends nothing would
+    /// hold its connection forever. h2 over TLS requires ALPN; everything else is HTTP/1.1.
+    async fn serve(self, watcher: hyper_util::server::graceful::Watcher) {
+        let Self {
+            tcp,
+            peer,
+            tls,
+            router,
+            builders,
+            limits,
+        } = self;
+        // Every request marks the connection active: the idle watchdog below closes an HTTP/2
+        // connection that brings none for --idle-timeout (HTTP/1.1 has hyper's timer for it).
+        let activity = Arc::new(tokio::sync::Notify::new());
+        let seen = activity.clone();
+        let service = TowerToHyperService::new(router.map_request(
+            move |request: axum::http::Request<hyper::body::Incoming>| {
+                seen.notify_one();
+                request
+            },
+        ));
+        // The body gets --request-timeout after the headers (and answers 408); the transport
+        // cuts a request that is still arriving after twice that, whatever stage it is in.
+        let deadline = limits.request_timeout * 2;
+        let (io, http2): (Box<dyn Io>, bool) = match tls {
+            None => (Box::new(RequestDeadline::new(tcp, deadline)), false),
+            Some(acceptor) => {
+                let tls = match tokio::time::timeout(limits.request_timeout, acceptor.accept(tcp))
+                    .await
+                {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(error)) => return debug!(%peer, %error, "TLS handshake failed"),
+                    Err(_) => return debug!(%peer, "TLS handshake timed out"),
+                };
+                if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    (Box::new(tls), true)
+                } else {
+                    (Box::new(RequestDeadline::new(tls, deadline)), false)
+                }
+            }
+        };
+        let builder = if http2 { &builders.h2 } else { &builders.h1 };
+        let connection = builder
+            .serve_connection(TokioIo::new(io), service)
+            .into_owned();
+        // The first request must come within --request-timeout, later ones within
+        // --idle-timeout of the one before.
+        let idle = async {
+            let mut wait = limits.request_timeout;
+            while tokio::time::timeout(wait, activity.notified())
+                .await
+                .is_ok()
+            {
+                wait = limits.idle_timeout;
+            }
+        };
+        tokio::select! {
+            served = watcher.watch(connection) => if let Err(error) = served {
+                debug!(%peer, %error, "connection ended with an error");
+            },
+            () = idle => debug!(%peer, "no request within the timeout; closed"),
+        }
+    }
+}
+
+/// A connection's byte stream, plain or TLS, with or without the request deadline.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
 
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
