@@ -3,7 +3,7 @@ CARGO ?= cargo
 BIN := target/release/kafka-listener-injector
 DEV_CERTS := certs/dev
 
-.PHONY: run test e2e bench soak lint certs preview build clean profile fuzz
+.PHONY: run test e2e bench soak lint certs preview build clean profile fuzz attacks
 
 build:
 	$(CARGO) build --release --locked
@@ -40,6 +40,12 @@ bench:
 
 soak:
 	bench/soak.sh
+
+## Peak memory of the release binary under the hostile-client attacks (RSS sampling).
+attacks: build
+	mkdir -p target/attack-certs
+	$(BIN) certs --service x --namespace y --dns localhost --ip 127.0.0.1 --out target/attack-certs >/dev/null
+	python3 bench/attacks.py $(BIN) target/attack-certs
 
 clean:
 	$(CARGO) clean
