@@ -87,6 +87,8 @@ pub struct Reviewed {
     pub pod: String,
     pub dry_run: bool,
     pub warnings: usize,
+    /// The settings hash of an injected pod (patched or already up to date).
+    pub settings: Option<String>,
 }
 
 /// Answers one AdmissionReview body.
@@ -114,6 +116,7 @@ pub fn review(body: &[u8], defaults: &Defaults) -> Result<Reviewed, ReviewError>
         pod: request.name,
         dry_run: request.dry_run,
         warnings: 0,
+        settings: None,
     };
 
     let is_pod = request.kind.group.is_empty()
@@ -151,6 +154,7 @@ fn decide(
     match inject::inject(pod, namespace, defaults) {
         Decision::Inject(injection) => {
             let mut response = response;
+            reviewed.settings = Some(injection.settings_hash.clone());
             if injection.patch.0.is_empty() {
                 reviewed.outcome = "unchanged";
                 reviewed.reason = "already-injected";
@@ -232,6 +236,7 @@ fn review_non_pod(body: &[u8], pod_error: serde_json::Error) -> Result<Reviewed,
         pod: request.name,
         dry_run: request.dry_run,
         warnings: 0,
+        settings: None,
     })
 }
 

@@ -203,6 +203,14 @@ pub enum ServiceType {
     NodePort,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServicesOutput {
+    /// YAML documents, for `kubectl apply -f -`.
+    Yaml,
+    /// One JSON List.
+    Json,
+}
+
 #[derive(Debug, Args)]
 pub struct ServicesArgs {
     #[command(flatten)]
@@ -218,6 +226,12 @@ pub struct ServicesArgs {
     /// The advertised listener the Services expose.
     #[arg(long, env = "KLI_LISTENER", default_value = "EXTERNAL")]
     pub listener: String,
+    /// Name of each broker's Service, from the same placeholders ({pod}, {ordinal},
+    /// {statefulset}, ...); match a chart's own external Services to adopt them.
+    #[arg(long, env = "KLI_NAME_TEMPLATE", default_value = "{pod}-external")]
+    pub name_template: String,
+    #[arg(short = 'o', long, env = "KLI_OUTPUT", value_enum, default_value_t = ServicesOutput::Yaml)]
+    pub output: ServicesOutput,
     #[command(flatten)]
     pub injection: InjectionArgs,
 }

@@ -38,10 +38,41 @@ pub struct Document {
     pub value: Value,
 }
 
-/// Reads every document of every file (`-` is stdin); empty documents are dropped.
+/// The files to read: each path as given, a directory as kubectl reads one (its `.yaml`, `.yml`
+/// and `.json` files, sorted by name, not recursive).
+fn expand_directories(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ManifestError> {
+    let mut files = Vec::new();
+    for path in paths {
+        if !path.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        let read_error = |error| ManifestError::Read {
+            path: path.display().to_string(),
+            error,
+        };
+        let mut entries = Vec::new();
+        for entry in std::fs::read_dir(path).map_err(read_error)? {
+            let entry = entry.map_err(read_error)?.path();
+            let manifest = entry
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"));
+            if manifest && entry.is_file() {
+                entries.push(entry);
+            }
+        }
+        entries.sort();
+        files.extend(entries);
+    }
+    Ok(files)
+}
+
+/// Reads every document of every file (`-` is stdin, a directory its manifest files); empty
+/// documents are dropped.
 pub fn read_documents(paths: &[PathBuf]) -> Result<Vec<Document>, ManifestError> {
     let mut documents = Vec::new();
-    for path in paths {
+    for path in &expand_directories(paths)? {
         let name = path.display().to_string();
         let text = read_text(path).map_err(|error| ManifestError::Read {
             path: name.clone(),

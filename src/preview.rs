@@ -61,8 +61,12 @@ pub fn run(
     let (decisions, found) = decide_all(&args.manifests, &defaults)?;
     let mut verdict = Verdict::NothingInjected;
     for Decided { pod, decision } in &decisions {
+        let drift = live_drift(pod, decision);
         match decision {
             Decision::Deny { .. } => verdict = Verdict::Denied,
+            Decision::Inject(_) if drift.as_ref().is_some_and(|d| d.node_id_change.is_some()) => {
+                verdict = Verdict::Denied
+            }
             Decision::Inject(_) if verdict == Verdict::NothingInjected => {
                 verdict = Verdict::Admitted
             }
@@ -74,7 +78,10 @@ pub fn run(
             pod.pod.metadata.name.as_deref().unwrap_or("<unnamed>")
         );
         match args.output {
-            PreviewOutput::Summary => write_summary(out, &id, decision)?,
+            PreviewOutput::Summary => match &drift {
+                Some(drift) => write_drift(out, &id, decision, drift)?,
+                None => write_summary(out, &id, decision)?,
+            },
             PreviewOutput::Json => {
                 serde_json::to_writer(&mut *out, &json_line(&id, decision))?;
                 writeln!(out)?;
@@ -168,6 +175,88 @@ fn json_line(id: &str, decision: &Decision) -> serde_json::Value {
             "pod": id, "outcome": "deny", "reason": error.reason(), "message": message,
         }),
     }
+}
+
+/// What an admission now would change on a pod that was created before (a live pod from
+/// `kubectl get pods -o yaml`, which carries the record of an earlier injection).
+struct Drift {
+    /// `(before, after)` of the advertised value, when it would change.
+    listeners_change: Option<(String, String)>,
+    /// `(before, after)` of the node id, when it would change: the broker would then refuse to
+    /// start on its volume, whose meta.properties holds the old one.
+    node_id_change: Option<(String, String)>,
+}
+
+fn live_drift(pod: &ManifestPod, decision: &Decision) -> Option<Drift> {
+    let annotations = pod.pod.metadata.annotations.as_ref()?;
+    let injected_before = annotations.contains_key(inject::settings::SETTINGS_KEY)
+        || annotations.contains_key(inject::settings::RECORD_KEY);
+    let Decision::Inject(injection) = decision else {
+        return None;
+    };
+    if pod.statefulset.is_some() || !injected_before {
+        return None;
+    }
+    let env_now = |name: &str| -> Option<String> {
+        let spec = pod.pod.spec.as_ref()?;
+        spec.containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .filter(|c| injection.containers.contains(&c.name))
+            .flat_map(|c| c.env.iter().flatten())
+            .rev()
+            .find(|v| v.name == name)
+            .and_then(|v| v.value.clone())
+    };
+    let listeners_change = injection.listeners.as_ref().and_then(|(name, value)| {
+        let before = env_now(name).unwrap_or_default();
+        (before != *value).then(|| (before, value.clone()))
+    });
+    let node_id_change = injection.node_id.as_ref().and_then(|(name, id)| {
+        let before = env_now(name)?;
+        (before != id.to_string()).then(|| (before, id.to_string()))
+    });
+    Some(Drift {
+        listeners_change,
+        node_id_change,
+    })
+}
+
+fn write_drift(
+    out: &mut impl Write,
+    id: &str,
+    decision: &Decision,
+    drift: &Drift,
+) -> std::io::Result<()> {
+    let Decision::Inject(injection) = decision else {
+        return write_summary(out, id, decision);
+    };
+    if injection.patch.0.is_empty() {
+        writeln!(
+            out,
+            "{id}: up to date (settings {})",
+            injection.settings_hash
+        )?;
+    } else {
+        writeln!(
+            out,
+            "{id}: would change (settings {})",
+            injection.settings_hash
+        )?;
+        if let Some((before, after)) = &drift.listeners_change {
+            writeln!(out, "{id}:   advertised listeners {before} -> {after}")?;
+        }
+        if let Some((before, after)) = &drift.node_id_change {
+            writeln!(
+                out,
+                "{id}:   ERROR node id {before} -> {after}: the broker would refuse to start on its volume (meta.properties holds {before}); set node-id-offset to keep it"
+            )?;
+        }
+    }
+    for warning in &injection.warnings {
+        writeln!(out, "{id}:   warning: {warning}")?;
+    }
+    Ok(())
 }
 
 fn write_summary(out: &mut impl Write, id: &str, decision: &Decision) -> std::io::Result<()> {

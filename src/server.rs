@@ -172,6 +172,9 @@ async fn mutate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
             state
                 .metrics
                 .observe_request(reviewed.outcome, reviewed.reason, elapsed);
+            if let (Some(settings), false) = (&reviewed.settings, reviewed.dry_run) {
+                state.metrics.count_injected(settings);
+            }
             info!(
                 uid = %reviewed.uid,
                 namespace = %reviewed.namespace,

@@ -10,8 +10,9 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::cli::{ServiceType, ServicesArgs};
+use crate::cli::{ServiceType, ServicesArgs, ServicesOutput};
 use crate::inject::listeners::parse_listeners;
+use crate::inject::template::{Template, Values};
 use crate::inject::Decision;
 use crate::manifests::POD_NAME_LABEL;
 use crate::preview::decide_all;
@@ -22,6 +23,8 @@ const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
 /// Renders the Services for every broker pod of the StatefulSets in `args.files`.
 pub fn render(args: &ServicesArgs) -> anyhow::Result<Vec<Service>> {
     let defaults = args.injection.defaults()?;
+    let name_template = Template::parse(&args.name_template)
+        .map_err(|error| anyhow::anyhow!("--name-template: {error}"))?;
     let mut services = Vec::new();
     let (decided, _) = decide_all(&args.manifests, &defaults)?;
     for crate::preview::Decided { pod, decision } in decided {
@@ -80,12 +83,25 @@ pub fn render(args: &ServicesArgs) -> anyhow::Result<Vec<Service>> {
                 }
             }
         };
-        let name = format!(
-            "{pod_name}-{}",
-            args.listener.to_ascii_lowercase().replace('_', "-")
-        );
-        if name.len() > 63 {
-            bail!("{id}: Service name {name:?} is longer than 63 characters");
+        let ordinal = pod
+            .pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(crate::inject::ordinal::POD_INDEX_LABEL))
+            .and_then(|i| i.parse().ok());
+        let name = name_template
+            .render(&Values {
+                pod: Some(&pod_name),
+                ordinal,
+                statefulset: Some(statefulset),
+                namespace: Some(&pod.namespace),
+                service: pod.pod.spec.as_ref().and_then(|s| s.subdomain.as_deref()),
+                domain: None,
+            })
+            .with_context(|| format!("{id}: --name-template"))?;
+        if !is_service_name(&name) {
+            bail!("{id}: Service name {name:?} is not an RFC 1035 label (a-z, 0-9, '-', at most 63 characters; --name-template)");
         }
         let mut annotations: BTreeMap<String, String> = args.annotations.iter().cloned().collect();
         annotations.insert(HOSTNAME_ANNOTATION.into(), listener.host.into());
@@ -123,10 +139,31 @@ pub fn render(args: &ServicesArgs) -> anyhow::Result<Vec<Service>> {
     Ok(services)
 }
 
+/// A valid Service name: an RFC 1035 label.
+fn is_service_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (1..=63).contains(&bytes.len())
+        && bytes[0].is_ascii_lowercase()
+        && bytes[bytes.len() - 1] != b'-'
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+}
+
 pub fn run(args: &ServicesArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    for service in render(args)? {
-        writeln!(out, "---")?;
-        serde_norway::to_writer(&mut *out, &service)?;
+    let services = render(args)?;
+    match args.output {
+        ServicesOutput::Yaml => {
+            for service in services {
+                writeln!(out, "---")?;
+                serde_norway::to_writer(&mut *out, &service)?;
+            }
+        }
+        ServicesOutput::Json => {
+            let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": services});
+            serde_json::to_writer_pretty(&mut *out, &list)?;
+            writeln!(out)?;
+        }
     }
     Ok(())
 }

@@ -44,6 +44,15 @@ pub struct ReloadLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SettingsLabels {
+    pub settings: String,
+}
+
+/// Distinct settings hashes with a series of their own; further ones share `other`, so pods
+/// with ever-new annotations cannot grow the registry without bound.
+const MAX_SETTINGS_SERIES: usize = 64;
+
 /// The webhook's metrics; cheap to update from any thread.
 pub struct Metrics {
     registry: Registry,
@@ -51,6 +60,8 @@ pub struct Metrics {
     duration: Histogram,
     certificate_expiry: Gauge<f64, AtomicU64>,
     certificate_reloads: Family<ReloadLabels, Counter>,
+    injected: Family<SettingsLabels, Counter>,
+    settings_seen: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Default for Metrics {
@@ -87,12 +98,20 @@ impl Metrics {
             "Certificate reloads from disk by result",
             certificate_reloads.clone(),
         );
+        let injected = Family::<SettingsLabels, Counter>::default();
+        registry.register(
+            "injected_pods",
+            "Pods admitted injected (patched or already up to date) by settings hash: more than one hash for a Kafka cluster is drift",
+            injected.clone(),
+        );
         Self {
             registry,
             requests,
             duration,
             certificate_expiry,
             certificate_reloads,
+            injected,
+            settings_seen: Default::default(),
         }
     }
 
@@ -101,6 +120,22 @@ impl Metrics {
             .get_or_create(&RequestLabels { outcome, reason })
             .inc();
         self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a pod admitted with the settings of hash `settings`.
+    pub fn count_injected(&self, settings: &str) {
+        let label = {
+            let mut seen = self.settings_seen.lock().expect("not poisoned");
+            if seen.contains(settings) || seen.len() < MAX_SETTINGS_SERIES {
+                seen.insert(settings.to_owned());
+                settings.to_owned()
+            } else {
+                "other".to_owned()
+            }
+        };
+        self.injected
+            .get_or_create(&SettingsLabels { settings: label })
+            .inc();
     }
 
     /// Counts a request refused before it reached admission (bad method, body, ...).

@@ -370,3 +370,49 @@ fn ca_bundle_patch_from_certs_sets_the_webhook_ca_bundle() {
     let webhook = &find(&objects, "MutatingWebhookConfiguration")["webhooks"][0];
     assert_eq!(webhook["clientConfig"]["caBundle"], bundle.trim());
 }
+
+#[test]
+fn services_take_a_name_template_to_adopt_a_charts_own_services_and_print_json() {
+    let (code, out, err) = run(
+        &[
+            "services",
+            "--type",
+            "LoadBalancer",
+            "--name-template",
+            "{statefulset}-{ordinal}-external",
+            "-o",
+            "json",
+            "-f",
+        ],
+        "manifests/examples/kafka/kafka.yaml",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list["kind"], "List");
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["kafka-0-external", "kafka-1-external", "kafka-2-external"]
+    );
+    let (code, _, err) = run(
+        &[
+            "services",
+            "--type",
+            "LoadBalancer",
+            "--name-template",
+            "Kafka_{ordinal}",
+            "-f",
+        ],
+        "manifests/examples/kafka/kafka.yaml",
+    );
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("kafka/kafka-0: Service name \"Kafka_0\" is not an RFC 1035 label"),
+        "{err}"
+    );
+}

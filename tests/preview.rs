@@ -356,3 +356,39 @@ fn bitnami_prepare_config_recipe_gives_each_broker_its_own_host_in_server_proper
         );
     }
 }
+
+#[test]
+fn live_pods_are_reported_up_to_date_or_with_what_would_change_and_node_id_changes_fail() {
+    // The pods as the cluster stored them: the example brokers, injected.
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/examples/kafka/kafka.yaml");
+    let (code, stored, _) = preview(&["-o", "yaml", "-f", example.to_str().unwrap()], "");
+    assert_eq!(code, 0);
+    let (code, out, _) = preview(&["-f", "-"], &stored);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains(": up to date (settings "))
+            .count(),
+        3,
+        "{out}"
+    );
+
+    // A new domain: would change, with the values before and after.
+    let (code, out, _) = preview(&["-f", "-", "--listeners", "INTERNAL://{pod}.{service}.{namespace}.svc:9092,EXTERNAL://{pod}.kafka.new.example.com:9094"], &stored);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("kafka/kafka-1: would change (settings "),
+        "{out}"
+    );
+    assert!(out.contains("kafka/kafka-1:   advertised listeners INTERNAL://kafka-1.kafka-headless.kafka.svc:9092,EXTERNAL://kafka-1.kafka.example.com:9094 -> INTERNAL://kafka-1.kafka-headless.kafka.svc:9092,EXTERNAL://kafka-1.kafka.new.example.com:9094"), "{out}");
+
+    // A changed node id would strand the broker on its volume: an error, exit 1.
+    let changed = stored.replace(
+        "kafka-listener-injector.io/node-id-offset: '100'",
+        "kafka-listener-injector.io/node-id-offset: '0'",
+    );
+    assert_ne!(changed, stored);
+    let (code, out, _) = preview(&["-f", "-"], &changed);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("kafka/kafka-2:   ERROR node id 102 -> 2: the broker would refuse to start on its volume (meta.properties holds 102); set node-id-offset to keep it"), "{out}");
+}

@@ -231,7 +231,7 @@ proptest! {
                 // Every other annotation survives.
                 if let Some(before) = doc["metadata"]["annotations"].as_object() {
                     for (k, v) in before {
-                        if k != "kafka-listener-injector.io/advertised-listeners" {
+                        if k != "kafka-listener-injector.io/advertised-listeners" && k != "kafka-listener-injector.io/settings" {
                             prop_assert_eq!(&patched["metadata"]["annotations"][k], v);
                         }
                     }

@@ -22,7 +22,9 @@ use thiserror::Error;
 
 use self::listeners::{BrokerListenerConfig, ListenerError};
 pub use self::settings::{Defaults, Flags};
-use self::settings::{EnvName, Origin, Resolved, SettingsError, INJECT_KEY, RECORD_KEY};
+use self::settings::{
+    EnvName, Origin, Resolved, SettingsError, INJECT_KEY, RECORD_KEY, SETTINGS_KEY,
+};
 use self::template::{TemplateError, Values};
 pub use self::view::PodView;
 use self::view::{ContainerList, ContainerView};
@@ -106,6 +108,8 @@ pub struct Injection {
     pub node_id: Option<(String, i64)>,
     /// The templated `--env` variables, rendered.
     pub extra_env: Vec<(String, String)>,
+    /// The short hash of the settings in force (annotation `kafka-listener-injector.io/settings`).
+    pub settings_hash: String,
     pub warnings: Vec<String>,
 }
 
@@ -178,11 +182,16 @@ pub fn inject(pod: &PodView, namespace: &str, defaults: &Defaults) -> Decision {
     warnings.extend(findings);
 
     let env: Vec<(&str, &str)> = rendered.env_pairs();
+    let settings_hash = gated.settings.fingerprint(
+        defaults,
+        rendered.listeners.as_ref().map(|(name, _)| name.as_str()),
+    );
     let annotations: Vec<(&str, &str)> = rendered
         .listeners
         .as_ref()
         .map(|(_, value)| (RECORD_KEY, value.as_str()))
         .into_iter()
+        .chain([(SETTINGS_KEY, settings_hash.as_str())])
         .collect();
     let targets: Vec<(ContainerList, usize)> =
         gated.targets.iter().map(|t| (t.list, t.index)).collect();
@@ -215,6 +224,7 @@ pub fn inject(pod: &PodView, namespace: &str, defaults: &Defaults) -> Decision {
             .into_iter()
             .map(|(name, value)| (name.to_owned(), value))
             .collect(),
+        settings_hash,
         warnings: warnings
             .into_iter()
             .map(|w| format!("kafka-listener-injector: {w}"))

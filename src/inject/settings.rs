@@ -19,6 +19,9 @@ macro_rules! key {
 pub const INJECT_KEY: &str = key!("inject");
 /// Written on every injected pod: the value the broker was given.
 pub const RECORD_KEY: &str = key!("advertised-listeners");
+/// Written on every injected pod: a short hash of the settings in force, to tell which pods an
+/// upgrade or a settings change would alter.
+pub const SETTINGS_KEY: &str = key!("settings");
 /// Prefix of the annotations `env.NAME: TEMPLATE` that add templated variables.
 pub const ENV_ANNOTATION_PREFIX: &str = key!("env.");
 pub const DEFAULT_LISTENERS: &str =
@@ -343,6 +346,30 @@ impl<'a> Resolved<'a> {
             push(extra.name, extra.origin.clone())?;
         }
         Ok(names)
+    }
+}
+
+impl Resolved<'_> {
+    /// A short, stable hash of everything that decides what is injected: the same settings give
+    /// the same hash in every version that renders them the same way.
+    pub fn fingerprint(&self, defaults: &Defaults, listeners_env: Option<&str>) -> String {
+        let mut text = format!(
+            "listeners={}\ndomain={}\nenv={}\ncontainers={}\nnode-id={}{:+}\n",
+            self.listeners(defaults).as_str(),
+            self.domain.unwrap_or(""),
+            listeners_env.unwrap_or("none"),
+            self.containers.join(","),
+            self.node_id_env.unwrap_or(""),
+            self.node_id_offset,
+        );
+        for extra in &self.extra_env {
+            text.push_str(&format!("env.{}={}\n", extra.name, extra.template.as_str()));
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+        digest.as_ref()[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 

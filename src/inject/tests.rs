@@ -71,9 +71,11 @@ fn env_absent_is_created_with_the_record_annotation() {
             {"op": "add", "path": "/spec/containers/0/env",
              "value": [{"name": "KAFKA_ADVERTISED_LISTENERS", "value": VALUE_2}]},
             {"op": "add", "path": "/metadata/annotations",
-             "value": {"kafka-listener-injector.io/advertised-listeners": VALUE_2}},
+             "value": {"kafka-listener-injector.io/advertised-listeners": VALUE_2,
+                       "kafka-listener-injector.io/settings": injection.settings_hash}},
         ])
     );
+    assert_eq!(injection.settings_hash.len(), 8);
     // No protocol map in the env: Kafka's default one has neither name.
     assert_eq!(injection.warnings.len(), 2, "{:?}", injection.warnings);
     assert!(injection.warnings[1].starts_with(
@@ -496,7 +498,9 @@ fn env_name_none_injects_only_the_templated_env_and_checks_no_listeners() {
     assert_eq!(
         patch_json(&injection),
         json!([{"op": "add", "path": "/spec/initContainers/0/env/-",
-                "value": {"name": "EXTERNAL_ACCESS_HOST", "value": "kafka-2.kafka.example.com"}}])
+                "value": {"name": "EXTERNAL_ACCESS_HOST", "value": "kafka-2.kafka.example.com"}},
+               {"op": "add", "path": "/metadata/annotations/kafka-listener-injector.io~1settings",
+                "value": injection.settings_hash}])
     );
     assert!(injection.warnings.is_empty(), "{:?}", injection.warnings);
 }
@@ -686,4 +690,24 @@ fn an_amplifying_template_is_denied_with_a_short_message() {
         message,
         "pod prod/a-statefulset-with-a-long-name-2: annotation kafka-listener-injector.io/listeners: the rendered value would be over 8192 bytes long"
     );
+}
+
+#[test]
+fn the_settings_hash_follows_the_settings_and_nothing_else() {
+    let hash = |pod: &Pod, defaults: &Defaults| injection(pod, defaults).settings_hash;
+    let base = hash(&mapped("kafka-2").build(), &defaults());
+    assert_eq!(
+        hash(&mapped("kafka-5").build(), &defaults()),
+        base,
+        "not per pod"
+    );
+    let other_domain = Defaults {
+        domain: Some("kafka.other.example.com".into()),
+        ..defaults()
+    };
+    assert_ne!(hash(&mapped("kafka-2").build(), &other_domain), base);
+    let annotated = mapped("kafka-2")
+        .annotation("kafka-listener-injector.io/node-id-env", "KAFKA_NODE_ID")
+        .build();
+    assert_ne!(hash(&annotated, &defaults()), base);
 }
