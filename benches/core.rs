@@ -29,7 +29,12 @@ fn review(c: &mut Criterion) {
     for (name, body) in BODIES {
         // Measure the real path: each body must be patched, not skipped or denied.
         let reviewed = admission::review(body, &defaults).unwrap();
-        assert_eq!(reviewed.outcome, "patched", "{name}: {}", reviewed.reason);
+        assert_eq!(
+            reviewed.outcome.as_str(),
+            "patched",
+            "{name}: {}",
+            reviewed.reason.as_str()
+        );
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_function(name, |b| {
             b.iter(|| admission::review(black_box(body), &defaults).unwrap())

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::inject::{self, Decision, Defaults, PodView};
+use crate::outcome::{Outcome, Reason};
 
 const SUPPORTED_VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
 
@@ -66,10 +67,10 @@ pub enum ReviewError {
 }
 
 impl ReviewError {
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::NotJson(_) => "not-json",
-            Self::NotAReview(_) => "not-a-review",
+            Self::NotJson(_) => Reason::NotJson,
+            Self::NotAReview(_) => Reason::NotAReview,
         }
     }
 }
@@ -79,9 +80,8 @@ impl ReviewError {
 pub struct Reviewed {
     /// The serialized AdmissionReview response.
     pub body: Vec<u8>,
-    /// `patched`, `unchanged`, `skipped`, `denied` or `ignored`.
-    pub outcome: &'static str,
-    pub reason: &'static str,
+    pub outcome: Outcome,
+    pub reason: Reason,
     pub uid: String,
     pub namespace: String,
     pub pod: String,
@@ -109,8 +109,8 @@ pub fn review(body: &[u8], defaults: &Defaults) -> Result<Reviewed, ReviewError>
     let namespace = request.namespace.unwrap_or_default();
     let mut reviewed = Reviewed {
         body: Vec::new(),
-        outcome: "ignored",
-        reason: "",
+        outcome: Outcome::Ignored,
+        reason: Reason::NotAPod,
         uid: request.uid,
         namespace: String::new(),
         pod: request.name,
@@ -119,15 +119,11 @@ pub fn review(body: &[u8], defaults: &Defaults) -> Result<Reviewed, ReviewError>
         settings: None,
     };
 
-    let is_pod = request.kind.group.is_empty()
-        && request.kind.version == "v1"
-        && request.kind.kind == "Pod"
-        && request.sub_resource.as_deref().unwrap_or("").is_empty();
-    let response = if !is_pod {
-        reviewed.reason = "not-a-pod";
+    let response = if !is_pod(&request.kind, request.sub_resource.as_deref()) {
+        reviewed.reason = Reason::NotAPod;
         response
     } else if request.operation != Operation::Create {
-        reviewed.reason = "not-create";
+        reviewed.reason = Reason::NotCreate;
         response
     } else if let Some(pod) = request.object {
         if reviewed.pod.is_empty() {
@@ -135,8 +131,8 @@ pub fn review(body: &[u8], defaults: &Defaults) -> Result<Reviewed, ReviewError>
         }
         decide(&pod, &namespace, defaults, response, &mut reviewed)
     } else {
-        reviewed.outcome = "denied";
-        reviewed.reason = "no-object";
+        reviewed.outcome = Outcome::Denied;
+        reviewed.reason = Reason::NoObject;
         deny(response, "CREATE of a Pod without request.object".into())
     };
     reviewed.body = serialize(response);
@@ -156,14 +152,14 @@ fn decide(
             let mut response = response;
             reviewed.settings = Some(injection.settings_hash.clone());
             if injection.patch.0.is_empty() {
-                reviewed.outcome = "unchanged";
-                reviewed.reason = "already-injected";
+                reviewed.outcome = Outcome::Unchanged;
+                reviewed.reason = Reason::AlreadyInjected;
             } else {
-                reviewed.outcome = "patched";
+                reviewed.outcome = Outcome::Patched;
                 reviewed.reason = if injection.warnings.is_empty() {
-                    "injected"
+                    Reason::Injected
                 } else {
-                    "injected-with-warnings"
+                    Reason::InjectedWithWarnings
                 };
                 response = response
                     .with_patch(injection.patch)
@@ -172,13 +168,13 @@ fn decide(
             with_warnings(response, injection.warnings, reviewed)
         }
         Decision::Skip { reason, warning } => {
-            reviewed.outcome = "skipped";
-            reviewed.reason = reason.as_str();
+            reviewed.outcome = Outcome::Skipped;
+            reviewed.reason = Reason::Skip(reason);
             with_warnings(response, warning.into_iter().collect(), reviewed)
         }
         Decision::Deny { error, message } => {
-            reviewed.outcome = "denied";
-            reviewed.reason = error.reason();
+            reviewed.outcome = Outcome::Denied;
+            reviewed.reason = Reason::from(&error);
             deny(response, message)
         }
     }
@@ -203,6 +199,15 @@ fn deny(response: AdmissionResponse, message: String) -> AdmissionResponse {
     response
 }
 
+/// Whether a review is about a Pod itself (core v1, not a subresource such as `pods/status`):
+/// the one test both parses use, so a malformed review and a well-formed one are judged alike.
+fn is_pod(kind: &GroupVersionKind, sub_resource: Option<&str>) -> bool {
+    kind.group.is_empty()
+        && kind.version == "v1"
+        && kind.kind == "Pod"
+        && sub_resource.unwrap_or("").is_empty()
+}
+
 /// A body that is not a review of a Pod: answered when it is some other object's review.
 fn review_non_pod(body: &[u8], pod_error: serde_json::Error) -> Result<Reviewed, ReviewError> {
     let value: serde_json::Value =
@@ -214,8 +219,7 @@ fn review_non_pod(body: &[u8], pod_error: serde_json::Error) -> Result<Reviewed,
         .try_into()
         .map_err(|_| ReviewError::NotAReview("it has no request".into()))?;
     let response = AdmissionResponse::from(&request);
-    let is_pod_create = request.kind.group.is_empty()
-        && request.kind.kind == "Pod"
+    let is_pod_create = is_pod(&request.kind, request.sub_resource.as_deref())
         && request.operation == Operation::Create;
     let (outcome, reason, response) = if is_pod_create {
         // A Pod the types cannot hold would be refused by the API server too; refuse it here.
@@ -223,9 +227,13 @@ fn review_non_pod(body: &[u8], pod_error: serde_json::Error) -> Result<Reviewed,
             "request.object is not a valid Pod: {}",
             without_values(&pod_error)
         );
-        ("denied", "malformed-pod", deny(response, message))
+        (
+            Outcome::Denied,
+            Reason::MalformedPod,
+            deny(response, message),
+        )
     } else {
-        ("ignored", "not-a-pod", response)
+        (Outcome::Ignored, Reason::NotAPod, response)
     };
     Ok(Reviewed {
         body: serialize(response),
@@ -346,7 +354,7 @@ mod tests {
     #[test]
     fn statefulset_pod_is_patched_with_the_uid_echoed() {
         let (reviewed, value) = answer(FIXTURE.as_bytes());
-        assert_eq!(reviewed.outcome, "patched");
+        assert_eq!(reviewed.outcome, Outcome::Patched);
         let response = &value["response"];
         assert_eq!(value["apiVersion"], "admission.k8s.io/v1");
         assert_eq!(value["kind"], "AdmissionReview");
@@ -406,7 +414,7 @@ mod tests {
     fn update_and_delete_are_allowed_unchanged() {
         for op in ["UPDATE", "DELETE", "CONNECT"] {
             let (reviewed, value) = answer(&with(|v| v["request"]["operation"] = json!(op)));
-            assert_eq!(reviewed.outcome, "ignored");
+            assert_eq!(reviewed.outcome, Outcome::Ignored);
             assert_eq!(value["response"]["allowed"], true);
             assert!(value["response"].get("patch").is_none());
         }
@@ -422,7 +430,7 @@ mod tests {
         let (reviewed, value) = answer(&body);
         assert_eq!(
             (reviewed.outcome, reviewed.reason),
-            ("ignored", "not-a-pod")
+            (Outcome::Ignored, Reason::NotAPod)
         );
         assert_eq!(value["response"]["allowed"], true);
     }
@@ -431,7 +439,7 @@ mod tests {
     fn malformed_pod_object_is_denied_with_the_reason() {
         let body = with(|v| v["request"]["object"]["spec"]["containers"] = json!("nope"));
         let (reviewed, value) = answer(&body);
-        assert_eq!(reviewed.outcome, "denied");
+        assert_eq!(reviewed.outcome, Outcome::Denied);
         assert_eq!(value["response"]["allowed"], false);
         assert!(value["response"]["status"]["message"]
             .as_str()
@@ -443,7 +451,7 @@ mod tests {
     fn parse_errors_never_quote_values_from_the_body() {
         let body = with(|v| v["request"]["object"]["spec"]["containers"] = json!("s3cr3t-value"));
         let (reviewed, value) = answer(&body);
-        assert_eq!(reviewed.outcome, "denied");
+        assert_eq!(reviewed.outcome, Outcome::Denied);
         let message = value["response"]["status"]["message"].as_str().unwrap();
         assert!(!message.contains("s3cr3t"), "{message}");
         assert!(message.contains("invalid type: string \"…\""), "{message}");
@@ -491,7 +499,7 @@ mod tests {
         let (reviewed, value) = answer(&body);
         assert_eq!(
             (reviewed.outcome, reviewed.reason),
-            ("denied", "invalid-listeners")
+            (Outcome::Denied, Reason::InvalidListeners)
         );
         let status = &value["response"]["status"];
         assert_eq!(status["code"], 403);

@@ -14,7 +14,22 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use crate::cli::CertsArgs;
+/// A validated `certs` invocation.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Name and namespace of the webhook's Service.
+    pub service: String,
+    pub namespace: String,
+    /// Extra DNS names and IP addresses for the serving certificate.
+    pub dns: Vec<String>,
+    pub ip: Vec<std::net::IpAddr>,
+    /// Directory for ca.crt, tls.crt and tls.key.
+    pub out: std::path::PathBuf,
+    /// Validity in days, at least 1.
+    pub days: u32,
+    /// Where to write a kustomize patch that sets the webhook configuration's caBundle.
+    pub ca_bundle_patch: Option<std::path::PathBuf>,
+}
 
 /// The files written, as PEM.
 pub struct Issued {
@@ -24,7 +39,7 @@ pub struct Issued {
 }
 
 /// The names the serving certificate covers: the Service's DNS names, then the extras.
-pub fn subject_names(args: &CertsArgs) -> Vec<String> {
+pub fn subject_names(args: &Config) -> Vec<String> {
     let mut names = vec![
         format!("{}.{}.svc", args.service, args.namespace),
         format!("{}.{}.svc.cluster.local", args.service, args.namespace),
@@ -36,10 +51,7 @@ pub fn subject_names(args: &CertsArgs) -> Vec<String> {
 }
 
 /// Issues a CA and a serving certificate signed by it.
-pub fn issue(args: &CertsArgs) -> anyhow::Result<Issued> {
-    if args.days == 0 {
-        anyhow::bail!("--days must be at least 1");
-    }
+pub fn issue(args: &Config) -> anyhow::Result<Issued> {
     let now = OffsetDateTime::now_utc();
     // Backdated a little so that a node whose clock lags does not reject a fresh certificate.
     let not_before = now - Duration::minutes(5);
@@ -49,7 +61,7 @@ pub fn issue(args: &CertsArgs) -> anyhow::Result<Issued> {
 
 /// Issues a CA and a serving certificate valid from `not_before` to `not_after`.
 pub fn issue_valid(
-    args: &CertsArgs,
+    args: &Config,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
 ) -> anyhow::Result<Issued> {
@@ -124,7 +136,7 @@ pub fn ca_bundle_patch(bundle: &str) -> String {
     )
 }
 
-pub fn run(args: &CertsArgs, out: &mut impl Write) -> anyhow::Result<()> {
+pub fn run(args: &Config, out: &mut impl Write) -> anyhow::Result<()> {
     let issued = issue(args)?;
     write(&args.out, &issued)?;
     let bundle = ca_bundle(&issued);

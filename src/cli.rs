@@ -6,8 +6,14 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use anyhow::bail;
+
 use crate::inject::settings::DEFAULT_LISTENERS;
+use crate::inject::template::Template;
 use crate::inject::{Defaults, Flags};
+use crate::manifests::Source;
+use crate::server::ConnectionLimits;
+use crate::{certs, preview, server, services, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(name = "kafka-listener-injector", version, about)]
@@ -119,18 +125,18 @@ pub struct ServeArgs {
     #[arg(long, env = "KLI_CLIENT_CA")]
     pub client_ca: Option<PathBuf>,
     /// How often the certificate files are checked for changes.
-    #[arg(long, env = "KLI_CERT_CHECK_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = "KLI_CERT_CHECK_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub cert_check_interval: Duration,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "KLI_MAX_BODY_BYTES", default_value_t = 7 * 1024 * 1024)]
     pub max_body_bytes: usize,
     /// Time a client gets for the TLS handshake and for a request, from its first byte to the
     /// end of its body; a connection that brings no request within it is closed.
-    #[arg(long, env = "KLI_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "KLI_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
     /// Time a keep-alive connection may sit idle between requests. Above the API server's 90 s
     /// idle pool, so that it never reuses a connection this server is closing.
-    #[arg(long, env = "KLI_IDLE_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    #[arg(long, env = "KLI_IDLE_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
     /// Most open connections on the webhook port; more are closed at once. Several API servers
     /// each keep one pooled connection per concurrent admission.
@@ -141,11 +147,11 @@ pub struct ServeArgs {
     #[arg(long, env = "KLI_MAX_INFLIGHT_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_inflight_body_bytes: usize,
     /// Time in-flight requests get to finish after SIGTERM.
-    #[arg(long, env = "KLI_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
+    #[arg(long, env = "KLI_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
     /// After SIGTERM, keep accepting (while unready) this long before draining, so the API server
     /// stops sending here before the port closes: rolling the webhook then fails no admission.
-    #[arg(long, env = "KLI_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    #[arg(long, env = "KLI_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
     pub shutdown_delay: Duration,
     #[arg(long, env = "KLI_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -266,25 +272,6 @@ pub struct CertsArgs {
     pub ca_bundle_patch: Option<PathBuf>,
 }
 
-/// Parses `10s`, `500ms`, `2m` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 10s, 500ms or 2m"))?;
-    let seconds = match unit {
-        "" | "s" => number,
-        "ms" => number / 1000.0,
-        "m" => number * 60.0,
-        _ => return Err(format!("{text:?} has an unknown unit (use ms, s or m)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
-}
-
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
     let (key, value) = text
         .split_once('=')
@@ -295,18 +282,143 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
     Ok((key.to_owned(), value.to_owned()))
 }
 
+// Flags become validated configuration here, once: every other module takes the plain,
+// already-checked types below, and every message names the flag at fault.
+
+impl ManifestArgs {
+    fn source(&self) -> Source {
+        Source {
+            files: self.files.clone(),
+            replicas: self.replicas,
+            namespace: self.namespace.clone(),
+        }
+    }
+}
+
+impl ServeArgs {
+    pub fn config(&self) -> anyhow::Result<server::Config> {
+        if self.max_body_bytes == 0 {
+            bail!("--max-body-bytes must be positive");
+        }
+        if self.max_inflight_body_bytes < self.max_body_bytes {
+            bail!(
+                "--max-inflight-body-bytes ({}) must be at least --max-body-bytes ({})",
+                self.max_inflight_body_bytes,
+                self.max_body_bytes
+            );
+        }
+        if self.max_connections == 0 {
+            bail!("--max-connections must be positive");
+        }
+        for (flag, value) in [
+            ("--request-timeout", self.request_timeout),
+            ("--idle-timeout", self.idle_timeout),
+            ("--cert-check-interval", self.cert_check_interval),
+        ] {
+            if value.is_zero() {
+                bail!("{flag} must be positive");
+            }
+        }
+        Ok(server::Config {
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            client_ca: self.client_ca.clone(),
+            cert_check_interval: self.cert_check_interval,
+            max_body_bytes: self.max_body_bytes,
+            max_inflight_body_bytes: self.max_inflight_body_bytes,
+            limits: ConnectionLimits {
+                request_timeout: self.request_timeout,
+                idle_timeout: self.idle_timeout,
+                max_connections: self.max_connections,
+            },
+            shutdown_grace: self.shutdown_grace,
+            shutdown_delay: self.shutdown_delay,
+            log_format: match self.log_format {
+                LogFormat::Text => telemetry::LogFormat::Text,
+                LogFormat::Json => telemetry::LogFormat::Json,
+            },
+            defaults: self.injection.defaults()?,
+        })
+    }
+}
+
+impl PreviewArgs {
+    pub fn config(&self) -> anyhow::Result<preview::Config> {
+        Ok(preview::Config {
+            source: self.manifests.source(),
+            output: match self.output {
+                PreviewOutput::Summary => preview::Output::Summary,
+                PreviewOutput::Patch => preview::Output::Patch,
+                PreviewOutput::Yaml => preview::Output::Yaml,
+                PreviewOutput::Json => preview::Output::Json,
+            },
+            defaults: self.injection.defaults()?,
+        })
+    }
+}
+
+impl ServicesArgs {
+    pub fn config(&self) -> anyhow::Result<services::Config> {
+        let name_template = Template::parse(&self.name_template)
+            .map_err(|error| anyhow::anyhow!("--name-template: {error}"))?;
+        Ok(services::Config {
+            source: self.manifests.source(),
+            defaults: self.injection.defaults()?,
+            service_type: match self.service_type {
+                ServiceType::LoadBalancer => services::ServiceType::LoadBalancer,
+                ServiceType::NodePort => services::ServiceType::NodePort,
+            },
+            annotations: self.annotations.clone(),
+            port: self.port,
+            listener: self.listener.clone(),
+            name_template,
+            output: match self.output {
+                ServicesOutput::Yaml => services::Output::Yaml,
+                ServicesOutput::Json => services::Output::Json,
+            },
+        })
+    }
+}
+
+impl CertsArgs {
+    pub fn config(&self) -> anyhow::Result<certs::Config> {
+        if self.days == 0 {
+            bail!("--days must be at least 1");
+        }
+        Ok(certs::Config {
+            service: self.service.clone(),
+            namespace: self.namespace.clone(),
+            dns: self.dns.clone(),
+            ip: self.ip.clone(),
+            out: self.out.clone(),
+            days: self.days,
+            ca_bundle_patch: self.ca_bundle_patch.clone(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn durations_parse_in_common_units() {
-        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
-        assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5h").is_err());
+    fn every_setting_has_its_flag_env_var_and_annotation_named_alike() {
+        use crate::inject::settings::{Setting, PREFIX};
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let preview = command.find_subcommand("preview").unwrap();
+        for setting in Setting::ALL {
+            let name = setting.flag_name();
+            let arg = preview
+                .get_arguments()
+                .find(|a| a.get_long() == Some(name))
+                .unwrap_or_else(|| panic!("no flag --{name}"));
+            let env = format!("KLI_{}", name.to_ascii_uppercase().replace('-', "_"));
+            assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some(env.as_str()));
+            assert_eq!(setting.annotation(), format!("{PREFIX}{name}"));
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod deadline;
 pub mod inject;
 pub mod manifests;
+pub mod outcome;
 pub mod preview;
 pub mod server;
 pub mod services;

@@ -11,21 +11,21 @@ fn main() -> ExitCode {
         .expect("no other crypto provider is installed");
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args).map(|()| ExitCode::SUCCESS),
-        Command::Preview(args) => {
+        Command::Serve(args) => args.config().and_then(serve).map(|()| ExitCode::SUCCESS),
+        Command::Preview(args) => args.config().and_then(|config| {
             let mut out = std::io::stdout().lock();
-            preview::run(&args, &mut out, &mut std::io::stderr()).map(|verdict| match verdict {
+            preview::run(&config, &mut out, &mut std::io::stderr()).map(|verdict| match verdict {
                 Verdict::Admitted => ExitCode::SUCCESS,
                 Verdict::Denied => ExitCode::from(1),
                 Verdict::NothingInjected => ExitCode::from(3),
             })
-        }
-        Command::Services(args) => {
-            services::run(&args, &mut std::io::stdout().lock()).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Certs(args) => {
-            certs::run(&args, &mut std::io::stdout().lock()).map(|()| ExitCode::SUCCESS)
-        }
+        }),
+        Command::Services(args) => args.config().and_then(|config| {
+            services::run(&config, &mut std::io::stdout().lock()).map(|()| ExitCode::SUCCESS)
+        }),
+        Command::Certs(args) => args.config().and_then(|config| {
+            certs::run(&config, &mut std::io::stdout().lock()).map(|()| ExitCode::SUCCESS)
+        }),
     };
     result.unwrap_or_else(|error| {
         // A closed pipe (`preview ... | head`) ends quietly, as other command-line tools do.
@@ -41,13 +41,13 @@ fn main() -> ExitCode {
     })
 }
 
-fn serve(args: kafka_listener_injector::cli::ServeArgs) -> anyhow::Result<()> {
-    let _flush_logs_at_exit = telemetry::init_logging(args.log_format);
+fn serve(config: server::Config) -> anyhow::Result<()> {
+    let _flush_logs_at_exit = telemetry::init_logging(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let server = server::Server::bind(&args).await?;
+        let server = server::Server::bind(config).await?;
         server.run(server::shutdown_signal()).await
     })
 }

@@ -29,6 +29,17 @@ pub enum ManifestError {
     },
 }
 
+/// Where `preview` and `services` read pods from, and how StatefulSets are expanded.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Files or directories; `-` is stdin.
+    pub files: Vec<PathBuf>,
+    /// Overrides each StatefulSet's `spec.replicas`.
+    pub replicas: Option<u32>,
+    /// Namespace of objects that name none.
+    pub namespace: String,
+}
+
 /// One YAML or JSON document and where it came from.
 #[derive(Debug)]
 pub struct Document {

@@ -4,9 +4,30 @@ use std::io::Write;
 
 use anyhow::Context;
 
-use crate::cli::{ManifestArgs, PreviewArgs, PreviewOutput};
 use crate::inject::{self, Decision, Defaults, PodView};
+use crate::manifests::Source;
 use crate::manifests::{self, Expansion, ManifestPod};
+
+/// What `preview` prints per pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// One line per pod: outcome and injected values, warnings, skip reason or denial.
+    Summary,
+    /// Per injected pod, the JSON patch `serve` returns, one per line.
+    Patch,
+    /// The pods as they would be stored, as YAML documents.
+    Yaml,
+    /// One JSON object per pod.
+    Json,
+}
+
+/// A validated `preview` invocation.
+#[derive(Debug)]
+pub struct Config {
+    pub source: Source,
+    pub output: Output,
+    pub defaults: Defaults,
+}
 
 /// How a preview ended, for the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,13 +49,13 @@ pub struct Decided {
 /// Reads the manifests and decides for each pod, exactly as `serve` would: through the same
 /// [`PodView`] deserializer and the same core.
 pub fn decide_all(
-    args: &ManifestArgs,
+    source: &Source,
     defaults: &Defaults,
 ) -> Result<(Vec<Decided>, manifests::Found), anyhow::Error> {
-    let documents = manifests::read_documents(&args.files)?;
+    let documents = manifests::read_documents(&source.files)?;
     let expansion = Expansion {
-        namespace: &args.namespace,
-        replicas: args.replicas,
+        namespace: &source.namespace,
+        replicas: source.replicas,
     };
     let mut found = manifests::pods(&documents, &expansion)?;
     let mut decided = Vec::with_capacity(found.pods.len());
@@ -52,13 +73,8 @@ pub fn decide_all(
     Ok((decided, found))
 }
 
-pub fn run(
-    args: &PreviewArgs,
-    out: &mut impl Write,
-    err: &mut impl Write,
-) -> anyhow::Result<Verdict> {
-    let defaults = args.injection.defaults()?;
-    let (decisions, found) = decide_all(&args.manifests, &defaults)?;
+pub fn run(config: &Config, out: &mut impl Write, err: &mut impl Write) -> anyhow::Result<Verdict> {
+    let (decisions, found) = decide_all(&config.source, &config.defaults)?;
     let mut verdict = Verdict::NothingInjected;
     for Decided { pod, decision } in &decisions {
         let drift = live_drift(pod, decision);
@@ -77,23 +93,23 @@ pub fn run(
             pod.namespace,
             pod.pod.metadata.name.as_deref().unwrap_or("<unnamed>")
         );
-        match args.output {
-            PreviewOutput::Summary => match &drift {
+        match config.output {
+            Output::Summary => match &drift {
                 Some(drift) => write_drift(out, &id, decision, drift)?,
                 None => write_summary(out, &id, decision)?,
             },
-            PreviewOutput::Json => {
+            Output::Json => {
                 serde_json::to_writer(&mut *out, &json_line(&id, decision))?;
                 writeln!(out)?;
             }
-            PreviewOutput::Patch => match decision {
+            Output::Patch => match decision {
                 Decision::Inject(injection) => {
                     serde_json::to_writer(&mut *out, &injection.patch)?;
                     writeln!(out)?;
                 }
                 other => write_summary(err, &id, other)?,
             },
-            PreviewOutput::Yaml => match decision {
+            Output::Yaml => match decision {
                 Decision::Deny { .. } => write_summary(err, &id, decision)?,
                 _ => {
                     let mut value = serde_json::to_value(&pod.pod)?;
@@ -172,7 +188,7 @@ fn json_line(id: &str, decision: &Decision) -> serde_json::Value {
             "pod": id, "outcome": "skip", "reason": reason.as_str(), "warnings": warning.iter().collect::<Vec<_>>(),
         }),
         Decision::Deny { error, message } => serde_json::json!({
-            "pod": id, "outcome": "deny", "reason": error.reason(), "message": message,
+            "pod": id, "outcome": "deny", "reason": crate::outcome::Reason::from(error).as_str(), "message": message,
         }),
     }
 }

@@ -27,11 +27,33 @@ use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
 use crate::admission;
-use crate::cli::ServeArgs;
 use crate::deadline::RequestDeadline;
 use crate::inject::Defaults;
+use crate::outcome::Reason;
+use crate::telemetry::LogFormat;
 use crate::telemetry::Metrics;
 use crate::tls::{CertPaths, Certificates};
+
+/// A validated `serve` invocation.
+#[derive(Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub tls_cert: std::path::PathBuf,
+    pub tls_key: std::path::PathBuf,
+    pub client_ca: Option<std::path::PathBuf>,
+    pub cert_check_interval: Duration,
+    /// Positive.
+    pub max_body_bytes: usize,
+    /// At least `max_body_bytes`.
+    pub max_inflight_body_bytes: usize,
+    /// Webhook-port limits; `max_connections` positive.
+    pub limits: ConnectionLimits,
+    pub shutdown_grace: Duration,
+    pub shutdown_delay: Duration,
+    pub log_format: LogFormat,
+    pub defaults: Defaults,
+}
 
 /// What every webhook request needs.
 pub struct AppState {
@@ -64,7 +86,7 @@ fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 async fn method_not_allowed(State(state): State<Arc<AppState>>) -> Response {
-    state.metrics.count_rejected("method-not-allowed");
+    state.metrics.count_rejected(Reason::MethodNotAllowed);
     let mut response = json_error(
         StatusCode::METHOD_NOT_ALLOWED,
         "only POST is allowed on /mutate",
@@ -76,7 +98,7 @@ async fn method_not_allowed(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn not_found(State(state): State<Arc<AppState>>) -> Response {
-    state.metrics.count_rejected("not-found");
+    state.metrics.count_rejected(Reason::NotFound);
     json_error(StatusCode::NOT_FOUND, "the webhook path is /mutate")
 }
 
@@ -99,7 +121,7 @@ async fn read_body(
     body: Body,
 ) -> Result<(Bytes, OwnedSemaphorePermit), Response> {
     let too_large = || {
-        state.metrics.count_rejected("body-too-large");
+        state.metrics.count_rejected(Reason::BodyTooLarge);
         json_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
@@ -122,7 +144,7 @@ async fn read_body(
         .clone()
         .try_acquire_many_owned(kib(reserve))
     else {
-        state.metrics.count_rejected("body-budget-exhausted");
+        state.metrics.count_rejected(Reason::BodyBudgetExhausted);
         let mut response = json_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many request bodies in flight (--max-inflight-body-bytes); retry",
@@ -137,14 +159,14 @@ async fn read_body(
         Ok(Ok(collected)) => Ok((collected.to_bytes(), permit)),
         Ok(Err(error)) if error.is::<LengthLimitError>() => Err(too_large()),
         Ok(Err(error)) => {
-            state.metrics.count_rejected("body-read-error");
+            state.metrics.count_rejected(Reason::BodyReadError);
             Err(json_error(
                 StatusCode::BAD_REQUEST,
                 format!("reading the body failed: {error}"),
             ))
         }
         Err(_) => {
-            state.metrics.count_rejected("body-timeout");
+            state.metrics.count_rejected(Reason::BodyTimeout);
             Err(json_error(
                 StatusCode::REQUEST_TIMEOUT,
                 "the body did not arrive within --request-timeout",
@@ -155,7 +177,7 @@ async fn read_body(
 
 async fn mutate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     if !is_json(&headers) {
-        state.metrics.count_rejected("unsupported-media-type");
+        state.metrics.count_rejected(Reason::UnsupportedMediaType);
         return json_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "the body must be an AdmissionReview with Content-Type: application/json",
@@ -179,8 +201,8 @@ async fn mutate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
                 uid = %reviewed.uid,
                 namespace = %reviewed.namespace,
                 pod = %reviewed.pod,
-                outcome = reviewed.outcome,
-                reason = reviewed.reason,
+                outcome = reviewed.outcome.as_str(),
+                reason = reviewed.reason.as_str(),
                 dry_run = reviewed.dry_run,
                 warnings = reviewed.warnings,
                 duration_us = elapsed.as_micros() as u64,
@@ -190,7 +212,7 @@ async fn mutate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
         }
         Err(error) => {
             state.metrics.count_rejected(error.reason());
-            warn!(reason = error.reason(), %error, "unreadable admission request");
+            warn!(reason = error.reason().as_str(), %error, "unreadable admission request");
             json_error(StatusCode::BAD_REQUEST, error.to_string())
         }
     }
@@ -265,56 +287,38 @@ const MAX_HEADER_BYTES: usize = 16 * 1024;
 impl Server {
     /// Validates the configuration, loads the certificate and binds both ports; every fault here
     /// is fatal and names its flag.
-    pub async fn bind(args: &ServeArgs) -> anyhow::Result<Self> {
-        let defaults = args.injection.defaults()?;
+    pub async fn bind(config: Config) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
         let certificates = Certificates::load(
             CertPaths {
-                cert: args.tls_cert.clone(),
-                key: args.tls_key.clone(),
+                cert: config.tls_cert.clone(),
+                key: config.tls_key.clone(),
             },
             &metrics,
         )?;
-        let tls = Arc::new(certificates.server_config(args.client_ca.as_deref())?);
-        if args.max_body_bytes == 0 {
-            anyhow::bail!("--max-body-bytes must be positive");
-        }
-        if args.max_inflight_body_bytes < args.max_body_bytes {
-            anyhow::bail!(
-                "--max-inflight-body-bytes ({}) must be at least --max-body-bytes ({})",
-                args.max_inflight_body_bytes,
-                args.max_body_bytes
-            );
-        }
-        if args.max_connections == 0 {
-            anyhow::bail!("--max-connections must be positive");
-        }
-        let webhook = TcpListener::bind(args.listen)
+        let tls = Arc::new(certificates.server_config(config.client_ca.as_deref())?);
+        let webhook = TcpListener::bind(config.listen)
             .await
-            .with_context(|| format!("--listen {}", args.listen))?;
-        let admin = TcpListener::bind(args.admin_listen)
+            .with_context(|| format!("--listen {}", config.listen))?;
+        let admin = TcpListener::bind(config.admin_listen)
             .await
-            .with_context(|| format!("--admin-listen {}", args.admin_listen))?;
+            .with_context(|| format!("--admin-listen {}", config.admin_listen))?;
         Ok(Self {
             webhook,
             admin,
             tls,
             certificates,
             state: Arc::new(AppState {
-                defaults,
+                defaults: config.defaults,
                 metrics,
-                max_body_bytes: args.max_body_bytes,
-                request_timeout: args.request_timeout,
-                body_budget: Arc::new(Semaphore::new(kib(args.max_inflight_body_bytes) as usize)),
+                max_body_bytes: config.max_body_bytes,
+                request_timeout: config.limits.request_timeout,
+                body_budget: Arc::new(Semaphore::new(kib(config.max_inflight_body_bytes) as usize)),
             }),
-            limits: ConnectionLimits {
-                request_timeout: args.request_timeout,
-                idle_timeout: args.idle_timeout,
-                max_connections: args.max_connections,
-            },
-            cert_check_interval: args.cert_check_interval,
-            shutdown_grace: args.shutdown_grace,
-            shutdown_delay: args.shutdown_delay,
+            limits: config.limits,
+            cert_check_interval: config.cert_check_interval,
+            shutdown_grace: config.shutdown_grace,
+            shutdown_delay: config.shutdown_delay,
         })
     }
 
@@ -419,7 +423,7 @@ async fn accept_loop(
             () = &mut stop => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            metrics.count_rejected("too-many-connections");
+            metrics.count_rejected(Reason::TooManyConnections);
             debug!(%peer, "connection limit reached; closed");
             continue; // dropping the stream closes it at once
         };

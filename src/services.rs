@@ -10,23 +10,53 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::cli::{ServiceType, ServicesArgs, ServicesOutput};
 use crate::inject::listeners::parse_listeners;
 use crate::inject::template::{Template, Values};
 use crate::inject::Decision;
+use crate::inject::Defaults;
+use crate::manifests::Source;
 use crate::manifests::POD_NAME_LABEL;
 use crate::preview::decide_all;
 
 pub const HOSTNAME_ANNOTATION: &str = "external-dns.alpha.kubernetes.io/hostname";
 const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
 
-/// Renders the Services for every broker pod of the StatefulSets in `args.files`.
-pub fn render(args: &ServicesArgs) -> anyhow::Result<Vec<Service>> {
-    let defaults = args.injection.defaults()?;
-    let name_template = Template::parse(&args.name_template)
-        .map_err(|error| anyhow::anyhow!("--name-template: {error}"))?;
+/// The kind of Service that exposes each broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceType {
+    LoadBalancer,
+    NodePort,
+}
+
+/// How `services` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// YAML documents, for `kubectl apply -f -`.
+    Yaml,
+    /// One JSON List.
+    Json,
+}
+
+/// A validated `services` invocation.
+#[derive(Debug)]
+pub struct Config {
+    pub source: Source,
+    pub defaults: Defaults,
+    pub service_type: ServiceType,
+    /// Extra annotations for every Service.
+    pub annotations: Vec<(String, String)>,
+    /// The broker's container port (default: the advertised port).
+    pub port: Option<u16>,
+    /// The advertised listener the Services expose.
+    pub listener: String,
+    pub name_template: Template,
+    pub output: Output,
+}
+
+/// Renders the Services for every broker pod of the StatefulSets in the manifests.
+pub fn render(config: &Config) -> anyhow::Result<Vec<Service>> {
     let mut services = Vec::new();
-    let (decided, _) = decide_all(&args.manifests, &defaults)?;
+    let (decided, _) = decide_all(&config.source, &config.defaults)?;
     for crate::preview::Decided { pod, decision } in decided {
         let Some(statefulset) = &pod.statefulset else {
             continue; // Only StatefulSet pods carry the pod-name label a Service can select.
@@ -47,16 +77,16 @@ pub fn render(args: &ServicesArgs) -> anyhow::Result<Vec<Service>> {
         let listeners = parse_listeners(&advertised)?;
         let listener = listeners
             .iter()
-            .find(|l| l.name.eq_ignore_ascii_case(&args.listener))
+            .find(|l| l.name.eq_ignore_ascii_case(&config.listener))
             .with_context(|| {
                 format!(
                     "{id}: no listener named {} in {:?} (use --listener)",
-                    args.listener, advertised
+                    config.listener, advertised
                 )
             })?;
         let pod_name = pod.pod.metadata.name.clone().unwrap_or_default();
-        let container_port = args.port.unwrap_or(listener.port);
-        let port = match args.service_type {
+        let container_port = config.port.unwrap_or(listener.port);
+        let port = match config.service_type {
             ServiceType::LoadBalancer => ServicePort {
                 name: Some("kafka".into()),
                 port: listener.port.into(),
@@ -90,7 +120,8 @@ pub fn render(args: &ServicesArgs) -> anyhow::Result<Vec<Service>> {
             .as_ref()
             .and_then(|l| l.get(crate::inject::ordinal::POD_INDEX_LABEL))
             .and_then(|i| i.parse().ok());
-        let name = name_template
+        let name = config
+            .name_template
             .render(&Values {
                 pod: Some(&pod_name),
                 ordinal,
@@ -103,7 +134,8 @@ pub fn render(args: &ServicesArgs) -> anyhow::Result<Vec<Service>> {
         if !is_service_name(&name) {
             bail!("{id}: Service name {name:?} is not an RFC 1035 label (a-z, 0-9, '-', at most 63 characters; --name-template)");
         }
-        let mut annotations: BTreeMap<String, String> = args.annotations.iter().cloned().collect();
+        let mut annotations: BTreeMap<String, String> =
+            config.annotations.iter().cloned().collect();
         annotations.insert(HOSTNAME_ANNOTATION.into(), listener.host.into());
         services.push(Service {
             metadata: ObjectMeta {
@@ -120,7 +152,7 @@ pub fn render(args: &ServicesArgs) -> anyhow::Result<Vec<Service>> {
                 ..ObjectMeta::default()
             },
             spec: Some(ServiceSpec {
-                type_: Some(match args.service_type {
+                type_: Some(match config.service_type {
                     ServiceType::LoadBalancer => "LoadBalancer".into(),
                     ServiceType::NodePort => "NodePort".into(),
                 }),
@@ -150,16 +182,16 @@ fn is_service_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
 }
 
-pub fn run(args: &ServicesArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let services = render(args)?;
-    match args.output {
-        ServicesOutput::Yaml => {
+pub fn run(config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
+    let services = render(config)?;
+    match config.output {
+        Output::Yaml => {
             for service in services {
                 writeln!(out, "---")?;
                 serde_norway::to_writer(&mut *out, &service)?;
             }
         }
-        ServicesOutput::Json => {
+        Output::Json => {
             let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": services});
             serde_json::to_writer_pretty(&mut *out, &list)?;
             writeln!(out)?;

@@ -10,7 +10,14 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::cli::LogFormat;
+use crate::outcome::{Outcome, Reason};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// Installs the global `tracing` subscriber; the level comes from `RUST_LOG` (default `info`).
 /// Lines are written by a background thread, so a request never waits on a `write` to stderr;
@@ -115,9 +122,12 @@ impl Metrics {
         }
     }
 
-    pub fn observe_request(&self, outcome: &'static str, reason: &'static str, elapsed: Duration) {
+    pub fn observe_request(&self, outcome: Outcome, reason: Reason, elapsed: Duration) {
         self.requests
-            .get_or_create(&RequestLabels { outcome, reason })
+            .get_or_create(&RequestLabels {
+                outcome: outcome.as_str(),
+                reason: reason.as_str(),
+            })
             .inc();
         self.duration.observe(elapsed.as_secs_f64());
     }
@@ -139,11 +149,11 @@ impl Metrics {
     }
 
     /// Counts a request refused before it reached admission (bad method, body, ...).
-    pub fn count_rejected(&self, reason: &'static str) {
+    pub fn count_rejected(&self, reason: Reason) {
         self.requests
             .get_or_create(&RequestLabels {
-                outcome: "rejected",
-                reason,
+                outcome: Outcome::Rejected.as_str(),
+                reason: reason.as_str(),
             })
             .inc();
     }

@@ -282,9 +282,16 @@ async fn tls_1_1_is_refused_and_tls_1_2_accepted() {
     for old in ["-tls1", "-tls1_1"] {
         let out = s_client(old);
         let text = String::from_utf8_lossy(&out.stdout);
+        let errors = String::from_utf8_lossy(&out.stderr);
         assert!(
             !out.status.success() || text.contains("Cipher is (NONE)"),
             "{old} was accepted: {text}"
+        );
+        // The refusal must come from the server (an alert), not from a local openssl that could
+        // not offer the old version at all ("no protocols available"): else this proves nothing.
+        assert!(
+            errors.contains("SSL alert number"),
+            "{old}: the server sent no alert; is the local openssl able to offer {old}? {errors}"
         );
     }
     let out = s_client("-tls1_2");
@@ -343,5 +350,33 @@ async fn client_ca_accepts_a_signed_client_and_refuses_others() {
     assert!(
         anonymous.is_err(),
         "a client without a certificate was served"
+    );
+
+    // A certificate from another CA, with the same name and usage: refused too.
+    let mut other_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    other_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let other_key = KeyPair::generate().unwrap();
+    let other_issuer = Issuer::new(other_params, other_key);
+    let mut forged_params = CertificateParams::new(vec!["kube-apiserver".to_owned()]).unwrap();
+    forged_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let forged_key = KeyPair::generate().unwrap();
+    let forged_cert = forged_params.signed_by(&forged_key, &other_issuer).unwrap();
+    let forged = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(issued.ca_pem.as_bytes()).unwrap())
+        .identity(
+            reqwest::Identity::from_pem(
+                format!("{}{}", forged_cert.pem(), forged_key.serialize_pem()).as_bytes(),
+            )
+            .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let wrong = common::post_review(&forged, &server.url(), FIXTURE)
+        .send()
+        .await;
+    assert!(
+        wrong.is_err(),
+        "a client with another CA's certificate was served"
     );
 }

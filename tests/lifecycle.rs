@@ -266,3 +266,62 @@ async fn shutdown_delay_keeps_serving_new_connections_while_unready() {
         .unwrap();
     assert_eq!(exit.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preview_and_serve_agree_byte_for_byte_on_every_chart_fixture() {
+    use kafka_listener_injector::manifests::{self, Expansion};
+    let server = common::TestServer::start(&[]).await;
+    let client = server.client(false);
+    let charts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/charts");
+    let mut compared = 0;
+    for entry in std::fs::read_dir(&charts).unwrap() {
+        let file = entry.unwrap().path();
+        // What serve answers for each pod the StatefulSet controller would create ...
+        let documents = manifests::read_documents(std::slice::from_ref(&file)).unwrap();
+        let expansion = Expansion {
+            namespace: "default",
+            replicas: None,
+        };
+        let mut served = Vec::new();
+        for pod in manifests::pods(&documents, &expansion).unwrap().pods {
+            let mut review: Value = serde_json::from_str(common::FIXTURE).unwrap();
+            review["request"]["name"] = serde_json::json!(pod.pod.metadata.name);
+            review["request"]["namespace"] = serde_json::json!(pod.namespace);
+            review["request"]["object"] = serde_json::to_value(&pod.pod).unwrap();
+            let answer: Value = common::post_review(&client, &server.url(), review.to_string())
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if let Some(patch) = answer["response"]["patch"].as_str() {
+                let patch = base64::engine::general_purpose::STANDARD
+                    .decode(patch)
+                    .unwrap();
+                served.push(String::from_utf8(patch).unwrap() + "\n");
+            }
+        }
+        // ... and what preview prints for the same manifest, with the same flags.
+        let preview = Command::new(BIN)
+            .args([
+                "preview",
+                "-o",
+                "patch",
+                "--domain",
+                "kafka.example.com",
+                "-f",
+            ])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(preview.stdout).unwrap(),
+            served.concat(),
+            "{}",
+            file.display()
+        );
+        compared += served.len();
+    }
+    assert!(compared >= 13, "only {compared} patches compared");
+}

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use kafka_listener_injector::cli::ManifestArgs;
 use kafka_listener_injector::inject::{Decision, Defaults};
+use kafka_listener_injector::manifests::Source;
 use kafka_listener_injector::preview::{decide_all, Decided};
 use serde_json::{json, Value};
 
@@ -17,7 +17,7 @@ fn chart(name: &str) -> PathBuf {
 
 /// Each pod's outcome and patch, as JSON; with the patch applied, the broker env is checked.
 fn outcomes(file: &Path) -> Value {
-    let manifests = ManifestArgs {
+    let manifests = Source {
         files: vec![file.to_owned()],
         replicas: None,
         namespace: "default".into(),

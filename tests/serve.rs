@@ -228,6 +228,7 @@ async fn dry_run_requests_are_answered_the_same_way() {
     let (status, answer) = post(&server.client(false), &server.url(), review.to_string()).await;
     assert_eq!(status, 200);
     let (_, plain) = post(&server.client(false), &server.url(), FIXTURE).await;
+    assert!(answer["response"]["patch"].is_string(), "{answer}");
     assert_eq!(answer["response"]["patch"], plain["response"]["patch"]);
 }
 
@@ -240,13 +241,14 @@ async fn missing_or_mismatched_certificates_fail_fast_naming_the_flag() {
     common::issue_certs(b.path());
     let mut args = common::serve_args(a.path(), &[]);
     args.tls_key = b.path().join("tls.key");
-    let error = kafka_listener_injector::server::Server::bind(&args)
+    let error = kafka_listener_injector::server::Server::bind(args)
         .await
         .err()
         .unwrap();
     assert!(error.to_string().contains("do not match"), "{error}");
+    let mut args = common::serve_args(a.path(), &[]);
     args.tls_key = a.path().join("missing.key");
-    let error = kafka_listener_injector::server::Server::bind(&args)
+    let error = kafka_listener_injector::server::Server::bind(args)
         .await
         .err()
         .unwrap();
@@ -254,7 +256,7 @@ async fn missing_or_mismatched_certificates_fail_fast_naming_the_flag() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_client_certificate_is_refused_with_client_ca() {
+async fn a_client_without_a_certificate_is_refused_with_client_ca() {
     common::install_crypto();
     let dir = tempfile::tempdir().unwrap();
     let issued = common::issue_certs(dir.path());

@@ -80,19 +80,6 @@ pub enum InjectError {
     Strict(String),
 }
 
-impl InjectError {
-    /// A short, stable label for metrics and logs.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::Settings(_) => "invalid-setting",
-            Self::Render { .. } => "template-error",
-            Self::Listeners { .. } => "invalid-listeners",
-            Self::NodeIdOutOfRange { .. } | Self::NodeIdNotAVoter { .. } => "invalid-node-id",
-            Self::Strict(_) => "ineffective",
-        }
-    }
-}
-
 /// A successful injection. `patch` is empty when the pod already carries exactly this state.
 #[derive(Debug)]
 pub struct Injection {

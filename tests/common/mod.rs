@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use clap::Parser;
 use kafka_listener_injector::certs;
-use kafka_listener_injector::cli::{CertsArgs, Cli, Command, ServeArgs};
+use kafka_listener_injector::cli::{Cli, Command};
+use kafka_listener_injector::server;
 use kafka_listener_injector::server::Server;
 use tokio::sync::oneshot;
 
@@ -22,9 +23,9 @@ pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// `certs` arguments for 127.0.0.1 and localhost into `dir`.
-pub fn certs_args(dir: &Path) -> CertsArgs {
-    CertsArgs {
+/// `certs` configuration for 127.0.0.1 and localhost into `dir`.
+pub fn certs_args(dir: &Path) -> certs::Config {
+    certs::Config {
         service: "kafka-listener-injector".into(),
         namespace: "kli".into(),
         dns: vec!["localhost".into()],
@@ -43,7 +44,7 @@ pub fn issue_certs(dir: &Path) -> certs::Issued {
     issued
 }
 
-pub fn serve_args(cert_dir: &Path, extra: &[&str]) -> ServeArgs {
+pub fn serve_args(cert_dir: &Path, extra: &[&str]) -> server::Config {
     let cert = cert_dir.join("tls.crt");
     let key = cert_dir.join("tls.key");
     let mut argv: Vec<String> = [
@@ -66,7 +67,7 @@ pub fn serve_args(cert_dir: &Path, extra: &[&str]) -> ServeArgs {
     argv.extend(["--tls-key".into(), key.display().to_string()]);
     argv.extend(extra.iter().map(|s| s.to_string()));
     match Cli::try_parse_from(argv).unwrap().command {
-        Command::Serve(args) => args,
+        Command::Serve(args) => args.config().unwrap(),
         _ => unreachable!(),
     }
 }
@@ -94,7 +95,7 @@ impl TestServer {
     pub async fn start_with(cert_dir: &Path, ca_pem: &str, extra: &[&str]) -> Self {
         install_crypto();
         let args = serve_args(cert_dir, extra);
-        let server = Server::bind(&args).await.unwrap();
+        let server = Server::bind(args).await.unwrap();
         let (webhook, admin) = (server.webhook_addr(), server.admin_addr());
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(server.run(async {
