@@ -32,6 +32,9 @@ pub enum Command {
     Services(ServicesArgs),
     /// Write a CA and a serving certificate for the webhook, and print the caBundle.
     Certs(CertsArgs),
+    /// Print the injection as a native MutatingAdmissionPolicy (Kubernetes 1.36+), with a
+    /// companion ValidatingAdmissionPolicy; say on stderr what the webhook does that it cannot.
+    Policy(PolicyArgs),
 }
 
 /// The injection settings: cluster defaults that pod annotations override.
@@ -242,6 +245,24 @@ pub struct ServicesArgs {
     pub injection: InjectionArgs,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyMode {
+    /// Pods labelled kafka-listener-injector.io/inject=true in any namespace.
+    ClusterWide,
+    /// Every pod in namespaces labelled kafka-listener-injector.io/injection=enabled.
+    NamespaceOptIn,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    #[arg(long, env = "KLI_MODE", value_enum, default_value_t = PolicyMode::ClusterWide)]
+    pub mode: PolicyMode,
+    #[arg(short = 'o', long, env = "KLI_OUTPUT", value_enum, default_value_t = ServicesOutput::Yaml)]
+    pub output: ServicesOutput,
+    #[command(flatten)]
+    pub injection: InjectionArgs,
+}
+
 #[derive(Debug, Args)]
 pub struct CertsArgs {
     /// Name of the webhook's Service.
@@ -377,6 +398,22 @@ impl ServicesArgs {
             output: match self.output {
                 ServicesOutput::Yaml => services::Output::Yaml,
                 ServicesOutput::Json => services::Output::Json,
+            },
+        })
+    }
+}
+
+impl PolicyArgs {
+    pub fn config(&self) -> anyhow::Result<crate::policy::Config> {
+        Ok(crate::policy::Config {
+            defaults: self.injection.defaults()?,
+            mode: match self.mode {
+                PolicyMode::ClusterWide => crate::policy::Mode::ClusterWide,
+                PolicyMode::NamespaceOptIn => crate::policy::Mode::NamespaceOptIn,
+            },
+            output: match self.output {
+                ServicesOutput::Yaml => crate::policy::Output::Yaml,
+                ServicesOutput::Json => crate::policy::Output::Json,
             },
         })
     }

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use kafka_listener_injector::cli::{Cli, Command};
 use kafka_listener_injector::preview::{self, Verdict};
-use kafka_listener_injector::{certs, server, services, telemetry};
+use kafka_listener_injector::{certs, policy, server, services, telemetry};
 
 fn main() -> ExitCode {
     rustls::crypto::ring::default_provider()
@@ -22,6 +22,14 @@ fn main() -> ExitCode {
         }),
         Command::Services(args) => args.config().and_then(|config| {
             services::run(&config, &mut std::io::stdout().lock()).map(|()| ExitCode::SUCCESS)
+        }),
+        Command::Policy(args) => args.config().and_then(|config| {
+            policy::run(
+                &config,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr(),
+            )
+            .map(|()| ExitCode::SUCCESS)
         }),
         Command::Certs(args) => args.config().and_then(|config| {
             certs::run(&config, &mut std::io::stdout().lock()).map(|()| ExitCode::SUCCESS)

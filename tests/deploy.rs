@@ -416,3 +416,44 @@ fn services_take_a_name_template_to_adopt_a_charts_own_services_and_print_json()
         "{err}"
     );
 }
+
+#[test]
+fn example_policy_is_up_to_date_and_names_what_it_cannot_do() {
+    let out = Command::new(BIN)
+        .args([
+            "policy",
+            "--node-id-env",
+            "KAFKA_NODE_ID",
+            "--node-id-offset",
+            "100",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let checked_in = std::fs::read_to_string(repo("manifests/examples/kafka/policy.yaml")).unwrap();
+    let body: String = checked_in
+        .lines()
+        .skip_while(|l| l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        body,
+        String::from_utf8(out.stdout).unwrap(),
+        "policy.yaml is stale: regenerate it (see its header)"
+    );
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("policy:   - no admission warnings"), "{err}");
+    let kinds: Vec<String> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("kind: ").map(str::to_owned))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "MutatingAdmissionPolicy",
+            "MutatingAdmissionPolicyBinding",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding"
+        ]
+    );
+}

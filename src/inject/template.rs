@@ -48,6 +48,15 @@ impl Variable {
     }
 }
 
+/// One piece of a parsed template, for code that translates templates (the native policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part<'t> {
+    Literal(&'t str),
+    /// `{ordinal}`, `{ordinal+N}`, `{ordinal-N}`: the offset.
+    Ordinal(i64),
+    Variable(Variable),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
     Literal(String),
@@ -133,6 +142,15 @@ impl Template {
 
     pub fn as_str(&self) -> &str {
         &self.source
+    }
+
+    /// The template's pieces, in order.
+    pub fn parts(&self) -> impl Iterator<Item = Part<'_>> {
+        self.segments.iter().map(|segment| match segment {
+            Segment::Literal(text) => Part::Literal(text),
+            Segment::Ordinal { offset } => Part::Ordinal(*offset),
+            Segment::Variable(variable) => Part::Variable(*variable),
+        })
     }
 
     pub fn render(&self, values: &Values<'_>) -> Result<String, TemplateError> {

@@ -340,6 +340,52 @@ expect_eq "the webhook now serves the new certificate" "$served" "$(openssl x509
 expect_contains "the rotation was counted" "$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics")" \
   'kafka_listener_injector_certificate_reloads_total{result="success"} 1'
 
+log "12. the native MutatingAdmissionPolicy injects what the webhook injects"
+# Env of the broker container and annotations (less the settings hash, which the policy cannot
+# compute) of every pod of a StatefulSet, as one JSON line per pod.
+stored_state() { # stored_state NAMESPACE
+  kubectl get pods -n "$1" -l e2e/statefulset=twin -o json \
+    | jq -c '.items | sort_by(.metadata.name)[] | [.metadata.name, (.spec.containers[] | select(.name == "kafka") | .env),
+             (.metadata.annotations | del(.["kafka-listener-injector.io/settings"]))]'
+}
+twin_up() {
+  statefulset "$example" twin twin | kubectl apply -f - >/dev/null
+  for i in 0 1 2; do wait_pod twin "twin-$i" || fail "twin/twin-$i was not created"; done
+}
+twin_down() {
+  kubectl delete statefulset -n twin twin --wait=true >/dev/null
+  kubectl delete pods -n twin --all --grace-period=0 --force >/dev/null 2>&1
+  for _ in $(seq 1 100); do [ -z "$(kubectl get pods -n twin -o name)" ] && break; sleep 0.2; done
+}
+kubectl create namespace twin >/dev/null
+twin_up
+stored_state twin >"$work/twin-webhook.json"
+twin_down
+kubectl delete mutatingwebhookconfiguration kafka-listener-injector >/dev/null
+"$kli" policy --node-id-env KAFKA_NODE_ID --node-id-offset 100 2>"$work/policy.err" >"$work/policy.yaml"
+policy_out=$(kubectl apply -f "$work/policy.yaml" 2>&1) || fail "applying the generated policy: $policy_out"
+# Bindings take effect once the API server's policy cache has them: wait for a dry-run pod.
+for _ in $(seq 1 50); do
+  dry=$(kubectl create --dry-run=server -o json -f "$work/dry-run-sts-pod.json" --namespace optin 2>/dev/null \
+    | jq -r '.metadata.annotations["kafka-listener-injector.io/settings"] // ""')
+  [ "$dry" == native-policy ] && break
+  sleep 0.2
+done
+twin_up
+stored_state twin >"$work/twin-policy.json"
+expect_eq "the policy stored what the webhook stored, for $(wc -l <"$work/twin-webhook.json") pods" \
+  "$(cat "$work/twin-policy.json")" "$(cat "$work/twin-webhook.json")"
+expect_eq "the pods carry the policy's mark" \
+  "$(kubectl get pod -n twin twin-0 -o jsonpath="{.metadata.annotations['kafka-listener-injector\.io/settings']}")" native-policy
+head -n 1 "$work/twin-policy.json" | cut -c1-220 | sed 's/^/       /'
+statefulset tests/fixtures/charts/apache-kraft.yaml twin bad 's/EXTERNAL:PLAINTEXT/OUTSIDE:PLAINTEXT/' \
+  | kubectl apply -f - >/dev/null
+expect_contains "the companion ValidatingAdmissionPolicy denies a listener missing from the protocol map" \
+  "$(first_failed_create twin bad)" "name a listener that is not in the container's KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"
+kubectl delete -f "$work/policy.yaml" >/dev/null
+kubectl delete namespace twin --wait=false >/dev/null
+kubectl apply -k "$(overlay cluster-wide)" >/dev/null || fail "re-applying manifests/cluster-wide"
+
 if [ "${KLI_E2E_KAFKA:-1}" == 1 ]; then
   source tests/e2e/kafka-stage.sh
   run_kafka_stage
