@@ -35,6 +35,9 @@ pub enum Command {
     /// Print the injection as a native MutatingAdmissionPolicy (Kubernetes 1.36+), with a
     /// companion ValidatingAdmissionPolicy; say on stderr what the webhook does that it cannot.
     Policy(PolicyArgs),
+    /// From where a client runs: bootstrap over the Kafka protocol, then resolve, connect to and
+    /// identify every advertised broker, and name each one a client here cannot use.
+    Probe(ProbeArgs),
 }
 
 /// The injection settings: cluster defaults that pod annotations override.
@@ -264,6 +267,41 @@ pub struct PolicyArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// host:port of one broker's advertised listener (e.g. kafka-0.kafka.example.com:9094).
+    #[arg(long, env = "KLI_BOOTSTRAP")]
+    pub bootstrap: String,
+    /// Time each step (resolve, connect, one request) gets.
+    #[arg(long, env = "KLI_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Check that each broker advertises what this listeners template renders for it (broker N
+    /// is pod <statefulset>-<N minus --node-id-offset>).
+    #[arg(long, env = "KLI_EXPECT_TEMPLATE")]
+    pub expect_template: Option<String>,
+    /// The listener of the template the probe connects through.
+    #[arg(long, env = "KLI_LISTENER", default_value = "EXTERNAL")]
+    pub listener: String,
+    /// With --expect-template: the StatefulSet, its namespace and headless Service.
+    #[arg(long, env = "KLI_STATEFULSET", default_value = "kafka")]
+    pub statefulset: String,
+    #[arg(short = 'n', long, env = "KLI_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    #[arg(long, env = "KLI_SERVICE", default_value = "kafka-headless")]
+    pub service: String,
+    #[arg(long, env = "KLI_DOMAIN")]
+    pub domain: Option<String>,
+    #[arg(
+        long,
+        env = "KLI_NODE_ID_OFFSET",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub node_id_offset: i64,
+    #[arg(short = 'o', long, env = "KLI_OUTPUT", value_enum, default_value_t = ServicesOutput::Yaml, hide_default_value = true)]
+    pub output: ServicesOutput,
+}
+
+#[derive(Debug, Args)]
 pub struct CertsArgs {
     /// Name of the webhook's Service.
     #[arg(long, env = "KLI_SERVICE", default_value = "kafka-listener-injector")]
@@ -415,6 +453,33 @@ impl PolicyArgs {
                 ServicesOutput::Yaml => crate::policy::Output::Yaml,
                 ServicesOutput::Json => crate::policy::Output::Json,
             },
+        })
+    }
+}
+
+impl ProbeArgs {
+    pub fn config(&self) -> anyhow::Result<crate::probe::Config> {
+        if self.timeout.is_zero() {
+            bail!("--timeout must be positive");
+        }
+        let expect = match &self.expect_template {
+            None => None,
+            Some(source) => Some(crate::probe::Expectation {
+                listeners: Template::parse(source)
+                    .map_err(|error| anyhow::anyhow!("--expect-template: {error}"))?,
+                listener: self.listener.clone(),
+                statefulset: self.statefulset.clone(),
+                namespace: self.namespace.clone(),
+                service: self.service.clone(),
+                domain: self.domain.clone(),
+                node_id_offset: self.node_id_offset,
+            }),
+        };
+        Ok(crate::probe::Config {
+            bootstrap: self.bootstrap.clone(),
+            timeout: self.timeout,
+            expect,
+            json: self.output == ServicesOutput::Json,
         })
     }
 }

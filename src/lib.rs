@@ -10,6 +10,7 @@ pub mod manifests;
 pub mod outcome;
 pub mod policy;
 pub mod preview;
+pub mod probe;
 pub mod server;
 pub mod services;
 pub mod telemetry;

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
             )
             .map(|()| ExitCode::SUCCESS)
         }),
+        Command::Probe(args) => args.config().and_then(probe),
         Command::Certs(args) => args.config().and_then(|config| {
             certs::run(&config, &mut std::io::stdout().lock()).map(|()| ExitCode::SUCCESS)
         }),
@@ -46,6 +47,25 @@ fn main() -> ExitCode {
         }
         eprintln!("kafka-listener-injector: {error:#}");
         ExitCode::from(2)
+    })
+}
+
+/// Exit 0 when every broker is usable from here, 1 when any is not, 2 when the probe could not
+/// bootstrap at all.
+fn probe(config: kafka_listener_injector::probe::Config) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let reports = runtime.block_on(kafka_listener_injector::probe::probe(&config))?;
+    let healthy = kafka_listener_injector::probe::write_reports(
+        &reports,
+        config.json,
+        &mut std::io::stdout().lock(),
+    )?;
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
 }
 

@@ -145,6 +145,41 @@ run_kafka_stage() {
   expect_eq "10,000 messages consumed from outside" "$(wc -l <"$kdir/consumed.txt")" 10000
   expect_eq "none lost or duplicated" "$(sort -n "$kdir/consumed.txt" | uniq | wc -l) $(sort -n "$kdir/consumed.txt" | tail -n 1)" "10000 10000"
 
+  log "P1. probe from outside: every broker reachable by its own name, as itself"
+  local template="INTERNAL://{pod}.{service}.{namespace}.svc:9092,EXTERNAL://{pod}.{domain}:9094"
+  run_probe() {
+    outside "$kli" probe --bootstrap "kafka-0.$DOMAIN:9094" --timeout 3s --expect-template "$template" \
+      --domain "$DOMAIN" --namespace "$KAFKA_NS" --node-id-offset 100 >"$kdir/probe.txt" 2>&1
+    probe_code=$?
+    sed 's/^/       /' "$kdir/probe.txt"
+  }
+  run_probe
+  expect_eq "probe: exit 0 for the healthy cluster" "$probe_code" 0
+  expect_contains "probe: every broker answers as itself" "$(cat "$kdir/probe.txt")" "3 brokers, 0 a client here cannot use"
+
+  log "P2. probe: a DNS record removed (external-dns follows the Service's annotation)"
+  kubectl annotate service -n "$KAFKA_NS" kafka-2-external external-dns.alpha.kubernetes.io/hostname- >/dev/null
+  for _ in $(seq 1 20); do outside getent hosts "kafka-2.$DOMAIN" >/dev/null || break; sleep 0.5; done
+  run_probe
+  expect_eq "probe: exit 1" "$probe_code" 1
+  expect_contains "probe names the broker and the fault" "$(cat "$kdir/probe.txt")" \
+    "broker 102 advertises kafka-2.$DOMAIN:9094: no DNS record here"
+  kubectl annotate service -n "$KAFKA_NS" kafka-2-external "external-dns.alpha.kubernetes.io/hostname=kafka-2.$DOMAIN" >/dev/null
+  for _ in $(seq 1 20); do outside getent hosts "kafka-2.$DOMAIN" >/dev/null && break; sleep 0.5; done
+
+  log "P3. probe: a load balancer that leads to another broker"
+  kubectl patch service -n "$KAFKA_NS" kafka-2-external --type merge \
+    -p '{"spec":{"selector":{"statefulset.kubernetes.io/pod-name":"kafka-0"}}}' >/dev/null
+  sleep 2
+  run_probe
+  expect_eq "probe: exit 1" "$probe_code" 1
+  expect_contains "probe names the broker that answers instead" "$(cat "$kdir/probe.txt")" "which answers as broker 100"
+  kubectl patch service -n "$KAFKA_NS" kafka-2-external --type merge \
+    -p '{"spec":{"selector":{"statefulset.kubernetes.io/pod-name":"kafka-2"}}}' >/dev/null
+  sleep 2
+  run_probe
+  expect_eq "probe: green again once the Service is mended" "$probe_code" 0
+
   log "K4. scale the brokers 3 -> 4: no edit anywhere"
   kubectl scale statefulset -n "$KAFKA_NS" kafka --replicas 4 >/dev/null
   "$kli" services -f manifests/examples/kafka/kafka.yaml --type LoadBalancer --replicas 4 \

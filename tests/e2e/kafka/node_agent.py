@@ -205,14 +205,18 @@ class Cloud:
                 continue
             uid = svc["metadata"]["uid"]
             seen.add(uid)
-            if uid in self.balancers:
-                continue
             pod_name = svc["spec"].get("selector", {}).get("statefulset.kubernetes.io/pod-name")
             pod = by_name.get(pod_name)
             if pod is None or not pod.obj["spec"].get("subdomain"):
-                continue  # no backend yet; a cloud would wait for endpoints too
+                continue  # no endpoint (yet): a cloud keeps the address and waits too
             backend = f"{pod.name}.{pod.obj['spec']['subdomain']}.{pod.namespace}.svc"
-            self.add(svc, backend)
+            entry = self.balancers.get(uid)
+            if entry is None:
+                self.add(svc, backend)
+            elif entry["backend"] != backend:
+                self.retarget(svc, backend)  # the selector changed; the address stays
+            # As external-dns does, records follow the annotation as it is now.
+            self.balancers[uid]["hostnames"] = self.hostnames(svc)
         for uid in list(self.balancers):
             if uid not in seen:
                 self.remove(uid)
@@ -222,6 +226,17 @@ class Cloud:
         ip = f"{self.args.lb_subnet}.{self.next_host}"
         self.next_host += 1
         sh("ip", "-n", self.args.bridge_ns, "addr", "add", f"{ip}/32", "dev", self.args.lb_dev)
+        procs = self.forward(svc, ip, backend)
+        name = svc["metadata"]["name"]
+        hostnames = self.hostnames(svc)
+        self.balancers[svc["metadata"]["uid"]] = {"ip": ip, "procs": procs, "hostnames": hostnames,
+                                                  "name": name, "backend": backend}
+        body = {"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}}
+        kubectl("patch", "service", "-n", svc["metadata"]["namespace"], name, "--subresource=status",
+                "--type=merge", "-p", json.dumps(body), check=False)
+        log(f"service {name}: load balancer {ip} -> {backend}; DNS {', '.join(hostnames) or '-'}")
+
+    def forward(self, svc, ip, backend):
         procs = []
         for port in svc["spec"]["ports"]:
             target = port.get("targetPort", port["port"])
@@ -229,14 +244,20 @@ class Cloud:
                 ["ip", "netns", "exec", self.args.bridge_ns, "socat",
                  f"TCP-LISTEN:{port['port']},bind={ip},fork,reuseaddr", f"TCP:{backend}:{target}"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
-        name = svc["metadata"]["name"]
-        hostnames = [h.strip() for h in
-                     svc["metadata"].get("annotations", {}).get(self.HOSTNAME, "").split(",") if h.strip()]
-        self.balancers[svc["metadata"]["uid"]] = {"ip": ip, "procs": procs, "hostnames": hostnames, "name": name}
-        body = {"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}}
-        kubectl("patch", "service", "-n", svc["metadata"]["namespace"], name, "--subresource=status",
-                "--type=merge", "-p", json.dumps(body), check=False)
-        log(f"service {name}: load balancer {ip} -> {backend}; DNS {', '.join(hostnames) or '-'}")
+        return procs
+
+    def retarget(self, svc, backend):
+        entry = self.balancers[svc["metadata"]["uid"]]
+        for proc in entry["procs"]:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+        entry["procs"] = self.forward(svc, entry["ip"], backend)
+        entry["backend"] = backend
+        log(f"service {entry['name']}: load balancer {entry['ip']} now -> {backend}")
+
+    def hostnames(self, svc):
+        value = (svc["metadata"].get("annotations") or {}).get(self.HOSTNAME, "")
+        return [h.strip() for h in value.split(",") if h.strip()]
 
     def remove(self, uid):
         entry = self.balancers.pop(uid)
