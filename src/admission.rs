@@ -3,7 +3,7 @@
 //! malformed review gets a precise answer.
 
 use base64::Engine;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use kube::core::{DynamicObject, GroupVersionKind, TypeMeta};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -46,15 +46,35 @@ struct RequestFacts {
     object: Option<PodView>,
 }
 
-/// An allowing response to the request `uid`, in the review's own API version.
-fn allow(types: TypeMeta, uid: String) -> AdmissionResponse {
-    // kube builds responses from its full request type; this is the same value from our facts.
-    let mut response = AdmissionResponse::invalid("");
-    response.types = types;
-    response.uid = uid;
-    response.allowed = true;
-    response.result = Default::default();
-    response
+/// The response to one review, in the review's own API version. Not kube's `AdmissionResponse`:
+/// that one can only be built from kube's full request type (or as an error), which the hot path
+/// does not parse; this holds the same fields and is written in the API server's wire form.
+struct Answer {
+    types: TypeMeta,
+    uid: String,
+    allowed: bool,
+    status: kube::core::Status,
+    /// The JSON patch, serialized.
+    patch: Option<Vec<u8>>,
+    warnings: Option<Vec<String>>,
+}
+
+impl Answer {
+    fn allow(types: TypeMeta, uid: String) -> Self {
+        Self {
+            types,
+            uid,
+            allowed: true,
+            status: kube::core::Status::default(),
+            patch: None,
+            warnings: None,
+        }
+    }
+
+    fn with_patch(mut self, patch: &json_patch::Patch) -> Self {
+        self.patch = Some(serde_json::to_vec(patch).expect("a JSON patch always serializes"));
+        self
+    }
 }
 
 /// A body that cannot be answered with an AdmissionReview (HTTP 400).
@@ -105,7 +125,7 @@ pub fn review(body: &[u8], defaults: &Defaults) -> Result<Reviewed, ReviewError>
         api_version: review.api_version,
         kind: review.kind,
     };
-    let response = allow(types, request.uid.clone());
+    let response = Answer::allow(types, request.uid.clone());
     let namespace = request.namespace.unwrap_or_default();
     let mut reviewed = Reviewed {
         body: Vec::new(),
@@ -144,9 +164,9 @@ fn decide(
     pod: &PodView,
     namespace: &str,
     defaults: &Defaults,
-    response: AdmissionResponse,
+    response: Answer,
     reviewed: &mut Reviewed,
-) -> AdmissionResponse {
+) -> Answer {
     match inject::inject(pod, namespace, defaults) {
         Decision::Inject(injection) => {
             let mut response = response;
@@ -161,9 +181,7 @@ fn decide(
                 } else {
                     Reason::InjectedWithWarnings
                 };
-                response = response
-                    .with_patch(injection.patch)
-                    .expect("a JSON patch always serializes");
+                response = response.with_patch(&injection.patch);
             }
             with_warnings(response, injection.warnings, reviewed)
         }
@@ -180,11 +198,7 @@ fn decide(
     }
 }
 
-fn with_warnings(
-    mut response: AdmissionResponse,
-    warnings: Vec<String>,
-    reviewed: &mut Reviewed,
-) -> AdmissionResponse {
+fn with_warnings(mut response: Answer, warnings: Vec<String>, reviewed: &mut Reviewed) -> Answer {
     reviewed.warnings = warnings.len();
     if !warnings.is_empty() {
         response.warnings = Some(warnings);
@@ -192,10 +206,9 @@ fn with_warnings(
     response
 }
 
-fn deny(response: AdmissionResponse, message: String) -> AdmissionResponse {
-    let mut response = response.deny(message);
-    response.result.code = 403;
-    response.result.reason = "Forbidden".into();
+fn deny(mut response: Answer, message: String) -> Answer {
+    response.allowed = false;
+    response.status = kube::core::Status::failure(&message, "Forbidden").with_code(403);
     response
 }
 
@@ -215,10 +228,11 @@ fn review_non_pod(body: &[u8], pod_error: serde_json::Error) -> Result<Reviewed,
     let review: AdmissionReview<DynamicObject> =
         serde_json::from_value(value).map_err(|e| ReviewError::NotAReview(without_values(&e)))?;
     check_types(&review.types.api_version, &review.types.kind)?;
+    let types = review.types.clone();
     let request: AdmissionRequest<DynamicObject> = review
         .try_into()
         .map_err(|_| ReviewError::NotAReview("it has no request".into()))?;
-    let response = AdmissionResponse::from(&request);
+    let response = Answer::allow(types, request.uid.clone());
     let is_pod_create = is_pod(&request.kind, request.sub_resource.as_deref())
         && request.operation == Operation::Create;
     let (outcome, reason, response) = if is_pod_create {
@@ -305,7 +319,7 @@ struct WireResponse<'a> {
     warnings: Option<&'a [String]>,
 }
 
-fn serialize(response: AdmissionResponse) -> Vec<u8> {
+fn serialize(response: Answer) -> Vec<u8> {
     let patch = response
         .patch
         .as_ref()
@@ -316,7 +330,7 @@ fn serialize(response: AdmissionResponse) -> Vec<u8> {
         response: WireResponse {
             uid: &response.uid,
             allowed: response.allowed,
-            status: &response.result,
+            status: &response.status,
             patch_type: patch.as_ref().map(|_| "JSONPatch"),
             patch,
             warnings: response.warnings.as_deref(),
