@@ -299,6 +299,31 @@ pub struct ProbeArgs {
     pub node_id_offset: i64,
     #[arg(short = 'o', long, env = "KLI_OUTPUT", value_enum, default_value_t = ServicesOutput::Yaml, hide_default_value = true)]
     pub output: ServicesOutput,
+    /// Keep one connection per broker idle this long, then use it again (load balancer idle
+    /// timeouts).
+    #[arg(long, env = "KLI_IDLE_CHECK", value_parser = humantime::parse_duration)]
+    pub idle_check: Option<Duration>,
+    /// Speak TLS to the brokers, checking their certificates against --ca-file (e.g. the system
+    /// bundle /etc/ssl/certs/ca-certificates.crt for public CAs) and each advertised host name.
+    #[arg(long, env = "KLI_TLS")]
+    pub tls: bool,
+    /// PEM CA certificates the brokers' certificates must chain to.
+    #[arg(long, env = "KLI_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key, for brokers that require one.
+    #[arg(long, env = "KLI_CERT_FILE", requires = "key_file")]
+    pub cert_file: Option<PathBuf>,
+    #[arg(long, env = "KLI_KEY_FILE", requires = "cert_file")]
+    pub key_file: Option<PathBuf>,
+    /// SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(long, env = "KLI_SASL_MECHANISM", requires = "sasl_username")]
+    pub sasl_mechanism: Option<String>,
+    #[arg(long, env = "KLI_SASL_USERNAME")]
+    pub sasl_username: Option<String>,
+    /// A file holding the SASL password (else the environment variable KLI_SASL_PASSWORD). It is
+    /// never printed.
+    #[arg(long, env = "KLI_SASL_PASSWORD_FILE")]
+    pub sasl_password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -479,8 +504,84 @@ impl ProbeArgs {
             bootstrap: self.bootstrap.clone(),
             timeout: self.timeout,
             expect,
+            security: self.security()?,
+            idle_check: self.idle_check,
             json: self.output == ServicesOutput::Json,
         })
+    }
+
+    fn security(&self) -> anyhow::Result<crate::probe::Security> {
+        use crate::probe::{Mechanism, Sasl};
+        let tls = if self.tls {
+            let ca_file = self
+                .ca_file
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("--tls needs --ca-file"))?;
+            let pem = std::fs::read(ca_file)
+                .map_err(|e| anyhow::anyhow!("--ca-file {}: {e}", ca_file.display()))?;
+            let mut roots = rustls::RootCertStore::empty();
+            use rustls::pki_types::pem::PemObject;
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+                let cert =
+                    cert.map_err(|e| anyhow::anyhow!("--ca-file {}: {e}", ca_file.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| anyhow::anyhow!("--ca-file {}: {e}", ca_file.display()))?;
+            }
+            let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+            let config = match (&self.cert_file, &self.key_file) {
+                (Some(cert), Some(key)) => {
+                    let chain = rustls::pki_types::CertificateDer::pem_file_iter(cert)
+                        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                        .map_err(|e| anyhow::anyhow!("--cert-file {}: {e}", cert.display()))?;
+                    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key)
+                        .map_err(|e| anyhow::anyhow!("--key-file {}: {e}", key.display()))?;
+                    builder
+                        .with_client_auth_cert(chain, key)
+                        .map_err(|e| anyhow::anyhow!("--cert-file/--key-file: {e}"))?
+                }
+                _ => builder.with_no_client_auth(),
+            };
+            Some(std::sync::Arc::new(config))
+        } else {
+            if self.ca_file.is_some() || self.cert_file.is_some() {
+                bail!("--ca-file and --cert-file need --tls");
+            }
+            None
+        };
+        let sasl = match (&self.sasl_mechanism, &self.sasl_username) {
+            (Some(mechanism), Some(username)) => {
+                let mechanism = match mechanism.to_ascii_uppercase().as_str() {
+                    "PLAIN" => Mechanism::Plain,
+                    "SCRAM-SHA-256" => Mechanism::ScramSha256,
+                    "SCRAM-SHA-512" => Mechanism::ScramSha512,
+                    other => {
+                        bail!("--sasl-mechanism {other}: not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+                    }
+                };
+                let password = match &self.sasl_password_file {
+                    Some(path) => std::fs::read_to_string(path)
+                        .map_err(|e| {
+                            anyhow::anyhow!("--sasl-password-file {}: {e}", path.display())
+                        })?
+                        .trim_end_matches(['\r', '\n'])
+                        .to_owned(),
+                    None => std::env::var("KLI_SASL_PASSWORD").map_err(|_| {
+                        anyhow::anyhow!(
+                            "--sasl-mechanism needs --sasl-password-file or KLI_SASL_PASSWORD"
+                        )
+                    })?,
+                };
+                Some(Sasl {
+                    mechanism,
+                    username: username.clone(),
+                    password,
+                })
+            }
+            (None, None) => None,
+            _ => bail!("--sasl-username needs --sasl-mechanism"),
+        };
+        Ok(crate::probe::Security { tls, sasl })
     }
 }
 

@@ -11,6 +11,7 @@ pub mod outcome;
 pub mod policy;
 pub mod preview;
 pub mod probe;
+pub mod scram;
 pub mod server;
 pub mod services;
 pub mod telemetry;

@@ -8,12 +8,14 @@
 //! caught, and the broker it leads to is named.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::{
     ApiVersionsRequest, DescribeConfigsRequest, MetadataRequest, RequestHeader, ResponseHeader,
+    SaslAuthenticateRequest, SaslHandshakeRequest,
 };
 use kafka_protocol::protocol::{
     encode_request_header_into_buffer, Decodable, HeaderVersion, Request, StrBytes,
@@ -30,11 +32,64 @@ use crate::inject::template::{Template, Values};
 pub struct Config {
     /// `host:port` of one broker's advertised listener.
     pub bootstrap: String,
-    /// Each step (resolve, connect, one request) gets this long.
+    /// Each step (resolve, connect, handshake, one request) gets this long.
     pub timeout: Duration,
     /// What each broker should advertise, rendered per broker: see [`Expectation`].
     pub expect: Option<Expectation>,
+    pub security: Security,
+    /// Keep one connection per broker idle this long and use it again: catches load balancers
+    /// that drop idle connections sooner than Kafka's clients expect.
+    pub idle_check: Option<Duration>,
     pub json: bool,
+}
+
+/// How to talk to the brokers: TLS (server name from the advertised host) and SASL.
+#[derive(Default)]
+pub struct Security {
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub sasl: Option<Sasl>,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("tls", &self.tls.is_some())
+            .field("sasl", &self.sasl)
+            .finish()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mechanism {
+    Plain,
+    ScramSha256,
+    ScramSha512,
+}
+
+impl Mechanism {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// SASL credentials. The password is never printed (`Debug` leaves it out).
+pub struct Sasl {
+    pub mechanism: Mechanism,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Sasl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sasl")
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The advertised address a broker should have, from the same template the webhook injects:
@@ -82,32 +137,127 @@ pub struct AddressReport {
 
 const CLIENT_ID: &str = "kafka-listener-injector-probe";
 
+/// A broker connection's byte stream, plain or TLS.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Stream for T {}
+
 /// One connection to one broker, speaking just the requests the probe needs.
 struct Connection {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     correlation: i32,
     timeout: Duration,
 }
 
 impl Connection {
-    async fn open(address: SocketAddr, timeout: Duration) -> Result<(Self, Duration), ProbeError> {
+    /// Connects to `address` (TLS with `host` as the server name when configured), says
+    /// ApiVersions and authenticates; returns the connection and the TCP connect time.
+    async fn open(
+        address: SocketAddr,
+        host: &str,
+        security: &Security,
+        timeout: Duration,
+    ) -> Result<(Self, Duration), ProbeError> {
         let started = Instant::now();
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect(address))
             .await
             .map_err(|_| ProbeError::Timeout {
                 what: format!("connecting to {address}"),
                 after: timeout,
             })?
             .map_err(|e| ProbeError::Io(format!("connecting to {address}: {e}")))?;
-        let _ = stream.set_nodelay(true);
-        Ok((
-            Self {
-                stream,
-                correlation: 0,
-                timeout,
-            },
-            started.elapsed(),
-        ))
+        let connect_time = started.elapsed();
+        let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn Stream> = match &security.tls {
+            None => Box::new(tcp),
+            Some(tls) => {
+                let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+                    .map_err(|e| ProbeError::Io(format!("{host} as a TLS server name: {e}")))?;
+                let connector = tokio_rustls::TlsConnector::from(tls.clone());
+                let handshake = tokio::time::timeout(timeout, connector.connect(name, tcp))
+                    .await
+                    .map_err(|_| ProbeError::Timeout {
+                        what: format!("the TLS handshake with {address}"),
+                        after: timeout,
+                    })?
+                    .map_err(|e| ProbeError::Io(format!("TLS with {address} as {host}: {e}")))?;
+                Box::new(handshake)
+            }
+        };
+        let mut connection = Self {
+            stream,
+            correlation: 0,
+            timeout,
+        };
+        connection.api_versions().await?;
+        if let Some(sasl) = &security.sasl {
+            connection.authenticate(sasl).await?;
+        }
+        Ok((connection, connect_time))
+    }
+
+    /// SASL handshake and authentication (PLAIN or SCRAM).
+    async fn authenticate(&mut self, sasl: &Sasl) -> Result<(), ProbeError> {
+        let refused =
+            |what: String| ProbeError::Protocol(format!("SASL {}: {what}", sasl.mechanism.name()));
+        let handshake = SaslHandshakeRequest::default()
+            .with_mechanism(StrBytes::from_static_str(sasl.mechanism.name()));
+        let response = self.call(&handshake, 1).await?;
+        if response.error_code != 0 {
+            let offered: Vec<String> = response.mechanisms.iter().map(|m| m.to_string()).collect();
+            return Err(refused(format!(
+                "not enabled here (the broker offers {})",
+                offered.join(", ")
+            )));
+        }
+        match sasl.mechanism {
+            Mechanism::Plain => {
+                let token = format!("\0{}\0{}", sasl.username, sasl.password);
+                self.sasl_step(token.into_bytes()).await.map_err(refused)?;
+            }
+            Mechanism::ScramSha256 | Mechanism::ScramSha512 => {
+                let hash = if sasl.mechanism == Mechanism::ScramSha256 {
+                    crate::scram::Hash::Sha256
+                } else {
+                    crate::scram::Hash::Sha512
+                };
+                let mut nonce = [0u8; 18];
+                ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+                    .map_err(|_| refused("no randomness for a nonce".into()))?;
+                use base64::Engine;
+                let nonce = base64::engine::general_purpose::STANDARD.encode(nonce);
+                let mut client =
+                    crate::scram::Client::new(hash, &sasl.username, &sasl.password, &nonce);
+                let server_first = self
+                    .sasl_step(client.client_first().into_bytes())
+                    .await
+                    .map_err(refused)?;
+                let server_first = String::from_utf8_lossy(&server_first).into_owned();
+                let last = client
+                    .client_final(&server_first)
+                    .map_err(|e| refused(e.to_string()))?;
+                let server_final = self.sasl_step(last.into_bytes()).await.map_err(refused)?;
+                client
+                    .verify(&String::from_utf8_lossy(&server_final))
+                    .map_err(|e| refused(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One SaslAuthenticate round trip; the server's bytes, or why it refused.
+    async fn sasl_step(&mut self, token: Vec<u8>) -> Result<Vec<u8>, String> {
+        let request = SaslAuthenticateRequest::default().with_auth_bytes(bytes::Bytes::from(token));
+        let response = self.call(&request, 2).await.map_err(|e| e.to_string())?;
+        if response.error_code != 0 {
+            return Err(format!(
+                "authentication failed: {}",
+                response
+                    .error_message
+                    .as_deref()
+                    .unwrap_or("no reason given")
+            ));
+        }
+        Ok(response.auth_bytes.to_vec())
     }
 
     /// Sends `request` at `version` and reads its response.
@@ -248,8 +398,8 @@ pub async fn probe(config: &Config) -> Result<Vec<BrokerReport>, ProbeError> {
     let mut brokers = None;
     for address in addresses {
         let attempt = async {
-            let (mut connection, _) = Connection::open(address, config.timeout).await?;
-            connection.api_versions().await?;
+            let (mut connection, _) =
+                Connection::open(address, host, &config.security, config.timeout).await?;
             connection.brokers().await
         };
         match attempt.await {
@@ -262,13 +412,37 @@ pub async fn probe(config: &Config) -> Result<Vec<BrokerReport>, ProbeError> {
     }
     let brokers = brokers.ok_or(last_error)?;
     let mut reports = Vec::with_capacity(brokers.len());
+    let mut held = Vec::new();
     for (node_id, host, port) in brokers {
-        reports.push(check_broker(config, node_id, &host, port).await);
+        let (report, connection) = check_broker(config, node_id, &host, port).await;
+        if let Some(connection) = connection {
+            held.push((reports.len(), connection));
+        }
+        reports.push(report);
+    }
+    if let Some(idle) = config.idle_check {
+        // One wait for all brokers: every held connection has been idle at least `idle`.
+        tokio::time::sleep(idle).await;
+        for (index, mut connection) in held {
+            if let Err(error) = connection.api_versions().await {
+                let report = &mut reports[index];
+                report.faults.push(format!(
+                    "broker {} advertises {}: a connection idle for {idle:?} was dropped ({error}); a load balancer's idle timeout shorter than the client's connections.max.idle.ms (9 min by default) breaks clients",
+                    report.node_id, report.advertised
+                ));
+            }
+        }
     }
     Ok(reports)
 }
 
-async fn check_broker(config: &Config, node_id: i32, host: &str, port: i32) -> BrokerReport {
+/// Checks one broker; returns its report and, for `--idle-check`, a connection to it.
+async fn check_broker(
+    config: &Config,
+    node_id: i32,
+    host: &str,
+    port: i32,
+) -> (BrokerReport, Option<Connection>) {
     let advertised = format!("{host}:{port}");
     let mut report = BrokerReport {
         node_id,
@@ -297,9 +471,10 @@ async fn check_broker(config: &Config, node_id: i32, host: &str, port: i32) -> B
         Ok(addresses) => addresses,
         Err(why) => {
             report.faults.push(fault(why));
-            return report;
+            return (report, None);
         }
     };
+    let mut kept = None;
     for address in addresses {
         let mut entry = AddressReport {
             address: address.ip().to_string(),
@@ -308,12 +483,16 @@ async fn check_broker(config: &Config, node_id: i32, host: &str, port: i32) -> B
             error: None,
         };
         let checked = async {
-            let (mut connection, took) = Connection::open(address, config.timeout).await?;
+            let (mut connection, took) =
+                Connection::open(address, host, &config.security, config.timeout).await?;
             entry.connect_ms = Some(took.as_secs_f64() * 1000.0);
-            connection.api_versions().await?;
-            connection.identity(node_id).await
+            let identity = connection.identity(node_id).await?;
+            Ok::<_, ProbeError>((identity, connection))
         };
-        match checked.await {
+        match checked.await.map(|(identity, connection)| {
+            kept.get_or_insert(connection);
+            identity
+        }) {
             Ok(Some(id)) => {
                 entry.answers_as = Some(id);
                 if id != node_id {
@@ -333,7 +512,7 @@ async fn check_broker(config: &Config, node_id: i32, host: &str, port: i32) -> B
         }
         report.addresses.push(entry);
     }
-    report
+    (report, kept)
 }
 
 /// The `host:port` broker `node_id` should advertise on the expected listener.
@@ -422,6 +601,7 @@ mod tests {
     use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
     use kafka_protocol::messages::{
         ApiKey, ApiVersionsResponse, BrokerId, DescribeConfigsResponse, MetadataResponse,
+        SaslAuthenticateResponse, SaslHandshakeResponse,
     };
     use kafka_protocol::protocol::{decode_request_header_from_buffer, Encodable};
     use tokio::net::TcpListener;
@@ -435,18 +615,57 @@ mod tests {
     /// broker with `own_id` does (its own id succeeds, any other gets Kafka's "Unexpected broker
     /// id" error). With `silent`, it accepts and never answers. Returns its port.
     async fn fake_broker(own_id: i32, advertised: Advertised, silent: bool) -> i32 {
+        fake(Fake {
+            own_id,
+            advertised,
+            silent,
+            ..Fake::default()
+        })
+        .await
+    }
+
+    /// What a fake broker does besides answering.
+    #[derive(Default, Clone)]
+    struct Fake {
+        own_id: i32,
+        advertised: Advertised,
+        silent: bool,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        /// SASL PLAIN credentials it accepts.
+        plain: Option<(String, String)>,
+        /// Closes a connection idle this long, as some load balancers do.
+        idle_close: Option<Duration>,
+    }
+
+    async fn fake(fake: Fake) -> i32 {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
             loop {
-                let (mut stream, _) = listener.accept().await.unwrap();
-                let advertised = advertised.clone();
+                let (tcp, _) = listener.accept().await.unwrap();
+                let fake = fake.clone();
                 tokio::spawn(async move {
+                    let Fake {
+                        own_id,
+                        advertised,
+                        silent,
+                        tls,
+                        plain,
+                        idle_close,
+                    } = fake;
                     if silent {
                         tokio::time::sleep(Duration::from_secs(60)).await;
                         return;
                     }
-                    while let Ok(length) = stream.read_i32().await {
+                    let mut stream: Box<dyn Stream> = match tls {
+                        Some(acceptor) => match acceptor.accept(tcp).await {
+                            Ok(tls) => Box::new(tls),
+                            Err(_) => return,
+                        },
+                        None => Box::new(tcp),
+                    };
+                    let idle = idle_close.unwrap_or(Duration::from_secs(3600));
+                    while let Ok(Ok(length)) = tokio::time::timeout(idle, stream.read_i32()).await {
                         let mut frame = vec![0u8; length as usize];
                         stream.read_exact(&mut frame).await.unwrap();
                         let mut buf = bytes::Bytes::from(frame);
@@ -498,6 +717,32 @@ mod tests {
                                     .unwrap();
                                 DescribeConfigsResponse::header_version(version)
                             }
+                            ApiKey::SaslHandshake => {
+                                SaslHandshakeResponse::default()
+                                    .with_mechanisms(vec![StrBytes::from_static_str("PLAIN")])
+                                    .with_error_code(if plain.is_some() { 0 } else { 33 })
+                                    .encode(&mut body, version)
+                                    .unwrap();
+                                SaslHandshakeResponse::header_version(version)
+                            }
+                            ApiKey::SaslAuthenticate => {
+                                let request =
+                                    SaslAuthenticateRequest::decode(&mut buf, version).unwrap();
+                                let (user, pass) = plain.clone().unwrap();
+                                let ok = request.auth_bytes.as_ref()
+                                    == format!("\0{user}\0{pass}").as_bytes();
+                                let mut response = SaslAuthenticateResponse::default();
+                                if !ok {
+                                    response =
+                                        response
+                                            .with_error_code(58)
+                                            .with_error_message(Some(StrBytes::from_static_str(
+                                            "Authentication failed: Invalid username or password",
+                                        )));
+                                }
+                                response.encode(&mut body, version).unwrap();
+                                SaslAuthenticateResponse::header_version(version)
+                            }
                             other => panic!("unexpected request {other:?}"),
                         };
                         let mut head = BytesMut::new();
@@ -527,6 +772,8 @@ mod tests {
             bootstrap: format!("localhost:{zero}"),
             timeout: Duration::from_millis(500),
             expect: None,
+            security: Security::default(),
+            idle_check: None,
             json: false,
         }
     }
@@ -606,6 +853,8 @@ mod tests {
             bootstrap: format!("localhost:{zero}"),
             timeout: Duration::from_millis(300),
             expect: None,
+            security: Security::default(),
+            idle_check: None,
             json: false,
         };
         let (healthy, out) = probed(&config).await;
@@ -638,5 +887,130 @@ mod tests {
                 && out.contains("expected kafka-1.kafka.example.com:9094 from the template"),
             "{out}"
         );
+    }
+
+    fn single(config_port: i32) -> Config {
+        Config {
+            bootstrap: format!("localhost:{config_port}"),
+            timeout: Duration::from_millis(500),
+            expect: None,
+            security: Security::default(),
+            idle_check: None,
+            json: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn sasl_plain_authenticates_and_a_wrong_password_is_named() {
+        let advertised: Advertised = Arc::default();
+        let port = fake(Fake {
+            own_id: 0,
+            advertised: advertised.clone(),
+            plain: Some(("alice".into(), "s3cret".into())),
+            ..Fake::default()
+        })
+        .await;
+        *advertised.lock().unwrap() = vec![(0, "localhost".into(), port)];
+        let mut config = single(port);
+        config.security.sasl = Some(Sasl {
+            mechanism: Mechanism::Plain,
+            username: "alice".into(),
+            password: "s3cret".into(),
+        });
+        let (healthy, out) = probed(&config).await;
+        assert!(healthy, "{out}");
+        config.security.sasl.as_mut().unwrap().password = "wrong".into();
+        let error = probe(&config).await.unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "SASL PLAIN: authentication failed: Authentication failed: Invalid username or password"
+        );
+        assert!(
+            !format!("{:?}", config.security).contains("wrong"),
+            "the password is never printed"
+        );
+    }
+
+    #[tokio::test]
+    async fn tls_checks_the_certificate_against_the_advertised_name() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let issued = crate::certs::issue(&crate::certs::Config {
+            service: "kafka".into(),
+            namespace: "test".into(),
+            dns: vec!["localhost".into()],
+            ip: vec![],
+            out: dir.path().to_owned(),
+            days: 1,
+            ca_bundle_patch: None,
+        })
+        .unwrap();
+        use rustls::pki_types::pem::PemObject;
+        let chain = rustls::pki_types::CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key =
+            rustls::pki_types::PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).unwrap();
+        let server = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let advertised: Advertised = Arc::default();
+        let port = fake(Fake {
+            own_id: 5,
+            advertised: advertised.clone(),
+            tls: Some(tokio_rustls::TlsAcceptor::from(Arc::new(server))),
+            ..Fake::default()
+        })
+        .await;
+        *advertised.lock().unwrap() =
+            vec![(5, "localhost".into(), port), (6, "127.0.0.1".into(), port)];
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(issued.ca_pem.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let mut config = single(port);
+        config.security.tls = Some(Arc::new(
+            rustls::ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        ));
+        let (healthy, out) = probed(&config).await;
+        assert!(!healthy);
+        assert!(
+            out.contains("broker 5 localhost:") && out.contains("answers as broker 5): ok"),
+            "{out}"
+        );
+        // The certificate names localhost, not 127.0.0.1: a client connecting by the advertised
+        // IP would fail verification.
+        assert!(out.contains("broker 6 advertises 127.0.0.1:"), "{out}");
+        assert!(out.contains("TLS with 127.0.0.1:"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn idle_check_names_a_broker_whose_path_drops_idle_connections() {
+        let advertised: Advertised = Arc::default();
+        let steady = fake_broker(0, advertised.clone(), false).await;
+        let dropping = fake(Fake {
+            own_id: 1,
+            advertised: advertised.clone(),
+            idle_close: Some(Duration::from_millis(200)),
+            ..Fake::default()
+        })
+        .await;
+        *advertised.lock().unwrap() = vec![
+            (0, "localhost".into(), steady),
+            (1, "localhost".into(), dropping),
+        ];
+        let mut config = single(steady);
+        config.idle_check = Some(Duration::from_millis(600));
+        let (healthy, out) = probed(&config).await;
+        assert!(!healthy);
+        assert!(
+            out.contains("broker 1 advertises localhost:")
+                && out.contains("a connection idle for 600ms was dropped"),
+            "{out}"
+        );
+        assert!(!out.contains("broker 0 advertises"), "{out}");
     }
 }

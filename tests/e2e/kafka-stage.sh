@@ -236,6 +236,32 @@ run_kafka_stage() {
   expect_eq "messages reach broker 200 through its own load balancer" \
     "$(outside kcat -C -b "kafka-0.$DOMAIN:9094" -t e2e-scripted -o beginning -e -q -m 30 2>/dev/null | wc -l)" 100
 
+  log "P4. probe: a broker started without the webhook, advertising its pod IP"
+  python3 -c '
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
+sts = next(d for d in docs if d["kind"] == "StatefulSet")
+sts["metadata"]["name"] = "podip"
+sts["spec"]["replicas"] = 1
+sts["spec"]["selector"]["matchLabels"] = {"app.kubernetes.io/name": "podip"}
+meta = sts["spec"]["template"]["metadata"]
+meta["labels"] = {"app.kubernetes.io/name": "podip"}
+meta["annotations"] = {}
+env = sts["spec"]["template"]["spec"]["containers"][0]["env"]
+env[:0] = [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+           {"name": "KAFKA_NODE_ID", "value": "300"},
+           {"name": "KAFKA_ADVERTISED_LISTENERS", "value": "INTERNAL://$(POD_IP):9092,EXTERNAL://$(POD_IP):9094"}]
+print(yaml.safe_dump(sts))' <manifests/examples/kafka/kafka.yaml | kubectl apply -f - >/dev/null
+  wait_ready "$KAFKA_NS" podip-0 240 || { fail "podip-0 did not become ready"; kafka_logs; return; }
+  expect_eq "the webhook left podip-0 alone (no inject label)" "$(record_of "$KAFKA_NS" podip-0)" ""
+  for _ in $(seq 1 30); do metadata_brokers | grep -q '^300 ' && break; sleep 1; done
+  run_probe
+  expect_eq "probe: exit 1" "$probe_code" 1
+  expect_contains "probe names the broker that advertises a pod IP" "$(cat "$kdir/probe.txt")" \
+    "broker 300 advertises 10.77.1."
+  expect_contains "probe says why a pod IP is useless outside" "$(cat "$kdir/probe.txt")" "an IP address, not a name"
+  kubectl delete statefulset -n "$KAFKA_NS" podip >/dev/null
+
   log "K7. a StatefulSet whose protocol map lacks EXTERNAL is denied: no broker of it starts"
   python3 -c '
 import sys, yaml
