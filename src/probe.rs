@@ -504,9 +504,7 @@ async fn check_broker(
             }
             Ok(None) => {}
             Err(error) => {
-                report
-                    .faults
-                    .push(fault(format!("{} ({}): {error}", address.ip(), address)));
+                report.faults.push(fault(error.to_string()));
                 entry.error = Some(error.to_string());
             }
         }
