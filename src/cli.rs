@@ -266,6 +266,14 @@ pub struct PolicyArgs {
     pub injection: InjectionArgs,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProbeOutput {
+    /// One line per broker, then its faults.
+    Text,
+    /// One JSON object: healthy, and the brokers with addresses and faults.
+    Json,
+}
+
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
     /// host:port of one broker's advertised listener (e.g. kafka-0.kafka.example.com:9094).
@@ -297,8 +305,8 @@ pub struct ProbeArgs {
         allow_negative_numbers = true
     )]
     pub node_id_offset: i64,
-    #[arg(short = 'o', long, env = "KLI_OUTPUT", value_enum, default_value_t = ServicesOutput::Yaml, hide_default_value = true)]
-    pub output: ServicesOutput,
+    #[arg(short = 'o', long, env = "KLI_OUTPUT", value_enum, default_value_t = ProbeOutput::Text)]
+    pub output: ProbeOutput,
     /// Keep one connection per broker idle this long, then use it again (load balancer idle
     /// timeouts).
     #[arg(long, env = "KLI_IDLE_CHECK", value_parser = humantime::parse_duration)]
@@ -506,7 +514,7 @@ impl ProbeArgs {
             expect,
             security: self.security()?,
             idle_check: self.idle_check,
-            json: self.output == ServicesOutput::Json,
+            json: self.output == ProbeOutput::Json,
         })
     }
 

@@ -74,6 +74,27 @@ kafka_logs() { # the evidence when something fails: the agent's log and each bro
 # A Kafka tool class from the broker's jars, run in the outside namespace.
 kafka_tool() { outside java -Xmx256m -cp "$kafka_libs/*" -Dorg.slf4j.simpleLogger.defaultLogLevel=warn "$@"; }
 
+# Waits up to 30 s for broker ID in the outside client's metadata; prints "<id> <host:port>".
+advertised_by() { # advertised_by ID
+  local line
+  for _ in $(seq 1 30); do
+    line=$(metadata_brokers | grep "^$1 ")
+    [ -n "$line" ] && break
+    sleep 1
+  done
+  echo "$line"
+}
+
+# Creates TOPIC on broker ID alone, produces 100 messages from outside and counts what comes back:
+# the outside client must reach that broker through its own name and load balancer.
+count_through_broker() { # count_through_broker ID TOPIC
+  kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "kafka-0.$DOMAIN:9094" \
+    --create --topic "$2" --replica-assignment "$1" >/dev/null 2>"$kdir/topic.err" \
+    || echo "e2e: creating a topic on broker $1 failed: $(tail -n 3 "$kdir/topic.err")" >&2
+  seq 1 100 | outside kcat -P -b "kafka-0.$DOMAIN:9094" -t "$2" 2>"$kdir/produce.err"
+  outside kcat -C -b "kafka-0.$DOMAIN:9094" -t "$2" -o beginning -e -q -m 30 2>/dev/null | wc -l
+}
+
 metadata_brokers() { # the brokers as the outside client sees them: "<id> <host:port>" lines
   outside kcat -b "kafka-0.$DOMAIN:9094" -L -m 10 2>/dev/null \
     | sed -n 's/^ *broker \([0-9]*\) at \([^ ]*\).*/\1 \2/p' | sort -n
@@ -189,18 +210,8 @@ run_kafka_stage() {
   log "   kafka-3 ready after $((SECONDS - started)) s"
   expect_eq "kafka-3 advertises its own name" "$(env_of "$KAFKA_NS" kafka-3 KAFKA_ADVERTISED_LISTENERS)" \
     "INTERNAL://kafka-3.kafka-headless.kafka.svc:9092,EXTERNAL://kafka-3.$DOMAIN:9094"
-  for _ in $(seq 1 30); do
-    got=$(metadata_brokers | grep '^103 ')
-    [ -n "$got" ] && break
-    sleep 1
-  done
-  expect_eq "the outside client sees broker 103 by its own name" "$got" "103 kafka-3.$DOMAIN:9094"
-  kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "kafka-0.$DOMAIN:9094" \
-    --create --topic e2e-new-broker --replica-assignment 103 >/dev/null 2>"$kdir/topic.err" \
-    || fail "creating a topic on broker 103: $(tail -n 3 "$kdir/topic.err")"
-  seq 1 100 | outside kcat -P -b "kafka-0.$DOMAIN:9094" -t e2e-new-broker 2>"$kdir/produce.err"
-  expect_eq "messages reach broker 103 through its own load balancer" \
-    "$(outside kcat -C -b "kafka-0.$DOMAIN:9094" -t e2e-new-broker -o beginning -e -q -m 30 2>/dev/null | wc -l)" 100
+  expect_eq "the outside client sees broker 103 by its own name" "$(advertised_by 103)" "103 kafka-3.$DOMAIN:9094"
+  expect_eq "messages reach broker 103 through its own load balancer" "$(count_through_broker 103 e2e-new-broker)" 100
 
   log "K5. scale back to 3"
   kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "kafka-0.$DOMAIN:9094" \
@@ -223,18 +234,8 @@ run_kafka_stage() {
   expect_eq "scripted-0 got only EXTERNAL_HOST from the webhook" \
     "$(env_of "$KAFKA_NS" scripted-0 EXTERNAL_HOST broker) [$(env_of "$KAFKA_NS" scripted-0 KAFKA_ADVERTISED_LISTENERS broker)]" \
     "scripted-0.$DOMAIN []"
-  for _ in $(seq 1 30); do
-    got=$(metadata_brokers | grep '^200 ')
-    [ -n "$got" ] && break
-    sleep 1
-  done
-  expect_eq "the script's broker advertises its own name, seen from outside" "$got" "200 scripted-0.$DOMAIN:9094"
-  kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "kafka-0.$DOMAIN:9094" \
-    --create --topic e2e-scripted --replica-assignment 200 >/dev/null 2>"$kdir/topic.err" \
-    || fail "creating a topic on broker 200: $(tail -n 3 "$kdir/topic.err")"
-  seq 1 100 | outside kcat -P -b "kafka-0.$DOMAIN:9094" -t e2e-scripted 2>"$kdir/produce.err"
-  expect_eq "messages reach broker 200 through its own load balancer" \
-    "$(outside kcat -C -b "kafka-0.$DOMAIN:9094" -t e2e-scripted -o beginning -e -q -m 30 2>/dev/null | wc -l)" 100
+  expect_eq "the script's broker advertises its own name, seen from outside" "$(advertised_by 200)" "200 scripted-0.$DOMAIN:9094"
+  expect_eq "messages reach broker 200 through its own load balancer" "$(count_through_broker 200 e2e-scripted)" 100
 
   log "P4. probe: a broker started without the webhook, advertising its pod IP"
   python3 -c '
@@ -254,7 +255,7 @@ env[:0] = [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.po
 print(yaml.safe_dump(sts))' <manifests/examples/kafka/kafka.yaml | kubectl apply -f - >/dev/null
   wait_ready "$KAFKA_NS" podip-0 240 || { fail "podip-0 did not become ready"; kafka_logs; return; }
   expect_eq "the webhook left podip-0 alone (no inject label)" "$(record_of "$KAFKA_NS" podip-0)" ""
-  for _ in $(seq 1 30); do metadata_brokers | grep -q '^300 ' && break; sleep 1; done
+  advertised_by 300 >/dev/null
   run_probe
   expect_eq "probe: exit 1" "$probe_code" 1
   expect_contains "probe names the broker that advertises a pod IP" "$(cat "$kdir/probe.txt")" \
