@@ -8,6 +8,13 @@ PIDS=()
 
 start_cluster() {
   local bin=$1 dir=$2
+  local port
+  for port in "$ETCD_PORT" "$APISERVER_PORT"; do
+    if ss -ltn "sport = :$port" | grep -q LISTEN; then
+      echo "e2e: port $port is taken (a control plane of an earlier run still up?): $(ss -ltnp "sport = :$port" | tail -n +2)" >&2
+      return 1
+    fi
+  done
   mkdir -p "$dir/etcd" "$dir/pki"
   openssl genrsa -out "$dir/pki/sa.key" 2048 2>/dev/null
   openssl rsa -in "$dir/pki/sa.key" -pubout -out "$dir/pki/sa.pub" 2>/dev/null
@@ -78,8 +85,16 @@ KC
 }
 
 stop_cluster() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  local pid i
+  # The API server and the controllers first, etcd last: without etcd the API server can hang
+  # in its graceful shutdown. Whatever is still up after 10 s is killed.
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill "${PIDS[$i]}" 2>/dev/null || true; done
+  for _ in $(seq 1 50); do
+    local alive=0
+    for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" -eq 0 ] && break
+    sleep 0.2
+  done
+  for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   PIDS=()
 }
