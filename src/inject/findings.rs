@@ -4,15 +4,11 @@
 //! env from ConfigMaps the webhook cannot read); then a correct patch changes nothing, and the
 //! user must be told. Warnings by default, denials with `--strict`.
 
-use super::view::{ContainerView, PodView};
+use super::view::ContainerView;
 use super::TargetContainer;
 
 /// One sentence per finding, naming the container and the setting to change.
-pub fn effectiveness(
-    _pod: &PodView,
-    targets: &[TargetContainer<'_>],
-    injected: &[&str],
-) -> Vec<String> {
+pub fn effectiveness(targets: &[TargetContainer<'_>], injected: &[&str]) -> Vec<String> {
     let mut findings = Vec::new();
     for target in targets {
         let container = target.container;

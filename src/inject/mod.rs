@@ -162,7 +162,7 @@ pub fn inject(pod: &PodView, namespace: &str, defaults: &Defaults) -> Decision {
     };
     let mut warnings = gated.warnings.clone();
     warnings.extend(rendered.warnings.iter().cloned());
-    let findings = findings::effectiveness(pod, &gated.targets, &rendered.env_names());
+    let findings = findings::effectiveness(&gated.targets, &rendered.env_names());
     if gated.settings.strict && !findings.is_empty() {
         return deny(InjectError::Strict(findings.join("; ")));
     }
