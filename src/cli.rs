@@ -1,4 +1,5 @@
-//! The command line: four commands, the injection flags shared by all that inject.
+//! The command line: six commands (serve, preview, services, certs, policy, probe), the injection
+//! flags shared by all that inject, and their conversion into validated configuration.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

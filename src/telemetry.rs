@@ -29,8 +29,11 @@ pub fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::Worker
         // Under a flood, wait for the writer rather than drop admission lines.
         .lossy(false)
         .finish(std::io::stderr());
+    // Colour codes only for a person at a terminal, never into files or log collectors.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(writer);
     // A second call (tests start several servers in one process) keeps the first subscriber.
     let _ = match format {
