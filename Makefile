@@ -3,7 +3,7 @@ CARGO ?= cargo
 BIN := target/release/kafka-listener-injector
 DEV_CERTS := certs/dev
 
-.PHONY: run test e2e bench soak lint certs preview build clean profile fuzz attacks
+.PHONY: run test e2e bench soak lint certs preview build clean profile fuzz attacks install
 
 build:
 	$(CARGO) build --release --locked
@@ -23,6 +23,18 @@ run: certs
 
 test:
 	$(CARGO) test --locked
+
+## Install the binary, the kubectl plugin name, shell completions and the man page under PREFIX.
+PREFIX ?= $(HOME)/.local
+install: build
+	install -D -m 0755 $(BIN) $(PREFIX)/bin/kafka-listener-injector
+	ln -sf kafka-listener-injector $(PREFIX)/bin/kubectl-kafka_listeners
+	mkdir -p $(PREFIX)/share/bash-completion/completions $(PREFIX)/share/zsh/site-functions \
+		$(PREFIX)/share/fish/vendor_completions.d $(PREFIX)/share/man/man1
+	$(BIN) completions bash > $(PREFIX)/share/bash-completion/completions/kafka-listener-injector
+	$(BIN) completions zsh > $(PREFIX)/share/zsh/site-functions/_kafka-listener-injector
+	$(BIN) completions fish > $(PREFIX)/share/fish/vendor_completions.d/kafka-listener-injector.fish
+	$(BIN) man > $(PREFIX)/share/man/man1/kafka-listener-injector.1
 
 lint:
 	$(CARGO) fmt --check

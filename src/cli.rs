@@ -39,6 +39,13 @@ pub enum Command {
     /// From where a client runs: bootstrap over the Kafka protocol, then resolve, connect to and
     /// identify every advertised broker, and name each one a client here cannot use.
     Probe(ProbeArgs),
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
 }
 
 /// The injection settings: cluster defaults that pod annotations override.
@@ -105,6 +112,39 @@ impl InjectionArgs {
             strict: self.strict,
             ignore_namespaces: self.ignore_namespaces.clone(),
         })
+    }
+}
+
+/// The name the binary answers to as a kubectl plugin (installed as `kubectl-kafka_listeners`).
+pub const PLUGIN_NAME: &str = "kubectl kafka-listeners";
+
+impl Cli {
+    /// Parses the command line; as a kubectl plugin, help and errors say `kubectl kafka-listeners`.
+    pub fn parse_for(program: &str) -> Self {
+        use clap::{CommandFactory, FromArgMatches};
+        let file = std::path::Path::new(program)
+            .file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or("");
+        let mut command = Self::command();
+        if file.starts_with("kubectl-kafka_listeners") {
+            command = command.name(PLUGIN_NAME).bin_name(PLUGIN_NAME);
+        }
+        let matches = command.get_matches();
+        Self::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+    }
+
+    /// Writes the completions for `shell`.
+    pub fn completions(shell: clap_complete::Shell, out: &mut impl std::io::Write) {
+        use clap::CommandFactory;
+        let mut command = Self::command();
+        clap_complete::generate(shell, &mut command, "kafka-listener-injector", out);
+    }
+
+    /// Writes the man page.
+    pub fn man(out: &mut impl std::io::Write) -> std::io::Result<()> {
+        use clap::CommandFactory;
+        clap_mangen::Man::new(Self::command()).render(out)
     }
 }
 

@@ -1,6 +1,5 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use kafka_listener_injector::cli::{Cli, Command};
 use kafka_listener_injector::preview::{self, Verdict};
 use kafka_listener_injector::{certs, policy, server, services, telemetry};
@@ -9,7 +8,8 @@ fn main() -> ExitCode {
     rustls::crypto::ring::default_provider()
         .install_default()
         .expect("no other crypto provider is installed");
-    let cli = Cli::parse();
+    let program = std::env::args().next().unwrap_or_default();
+    let cli = Cli::parse_for(&program);
     let result = match cli.command {
         Command::Serve(args) => args.config().and_then(serve).map(|()| ExitCode::SUCCESS),
         Command::Preview(args) => args.config().and_then(|config| {
@@ -32,6 +32,13 @@ fn main() -> ExitCode {
             .map(|()| ExitCode::SUCCESS)
         }),
         Command::Probe(args) => args.config().and_then(probe),
+        Command::Completions { shell } => {
+            Cli::completions(shell, &mut std::io::stdout().lock());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => Cli::man(&mut std::io::stdout().lock())
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
         Command::Certs(args) => args.config().and_then(|config| {
             certs::run(&config, &mut std::io::stdout().lock()).map(|()| ExitCode::SUCCESS)
         }),

@@ -457,3 +457,25 @@ fn example_policy_is_up_to_date_and_names_what_it_cannot_do() {
         ]
     );
 }
+
+#[test]
+fn installed_as_kubectl_kafka_listeners_it_answers_as_a_kubectl_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("kubectl-kafka_listeners");
+    std::os::unix::fs::symlink(BIN, &plugin).unwrap();
+    let out = Command::new(&plugin).arg("--help").output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        help.contains("Usage: kubectl kafka-listeners <COMMAND>"),
+        "{help}"
+    );
+    let out = Command::new(BIN)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().contains("preview"));
+    let out = Command::new(BIN).arg("man").output().unwrap();
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains(".TH kafka-listener-injector 1"));
+}
