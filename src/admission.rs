@@ -147,7 +147,7 @@ pub fn review(body: &[u8], defaults: &Defaults) -> Result<Reviewed, ReviewError>
         response
     } else if let Some(pod) = request.object {
         if reviewed.pod.is_empty() {
-            reviewed.pod = inject::display_name(&pod);
+            reviewed.pod = pod.display_name();
         }
         decide(&pod, &namespace, defaults, response, &mut reviewed)
     } else {

@@ -508,8 +508,8 @@ impl ServicesArgs {
             listener: self.listener.clone(),
             name_template,
             output: match self.output {
-                ServicesOutput::Yaml => services::Output::Yaml,
-                ServicesOutput::Json => services::Output::Json,
+                ServicesOutput::Yaml => crate::output::Format::Yaml,
+                ServicesOutput::Json => crate::output::Format::Json,
             },
         })
     }
@@ -524,8 +524,8 @@ impl PolicyArgs {
                 PolicyMode::NamespaceOptIn => crate::policy::Mode::NamespaceOptIn,
             },
             output: match self.output {
-                ServicesOutput::Yaml => crate::policy::Output::Yaml,
-                ServicesOutput::Json => crate::policy::Output::Json,
+                ServicesOutput::Yaml => crate::output::Format::Yaml,
+                ServicesOutput::Json => crate::output::Format::Json,
             },
         })
     }

@@ -8,6 +8,7 @@ pub mod deadline;
 pub mod inject;
 pub mod manifests;
 pub mod outcome;
+pub mod output;
 pub mod policy;
 pub mod preview;
 pub mod probe;

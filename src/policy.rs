@@ -14,6 +14,7 @@ use crate::inject::settings::{
 };
 use crate::inject::template::{Part, Template, Variable};
 use crate::inject::Defaults;
+use crate::output::{write_objects, Format};
 
 /// Which pods the policy binds to, as the two webhook installs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,19 +23,12 @@ pub enum Mode {
     NamespaceOptIn,
 }
 
-/// How `policy` prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
-    Yaml,
-    Json,
-}
-
 /// A validated `policy` invocation.
 #[derive(Debug)]
 pub struct Config {
     pub defaults: Defaults,
     pub mode: Mode,
-    pub output: Output,
+    pub output: Format,
 }
 
 const NAME: &str = "kafka-listener-injector";
@@ -278,22 +272,7 @@ pub fn run(
     out: &mut impl std::io::Write,
     err: &mut impl std::io::Write,
 ) -> anyhow::Result<()> {
-    let objects = render(config)?;
-    match config.output {
-        Output::Yaml => {
-            for object in &objects {
-                writeln!(out, "---")?;
-                serde_norway::to_writer(&mut *out, object)?;
-            }
-        }
-        Output::Json => {
-            serde_json::to_writer_pretty(
-                &mut *out,
-                &json!({"apiVersion": "v1", "kind": "List", "items": objects}),
-            )?;
-            writeln!(out)?;
-        }
-    }
+    write_objects(config.output, &render(config)?, out)?;
     writeln!(
         err,
         "policy: what the webhook does that this native policy does not:"
@@ -408,7 +387,7 @@ mod tests {
                 ..Defaults::default()
             },
             mode: Mode::ClusterWide,
-            output: Output::Yaml,
+            output: Format::Yaml,
         };
         assert!(render(&config)
             .unwrap_err()

@@ -16,6 +16,7 @@ use crate::inject::Decision;
 use crate::inject::Defaults;
 use crate::manifests::POD_NAME_LABEL;
 use crate::manifests::{ManifestPod, Source};
+use crate::output::{write_objects, Format};
 use crate::preview::decide_all;
 
 pub const HOSTNAME_ANNOTATION: &str = "external-dns.alpha.kubernetes.io/hostname";
@@ -26,15 +27,6 @@ const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
 pub enum ServiceType {
     LoadBalancer,
     NodePort,
-}
-
-/// How `services` prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
-    /// YAML documents, for `kubectl apply -f -`.
-    Yaml,
-    /// One JSON List.
-    Json,
 }
 
 /// A validated `services` invocation.
@@ -50,7 +42,7 @@ pub struct Config {
     /// The advertised listener the Services expose.
     pub listener: String,
     pub name_template: Template,
-    pub output: Output,
+    pub output: Format,
 }
 
 /// Renders the Services for every broker pod of the StatefulSets in the manifests.
@@ -212,19 +204,5 @@ fn is_service_name(name: &str) -> bool {
 }
 
 pub fn run(config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
-    let services = render(config)?;
-    match config.output {
-        Output::Yaml => {
-            for service in services {
-                writeln!(out, "---")?;
-                serde_norway::to_writer(&mut *out, &service)?;
-            }
-        }
-        Output::Json => {
-            let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": services});
-            serde_json::to_writer_pretty(&mut *out, &list)?;
-            writeln!(out)?;
-        }
-    }
-    Ok(())
+    write_objects(config.output, &render(config)?, out)
 }

@@ -47,6 +47,15 @@ async fn read_response<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Strin
     head + &String::from_utf8(body).unwrap()
 }
 
+/// A normal review is answered.
+async fn assert_serves(server: &TestServer) {
+    let response = common::post_review(&server.client(false), &server.url(), FIXTURE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_outlasts_the_request_timeout_and_idle_connections_close_later() {
     let server = TestServer::start(&["--request-timeout", "1s", "--idle-timeout", "4s"]).await;
@@ -85,11 +94,7 @@ async fn connections_beyond_the_limit_are_closed_at_once_and_counted() {
     // Once they are gone, requests are served again.
     drop(held);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let response = common::post_review(&server.client(false), &server.url(), FIXTURE)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_serves(&server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,11 +131,7 @@ async fn request_bodies_beyond_the_in_flight_budget_get_503_and_a_retry_hint() {
     for mut raw in slow {
         assert!(common::read_to_close(&mut raw).await.contains("408"));
     }
-    let response = common::post_review(&server.client(false), &server.url(), FIXTURE)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_serves(&server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -133,6 +133,26 @@ async fn sigterm_turns_unready_and_finishes_in_flight_requests_then_exits_zero()
     assert_eq!(exit.code(), Some(0));
 }
 
+/// `preview -o patch` for `file`, with the flags the test servers run with: exit code and output.
+fn preview_patches(file: &std::path::Path) -> (Option<i32>, String) {
+    let preview = Command::new(BIN)
+        .args([
+            "preview",
+            "-o",
+            "patch",
+            "--domain",
+            "kafka.example.com",
+            "-f",
+        ])
+        .arg(file)
+        .output()
+        .unwrap();
+    (
+        preview.status.code(),
+        String::from_utf8(preview.stdout).unwrap(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preview_prints_byte_for_byte_the_patch_serve_returns() {
     let server = common::TestServer::start(&[]).await;
@@ -151,23 +171,9 @@ async fn preview_prints_byte_for_byte_the_patch_serve_returns() {
         .decode(answer["response"]["patch"].as_str().unwrap())
         .unwrap();
 
-    let preview = Command::new(BIN)
-        .args([
-            "preview",
-            "-o",
-            "patch",
-            "--domain",
-            "kafka.example.com",
-            "-f",
-        ])
-        .arg(&pod_file)
-        .output()
-        .unwrap();
-    assert_eq!(preview.status.code(), Some(0));
-    assert_eq!(
-        String::from_utf8(preview.stdout).unwrap(),
-        String::from_utf8(served).unwrap() + "\n"
-    );
+    let (code, patches) = preview_patches(&pod_file);
+    assert_eq!(code, Some(0));
+    assert_eq!(patches, String::from_utf8(served).unwrap() + "\n");
 }
 
 #[test]
@@ -303,24 +309,8 @@ async fn preview_and_serve_agree_byte_for_byte_on_every_chart_fixture() {
             }
         }
         // ... and what preview prints for the same manifest, with the same flags.
-        let preview = Command::new(BIN)
-            .args([
-                "preview",
-                "-o",
-                "patch",
-                "--domain",
-                "kafka.example.com",
-                "-f",
-            ])
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert_eq!(
-            String::from_utf8(preview.stdout).unwrap(),
-            served.concat(),
-            "{}",
-            file.display()
-        );
+        let (_, patches) = preview_patches(&file);
+        assert_eq!(patches, served.concat(), "{}", file.display());
         compared += served.len();
     }
     assert!(compared >= 13, "only {compared} patches compared");

@@ -139,11 +139,6 @@ const QUORUM_VOTERS: [&str; 2] = [
     "KAFKA_CFG_CONTROLLER_QUORUM_VOTERS",
 ];
 
-/// The pod's name for messages: its name, else its generateName with a marker.
-pub fn display_name(pod: &PodView) -> String {
-    pod.display_name()
-}
-
 /// Decides what to do with `pod` being created in `namespace`.
 pub fn inject(pod: &PodView, namespace: &str, defaults: &Defaults) -> Decision {
     let deny = |error: InjectError| {
