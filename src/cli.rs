@@ -1,4 +1,4 @@
-//! The command line: six commands (serve, preview, services, certs, policy, probe), the injection
+//! The command line: seven commands (serve, preview, services, reconcile, certs, policy, probe), the injection
 //! flags shared by all that inject, and their conversion into validated configuration.
 
 use std::net::SocketAddr;
@@ -14,7 +14,7 @@ use crate::inject::template::Template;
 use crate::inject::{Defaults, Flags};
 use crate::manifests::Source;
 use crate::server::ConnectionLimits;
-use crate::{certs, preview, server, services, telemetry};
+use crate::{certs, preview, reconcile, server, services, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(name = "kafka-listener-injector", version, about)]
@@ -31,6 +31,9 @@ pub enum Command {
     Preview(PreviewArgs),
     /// Render one Service per broker, with the external-dns hostname of its advertised listener.
     Services(ServicesArgs),
+    /// Keep one Service per broker in the cluster as StatefulSets scale (the same render as
+    /// `services`), and report whether each advertised name resolves to its load balancer.
+    Reconcile(ReconcileArgs),
     /// Write a CA and a serving certificate for the webhook, and print the caBundle.
     Certs(CertsArgs),
     /// Print the injection as a native MutatingAdmissionPolicy (Kubernetes 1.36+), with a
@@ -96,6 +99,11 @@ pub struct InjectionArgs {
         value_delimiter = ','
     )]
     pub ignore_namespaces: Vec<String>,
+    /// Add the readiness gate kafka-listener-injector.io/external-name-ready to each injected
+    /// pod: it turns ready only once `reconcile` has seen its advertised name resolve to its load
+    /// balancer, so an OrderedReady StatefulSet waits for DNS. Only with `reconcile` running.
+    #[arg(long, env = "KLI_READINESS_GATE")]
+    pub readiness_gate: bool,
 }
 
 impl InjectionArgs {
@@ -111,6 +119,7 @@ impl InjectionArgs {
             node_id_offset: self.node_id_offset,
             strict: self.strict,
             ignore_namespaces: self.ignore_namespaces.clone(),
+            readiness_gate: self.readiness_gate,
         })
     }
 }
@@ -264,13 +273,26 @@ pub enum ServicesOutput {
     Json,
 }
 
+/// How each broker's Service is rendered: shared by `services` and `reconcile`.
 #[derive(Debug, Args)]
-pub struct ServicesArgs {
-    #[command(flatten)]
-    pub manifests: ManifestArgs,
-    #[arg(long = "type", env = "KLI_TYPE", value_enum)]
+pub struct RenderArgs {
+    #[arg(long = "type", env = "KLI_TYPE", value_enum, default_value_t = ServiceType::LoadBalancer)]
     pub service_type: ServiceType,
-    /// Extra annotation for every Service, as key=value (repeatable).
+    /// Who may reach the load balancers. With --cloud, the provider's annotations say so;
+    /// without, internal needs your own --annotation.
+    #[arg(long, env = "KLI_LOAD_BALANCER", value_enum, default_value_t = LoadBalancerScope::Public)]
+    pub load_balancer: LoadBalancerScope,
+    /// The cloud whose load-balancer annotations to write.
+    #[arg(long, env = "KLI_CLOUD", value_enum)]
+    pub cloud: Option<CloudArg>,
+    /// Who may connect, as a CIDR (repeatable): spec.loadBalancerSourceRanges.
+    #[arg(long = "source-range", env = "KLI_SOURCE_RANGE", value_delimiter = ',')]
+    pub source_ranges: Vec<String>,
+    /// spec.externalTrafficPolicy: Local keeps the client's address and skips a node hop.
+    #[arg(long, env = "KLI_EXTERNAL_TRAFFIC_POLICY", value_enum)]
+    pub external_traffic_policy: Option<TrafficPolicy>,
+    /// Extra annotation for every Service, as key=value (repeatable). Values take the template's
+    /// placeholders, e.g. a static address per broker: key=10.0.0.{ordinal+10}.
     #[arg(long = "annotation", env = "KLI_ANNOTATION", value_parser = parse_key_value)]
     pub annotations: Vec<(String, String)>,
     /// The broker's container port of the external listener (default: the advertised port).
@@ -283,8 +305,82 @@ pub struct ServicesArgs {
     /// {statefulset}, ...); match a chart's own external Services to adopt them.
     #[arg(long, env = "KLI_NAME_TEMPLATE", default_value = "{pod}-external")]
     pub name_template: String,
+    /// Also one bootstrap Service `<statefulset>-bootstrap` for all brokers, with this DNS name
+    /// (placeholders {statefulset}, {namespace}, {domain}), e.g. bootstrap.{domain}.
+    #[arg(long, env = "KLI_BOOTSTRAP_HOST")]
+    pub bootstrap_host: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoadBalancerScope {
+    /// Reachable from the internet.
+    Public,
+    /// Reachable from the provider's private network only.
+    Internal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CloudArg {
+    /// AWS (in-tree provider and AWS Load Balancer Controller).
+    Aws,
+    /// Google Cloud (GKE).
+    Gcp,
+    /// Azure (AKS).
+    Azure,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TrafficPolicy {
+    #[value(name = "Cluster")]
+    Cluster,
+    #[value(name = "Local")]
+    Local,
+}
+
+#[derive(Debug, Args)]
+pub struct ServicesArgs {
+    #[command(flatten)]
+    pub manifests: ManifestArgs,
+    #[command(flatten)]
+    pub render: RenderArgs,
     #[arg(short = 'o', long, env = "KLI_OUTPUT", value_enum, default_value_t = ServicesOutput::Yaml)]
     pub output: ServicesOutput,
+    #[command(flatten)]
+    pub injection: InjectionArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// Which StatefulSets: those whose pods the webhook injects in this mode.
+    #[arg(long, env = "KLI_MODE", value_enum, default_value_t = PolicyMode::ClusterWide)]
+    pub mode: PolicyMode,
+    /// How long the Service of a removed ordinal stays, so that a scale-down followed by a
+    /// scale-up (or a rolling restart) never drops the broker's DNS record and load balancer.
+    #[arg(long, env = "KLI_SCALE_DOWN_GRACE", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub scale_down_grace: Duration,
+    /// The resolver that tells whether each advertised name resolves to its load balancer, as
+    /// ip:port (default: the system's). Use one that answers as your clients' does.
+    #[arg(long, env = "KLI_DNS_SERVER")]
+    pub dns_server: Option<SocketAddr>,
+    /// How often a name that does not resolve yet is checked again.
+    #[arg(long, env = "KLI_DNS_CHECK_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub dns_check_interval: Duration,
+    /// Health, readiness and metrics (plain HTTP).
+    #[arg(long, env = "KLI_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    pub admin_listen: SocketAddr,
+    /// Elect one leader through this Lease (in --lease-namespace); without it, run alone.
+    #[arg(long, env = "KLI_LEASE_NAME")]
+    pub lease_name: Option<String>,
+    /// The Lease's namespace (in a pod: its own, from the downward API).
+    #[arg(long, env = "KLI_LEASE_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// This replica's name in the Lease (in a pod: its name).
+    #[arg(long, env = "KLI_IDENTITY")]
+    pub identity: Option<String>,
+    #[arg(long, env = "KLI_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub render: RenderArgs,
     #[command(flatten)]
     pub injection: InjectionArgs,
 }
@@ -492,24 +588,132 @@ impl PreviewArgs {
     }
 }
 
-impl ServicesArgs {
-    pub fn config(&self) -> anyhow::Result<services::Config> {
+impl RenderArgs {
+    fn render(&self, injection: &InjectionArgs) -> anyhow::Result<services::Render> {
         let name_template = Template::parse(&self.name_template)
             .map_err(|error| anyhow::anyhow!("--name-template: {error}"))?;
-        Ok(services::Config {
-            source: self.manifests.source(),
-            defaults: self.injection.defaults()?,
+        let mut annotations = Vec::with_capacity(self.annotations.len());
+        for (key, value) in &self.annotations {
+            let template = Template::parse(value)
+                .map_err(|error| anyhow::anyhow!("--annotation {key}: {error}"))?;
+            annotations.push((key.clone(), template));
+        }
+        let bootstrap_host = match &self.bootstrap_host {
+            None => None,
+            Some(source) => Some(
+                Template::parse(source)
+                    .map_err(|error| anyhow::anyhow!("--bootstrap-host: {error}"))?,
+            ),
+        };
+        for range in &self.source_ranges {
+            if !is_cidr(range) {
+                bail!("--source-range {range:?} is not a CIDR such as 203.0.113.0/24");
+            }
+        }
+        let load_balancer = self.service_type == ServiceType::LoadBalancer;
+        if !load_balancer && !self.source_ranges.is_empty() {
+            bail!("--source-range applies to --type LoadBalancer only");
+        }
+        let scope = match self.load_balancer {
+            LoadBalancerScope::Public => services::Scope::Public,
+            LoadBalancerScope::Internal => services::Scope::Internal,
+        };
+        if load_balancer
+            && scope == services::Scope::Internal
+            && self.cloud.is_none()
+            && self.annotations.is_empty()
+        {
+            bail!(
+                "--load-balancer internal needs --cloud aws|gcp|azure (each provider has its own \
+                 annotation) or your provider's annotation as --annotation"
+            );
+        }
+        Ok(services::Render {
+            defaults: injection.defaults()?,
             service_type: match self.service_type {
                 ServiceType::LoadBalancer => services::ServiceType::LoadBalancer,
                 ServiceType::NodePort => services::ServiceType::NodePort,
             },
-            annotations: self.annotations.clone(),
+            annotations,
             port: self.port,
             listener: self.listener.clone(),
             name_template,
+            scope,
+            cloud: self.cloud.map(|cloud| match cloud {
+                CloudArg::Aws => services::Cloud::Aws,
+                CloudArg::Gcp => services::Cloud::Gcp,
+                CloudArg::Azure => services::Cloud::Azure,
+            }),
+            source_ranges: self.source_ranges.clone(),
+            external_traffic_policy: self.external_traffic_policy.map(|policy| {
+                match policy {
+                    TrafficPolicy::Cluster => "Cluster",
+                    TrafficPolicy::Local => "Local",
+                }
+                .to_owned()
+            }),
+            bootstrap_host,
+        })
+    }
+}
+
+/// `address/prefix` with an IPv4 or IPv6 address and a prefix that fits it.
+fn is_cidr(text: &str) -> bool {
+    let Some((address, prefix)) = text.split_once('/') else {
+        return false;
+    };
+    let Ok(prefix) = prefix.parse::<u8>() else {
+        return false;
+    };
+    match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => prefix <= 32,
+        Ok(std::net::IpAddr::V6(_)) => prefix <= 128,
+        Err(_) => false,
+    }
+}
+
+impl ServicesArgs {
+    pub fn config(&self) -> anyhow::Result<services::Config> {
+        Ok(services::Config {
+            source: self.manifests.source(),
+            render: self.render.render(&self.injection)?,
             output: match self.output {
                 ServicesOutput::Yaml => crate::output::Format::Yaml,
                 ServicesOutput::Json => crate::output::Format::Json,
+            },
+        })
+    }
+}
+
+impl ReconcileArgs {
+    pub fn config(&self) -> anyhow::Result<reconcile::Config> {
+        if self.dns_check_interval.is_zero() {
+            bail!("--dns-check-interval must be positive");
+        }
+        let identity = match &self.identity {
+            Some(identity) => identity.clone(),
+            None => {
+                std::env::var("HOSTNAME").unwrap_or_else(|_| format!("pid-{}", std::process::id()))
+            }
+        };
+        Ok(reconcile::Config {
+            render: self.render.render(&self.injection)?,
+            mode: match self.mode {
+                PolicyMode::ClusterWide => crate::policy::Mode::ClusterWide,
+                PolicyMode::NamespaceOptIn => crate::policy::Mode::NamespaceOptIn,
+            },
+            scale_down_grace: self.scale_down_grace,
+            dns_server: self.dns_server,
+            dns_check_interval: self.dns_check_interval,
+            admin_listen: self.admin_listen,
+            lease: self.lease_name.clone().map(|name| reconcile::Lease {
+                name,
+                namespace: self.lease_namespace.clone(),
+                identity,
+            }),
+            log_format: match self.log_format {
+                LogFormat::Text => telemetry::LogFormat::Text,
+                LogFormat::Json => telemetry::LogFormat::Json,
             },
         })
     }

@@ -12,6 +12,7 @@ pub mod output;
 pub mod policy;
 pub mod preview;
 pub mod probe;
+pub mod reconcile;
 pub mod scram;
 pub mod server;
 pub mod services;

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use kafka_listener_injector::cli::{Cli, Command};
 use kafka_listener_injector::preview::{self, Verdict};
-use kafka_listener_injector::{certs, policy, server, services, telemetry};
+use kafka_listener_injector::{certs, policy, reconcile, server, services, telemetry};
 
 fn main() -> ExitCode {
     rustls::crypto::ring::default_provider()
@@ -21,8 +21,17 @@ fn main() -> ExitCode {
             })
         }),
         Command::Services(args) => args.config().and_then(|config| {
-            services::run(&config, &mut std::io::stdout().lock()).map(|()| ExitCode::SUCCESS)
+            services::run(
+                &config,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr(),
+            )
+            .map(|()| ExitCode::SUCCESS)
         }),
+        Command::Reconcile(args) => args
+            .config()
+            .and_then(reconcile)
+            .map(|()| ExitCode::SUCCESS),
         Command::Policy(args) => args.config().and_then(|config| {
             policy::run(
                 &config,
@@ -74,6 +83,14 @@ fn probe(config: kafka_listener_injector::probe::Config) -> anyhow::Result<ExitC
     } else {
         ExitCode::from(1)
     })
+}
+
+fn reconcile(config: reconcile::Config) -> anyhow::Result<()> {
+    let _flush_logs_at_exit = telemetry::init_logging(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(reconcile::run(config))
 }
 
 fn serve(config: server::Config) -> anyhow::Result<()> {

@@ -140,6 +140,8 @@ pub struct Expansion<'a> {
 #[derive(Debug, Default)]
 pub struct Found {
     pub pods: Vec<ManifestPod>,
+    /// The StatefulSets the pods were expanded from, with their namespaces.
+    pub statefulsets: Vec<(String, StatefulSet)>,
     pub other_kinds: BTreeMap<String, usize>,
 }
 
@@ -158,7 +160,6 @@ pub fn pods(documents: &[Document], expansion: &Expansion<'_>) -> Result<Found, 
 }
 
 fn collect(value: &Value, expansion: &Expansion<'_>, found: &mut Found) -> Result<(), String> {
-    let pods = &mut found.pods;
     let kind = value
         .get("kind")
         .and_then(Value::as_str)
@@ -172,7 +173,7 @@ fn collect(value: &Value, expansion: &Expansion<'_>, found: &mut Found) -> Resul
             let pod: Pod =
                 serde_json::from_value(value.clone()).map_err(|e| format!("Pod: {e}"))?;
             let namespace = namespace_of(&pod.metadata, expansion);
-            pods.push(ManifestPod {
+            found.pods.push(ManifestPod {
                 namespace,
                 pod,
                 statefulset: None,
@@ -184,12 +185,13 @@ fn collect(value: &Value, expansion: &Expansion<'_>, found: &mut Found) -> Resul
             let namespace = namespace_of(&statefulset.metadata, expansion);
             let name = statefulset.metadata.name.clone().unwrap_or_default();
             for pod in expand_statefulset(&statefulset, &namespace, expansion.replicas)? {
-                pods.push(ManifestPod {
+                found.pods.push(ManifestPod {
                     namespace: namespace.clone(),
                     pod,
                     statefulset: Some(name.clone()),
                 });
             }
+            found.statefulsets.push((namespace, statefulset));
         }
         (_, kind) if kind.ends_with("List") => {
             let items = value.get("items").and_then(Value::as_array);

@@ -17,6 +17,10 @@ use crate::inject::Defaults;
 use crate::output::{write_objects, Format};
 
 /// Which pods the policy binds to, as the two webhook installs.
+/// The namespace label that opts a namespace in (namespace opt-in mode).
+pub const OPT_IN_LABEL: (&str, &str) = ("kafka-listener-injector.io/injection", "enabled");
+
+/// Which pods are injected: the two ways to deploy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     ClusterWide,

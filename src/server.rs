@@ -218,8 +218,12 @@ async fn mutate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
     }
 }
 
-/// The admin port: health, readiness and metrics, in plain HTTP.
-pub fn admin_router(metrics: Arc<Metrics>, ready: Arc<AtomicBool>) -> Router {
+/// The admin port: health, readiness and metrics (`encode_metrics` writes the Prometheus text),
+/// in plain HTTP.
+pub fn admin_router(
+    encode_metrics: impl Fn() -> String + Clone + Send + Sync + 'static,
+    ready: Arc<AtomicBool>,
+) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
@@ -238,7 +242,7 @@ pub fn admin_router(metrics: Arc<Metrics>, ready: Arc<AtomicBool>) -> Router {
         .route(
             "/metrics",
             get(move || {
-                let text = metrics.encode();
+                let text = encode_metrics();
                 async move {
                     (
                         [(
@@ -350,7 +354,13 @@ impl Server {
         let admin = tokio::spawn(accept_loop(
             self.admin,
             None,
-            admin_router(metrics.clone(), ready.clone()),
+            admin_router(
+                {
+                    let metrics = metrics.clone();
+                    move || metrics.encode()
+                },
+                ready.clone(),
+            ),
             ADMIN_LIMITS,
             metrics.clone(),
             GracefulShutdown::new(),

@@ -1,25 +1,34 @@
-//! `services`: one Service per broker, exposing the broker's external listener, annotated with the
-//! host that listener advertises. Hosts come from the same injection core as the pods', so DNS
-//! records, Services and advertised listeners cannot disagree.
+//! One Service per broker, exposing the broker's external listener, annotated with the host that
+//! listener advertises; optionally one bootstrap Service for all brokers of a StatefulSet. Hosts
+//! come from the same injection core as the pods', so DNS records, Services and advertised
+//! listeners cannot disagree. The offline `services` command and the in-cluster reconciler
+//! (`reconcile`) render through [`for_statefulset`], so they cannot disagree either.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::{bail, Context};
-use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::inject::listeners::{parse_listeners, Listener};
-use crate::inject::template::{Template, Values};
-use crate::inject::Decision;
-use crate::inject::Defaults;
-use crate::manifests::POD_NAME_LABEL;
-use crate::manifests::{ManifestPod, Source};
+use crate::inject::ordinal::POD_INDEX_LABEL;
+use crate::inject::template::{Part, Template, Values, Variable};
+use crate::inject::view::PodView;
+use crate::inject::{Decision, Defaults};
+use crate::manifests::{self, Expansion, Source, POD_NAME_LABEL};
 use crate::output::{write_objects, Format};
-use crate::preview::decide_all;
 
 pub const HOSTNAME_ANNOTATION: &str = "external-dns.alpha.kubernetes.io/hostname";
+/// Label on every Service this project renders; the reconciler lists its own Services by it.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "kafka-listener-injector";
+/// Label naming the StatefulSet a Service belongs to.
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+/// Label naming the Service's role: `broker` (one per ordinal) or `bootstrap`.
+pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
 
 /// The kind of Service that exposes each broker.
@@ -29,63 +38,204 @@ pub enum ServiceType {
     NodePort,
 }
 
-/// A validated `services` invocation.
+/// Who may reach the load balancers: an explicit choice, because the providers differ in what
+/// they do by default (the AWS Load Balancer Controller makes internal ones, the in-tree
+/// providers public ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Public,
+    Internal,
+}
+
+/// The cloud whose load-balancer annotations express [`Scope`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cloud {
+    Aws,
+    Gcp,
+    Azure,
+}
+
+impl Cloud {
+    /// The annotations that make a Service's load balancer public or internal on this cloud.
+    fn scope_annotations(self, scope: Scope) -> &'static [(&'static str, &'static str)] {
+        match (self, scope) {
+            // The AWS Load Balancer Controller makes internal load balancers unless told.
+            (Cloud::Aws, Scope::Public) => &[(
+                "service.beta.kubernetes.io/aws-load-balancer-scheme",
+                "internet-facing",
+            )],
+            (Cloud::Aws, Scope::Internal) => &[
+                (
+                    "service.beta.kubernetes.io/aws-load-balancer-scheme",
+                    "internal",
+                ),
+                // The in-tree provider's spelling.
+                (
+                    "service.beta.kubernetes.io/aws-load-balancer-internal",
+                    "true",
+                ),
+            ],
+            (Cloud::Gcp, Scope::Public) | (Cloud::Azure, Scope::Public) => &[],
+            (Cloud::Gcp, Scope::Internal) => {
+                &[("networking.gke.io/load-balancer-type", "Internal")]
+            }
+            (Cloud::Azure, Scope::Internal) => &[(
+                "service.beta.kubernetes.io/azure-load-balancer-internal",
+                "true",
+            )],
+        }
+    }
+}
+
+/// How the Services are rendered: shared by `services` and `reconcile`.
 #[derive(Debug)]
-pub struct Config {
-    pub source: Source,
+pub struct Render {
     pub defaults: Defaults,
     pub service_type: ServiceType,
-    /// Extra annotations for every Service.
-    pub annotations: Vec<(String, String)>,
+    /// Extra annotations for every Service; values are templates (`{ordinal}` etc.), so a
+    /// per-broker static address can be written once.
+    pub annotations: Vec<(String, Template)>,
     /// The broker's container port (default: the advertised port).
     pub port: Option<u16>,
     /// The advertised listener the Services expose.
     pub listener: String,
     pub name_template: Template,
+    pub scope: Scope,
+    pub cloud: Option<Cloud>,
+    /// `spec.loadBalancerSourceRanges`: who may connect, as CIDRs.
+    pub source_ranges: Vec<String>,
+    /// `spec.externalTrafficPolicy`: `Cluster` or `Local`.
+    pub external_traffic_policy: Option<String>,
+    /// The host of one bootstrap Service per StatefulSet, for all of its brokers.
+    pub bootstrap_host: Option<Template>,
+}
+
+/// A validated `services` invocation.
+#[derive(Debug)]
+pub struct Config {
+    pub source: Source,
+    pub render: Render,
     pub output: Format,
 }
 
-/// Renders the Services for every broker pod of the StatefulSets in the manifests.
-pub fn render(config: &Config) -> anyhow::Result<Vec<Service>> {
-    let mut services = Vec::new();
-    let (decided, _) = decide_all(&config.source, &config.defaults)?;
-    for crate::preview::Decided { pod, decision } in decided {
-        let Some(statefulset) = &pod.statefulset else {
-            continue; // Only StatefulSet pods carry the pod-name label a Service can select.
-        };
-        let id = format!(
-            "{}/{}",
-            pod.namespace,
-            pod.pod.metadata.name.as_deref().unwrap_or("<unnamed>")
-        );
-        let injection = match decision {
+/// What one StatefulSet needs: a Service per broker, maybe a bootstrap Service, and what the user
+/// should know about them.
+#[derive(Debug, Default)]
+pub struct Rendered {
+    /// The brokers' Services, in ordinal order, each with its ordinal.
+    pub brokers: Vec<(i64, Service)>,
+    pub bootstrap: Option<Service>,
+    pub warnings: Vec<String>,
+}
+
+impl Rendered {
+    pub fn services(&self) -> impl Iterator<Item = &Service> {
+        self.brokers.iter().map(|(_, s)| s).chain(&self.bootstrap)
+    }
+}
+
+/// A broker of the StatefulSet, as its Service sees it.
+struct Broker<'a> {
+    pod: &'a Pod,
+    name: &'a str,
+    ordinal: i64,
+    /// `{domain}` for this pod: the flag, or the pod's own annotation.
+    domain: Option<String>,
+    host: String,
+    advertised_port: u16,
+    container_port: u16,
+}
+
+/// The Services for the brokers of one StatefulSet (as the StatefulSet controller would create
+/// them for `replicas`, or `spec.replicas`), decided by the injection core exactly as the webhook
+/// decides them. Pods the webhook would skip get no Service; one it would deny fails the render.
+pub fn for_statefulset(
+    render: &Render,
+    statefulset: &StatefulSet,
+    namespace: &str,
+    replicas: Option<u32>,
+) -> anyhow::Result<Rendered> {
+    let name = statefulset.metadata.name.as_deref().unwrap_or_default();
+    let pods = manifests::expand_statefulset(statefulset, namespace, replicas)
+        .map_err(anyhow::Error::msg)?;
+    let mut rendered = Rendered::default();
+    let mut brokers = Vec::with_capacity(pods.len());
+    for pod in &pods {
+        let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+        let id = format!("{namespace}/{pod_name}");
+        let view = PodView::from_pod(pod).with_context(|| format!("{id}: not a valid Pod"))?;
+        let injection = match crate::inject::inject(&view, namespace, &render.defaults) {
             Decision::Inject(injection) => injection,
             Decision::Skip { .. } => continue,
             Decision::Deny { message, .. } => bail!("{message}"),
         };
-        let advertised = injection.advertised.with_context(|| {
+        let advertised = injection.advertised.as_deref().with_context(|| {
             format!("{id}: the listeners template does not render for this pod")
         })?;
-        let listeners = parse_listeners(&advertised)?;
-        let listener = listeners
-            .iter()
-            .find(|l| l.name.eq_ignore_ascii_case(&config.listener))
+        let listener = parse_listeners(advertised)?
+            .into_iter()
+            .find(|l| l.name.eq_ignore_ascii_case(&render.listener))
             .with_context(|| {
                 format!(
-                    "{id}: no listener named {} in {:?} (use --listener)",
-                    config.listener, advertised
+                    "{id}: no listener named {} in {advertised:?} (use --listener)",
+                    render.listener
                 )
             })?;
-        let port = service_port(config, listener).with_context(|| id.clone())?;
-        let name = service_name(config, &pod, statefulset).with_context(|| id.clone())?;
-        services.push(service(
-            config,
-            &pod,
+        if let Some(warning) = unencrypted_in_public(render, pod, &injection.containers, &listener)
+        {
+            rendered.warnings.push(format!("{id}: {warning}"));
+        }
+        // The pod was just injected, so its settings resolve.
+        let domain =
+            crate::inject::settings::resolve(&render.defaults, pod.metadata.annotations.as_ref())
+                .ok()
+                .and_then(|settings| settings.domain.map(str::to_owned));
+        brokers.push(Broker {
+            pod,
+            name: pod_name,
+            ordinal: ordinal_of(pod),
+            domain,
+            host: listener.host.to_owned(),
+            advertised_port: listener.port,
+            container_port: render.port.unwrap_or(listener.port),
+        });
+    }
+    for broker in &brokers {
+        let id = format!("{namespace}/{}", broker.name);
+        let service =
+            broker_service(render, statefulset, namespace, broker).with_context(|| id.clone())?;
+        rendered.brokers.push((broker.ordinal, service));
+    }
+    if let Some(host) = &render.bootstrap_host {
+        rendered.bootstrap = Some(
+            bootstrap_service(render, statefulset, namespace, host, &brokers)
+                .with_context(|| format!("{namespace}/{name}: bootstrap Service"))?,
+        );
+    }
+    Ok(rendered)
+}
+
+/// Renders the Services for every StatefulSet in the manifests; the warnings go to `err`.
+pub fn render(config: &Config, err: &mut impl Write) -> anyhow::Result<Vec<Service>> {
+    let documents = manifests::read_documents(&config.source.files)?;
+    let expansion = Expansion {
+        namespace: &config.source.namespace,
+        replicas: config.source.replicas,
+    };
+    let found = manifests::pods(&documents, &expansion)?;
+    let mut services = Vec::new();
+    for (namespace, statefulset) in &found.statefulsets {
+        let rendered = for_statefulset(
+            &config.render,
             statefulset,
-            name,
-            listener.host,
-            port,
-        ));
+            namespace,
+            config.source.replicas,
+        )?;
+        for warning in &rendered.warnings {
+            writeln!(err, "warning: {warning}")?;
+        }
+        services.extend(rendered.brokers.into_iter().map(|(_, s)| s));
+        services.extend(rendered.bootstrap);
     }
     if services.is_empty() {
         bail!("no broker pod of any StatefulSet in the given manifests");
@@ -93,102 +243,282 @@ pub fn render(config: &Config) -> anyhow::Result<Vec<Service>> {
     Ok(services)
 }
 
-/// The Service port that reaches the broker's external listener.
-fn service_port(config: &Config, listener: &Listener<'_>) -> anyhow::Result<ServicePort> {
-    let container_port = config.port.unwrap_or(listener.port);
-    Ok(match config.service_type {
-        ServiceType::LoadBalancer => ServicePort {
-            name: Some("kafka".into()),
-            port: listener.port.into(),
-            target_port: Some(IntOrString::Int(container_port.into())),
-            protocol: Some("TCP".into()),
-            ..ServicePort::default()
-        },
-        ServiceType::NodePort => {
-            if !NODE_PORT_RANGE.contains(&listener.port) {
-                bail!(
-                    "listener {} advertises port {}, outside the NodePort range 30000-32767 \
-                     (use a port like {{ordinal+31090}} in the template)",
-                    listener.name,
-                    listener.port
-                );
-            }
-            ServicePort {
-                name: Some("kafka".into()),
-                port: container_port.into(),
-                target_port: Some(IntOrString::Int(container_port.into())),
-                node_port: Some(listener.port.into()),
-                protocol: Some("TCP".into()),
-                ..ServicePort::default()
-            }
-        }
-    })
+pub fn run(config: &Config, out: &mut impl Write, err: &mut impl Write) -> anyhow::Result<()> {
+    write_objects(config.output, &render(config, err)?, out)
 }
 
-/// The Service's name, from `--name-template`.
-fn service_name(config: &Config, pod: &ManifestPod, statefulset: &str) -> anyhow::Result<String> {
-    let ordinal = pod
-        .pod
-        .metadata
+fn ordinal_of(pod: &Pod) -> i64 {
+    pod.metadata
         .labels
         .as_ref()
-        .and_then(|l| l.get(crate::inject::ordinal::POD_INDEX_LABEL))
-        .and_then(|i| i.parse().ok());
-    let name = config
+        .and_then(|l| l.get(POD_INDEX_LABEL))
+        .and_then(|i| i.parse().ok())
+        .unwrap_or_default()
+}
+
+fn values<'a>(broker: &'a Broker<'a>, statefulset: &'a str) -> Values<'a> {
+    let pod = broker.pod;
+    Values {
+        pod: pod.metadata.name.as_deref(),
+        ordinal: Some(broker.ordinal),
+        statefulset: Some(statefulset),
+        namespace: pod.metadata.namespace.as_deref(),
+        service: pod.spec.as_ref().and_then(|s| s.subdomain.as_deref()),
+        domain: broker.domain.as_deref(),
+    }
+}
+
+/// The Service port that reaches the broker's external listener.
+fn service_port(render: &Render, broker: &Broker<'_>) -> anyhow::Result<ServicePort> {
+    let mut port = ServicePort {
+        name: Some("kafka".into()),
+        port: broker.advertised_port.into(),
+        target_port: Some(IntOrString::Int(broker.container_port.into())),
+        protocol: Some("TCP".into()),
+        ..ServicePort::default()
+    };
+    if render.service_type == ServiceType::NodePort {
+        if !NODE_PORT_RANGE.contains(&broker.advertised_port) {
+            bail!(
+                "listener {} advertises port {}, outside the NodePort range 30000-32767 \
+                 (use a port like {{ordinal+31090}} in the template)",
+                render.listener,
+                broker.advertised_port
+            );
+        }
+        port.port = broker.container_port.into();
+        port.node_port = Some(broker.advertised_port.into());
+    }
+    Ok(port)
+}
+
+/// The annotations a Service of this render carries: the cloud's scope, then the user's (rendered
+/// for this pod, so they win over the cloud's). The bootstrap Service (no pod) skips those that
+/// name one broker (`{pod}`, `{ordinal}`), such as a per-broker static address.
+fn annotations(render: &Render, values: &Values<'_>) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut annotations = BTreeMap::new();
+    if render.service_type == ServiceType::LoadBalancer {
+        if let Some(cloud) = render.cloud {
+            for (key, value) in cloud.scope_annotations(render.scope) {
+                annotations.insert((*key).to_owned(), (*value).to_owned());
+            }
+        }
+    }
+    for (key, template) in &render.annotations {
+        let per_broker = template
+            .parts()
+            .any(|part| matches!(part, Part::Ordinal(_) | Part::Variable(Variable::Pod)));
+        if per_broker && values.pod.is_none() {
+            continue;
+        }
+        let value = template
+            .render(values)
+            .with_context(|| format!("--annotation {key}"))?;
+        annotations.insert(key.clone(), value);
+    }
+    Ok(annotations)
+}
+
+/// One broker's Service: selects its pod by name, carries its external host for external-dns.
+fn broker_service(
+    render: &Render,
+    statefulset: &StatefulSet,
+    namespace: &str,
+    broker: &Broker<'_>,
+) -> anyhow::Result<Service> {
+    let sts_name = statefulset.metadata.name.as_deref().unwrap_or_default();
+    let values = values(broker, sts_name);
+    let name = render
         .name_template
-        .render(&Values {
-            pod: pod.pod.metadata.name.as_deref(),
-            ordinal,
-            statefulset: Some(statefulset),
-            namespace: Some(&pod.namespace),
-            service: pod.pod.spec.as_ref().and_then(|s| s.subdomain.as_deref()),
-            domain: None,
-        })
+        .render(&values)
         .context("--name-template")?;
     if !is_service_name(&name) {
         bail!("Service name {name:?} is not an RFC 1035 label (a-z, 0-9, '-', at most 63 characters; --name-template)");
     }
-    Ok(name)
+    let mut annotations = annotations(render, &values)?;
+    annotations.insert(HOSTNAME_ANNOTATION.into(), broker.host.clone());
+    let selector = BTreeMap::from([(POD_NAME_LABEL.into(), broker.name.to_owned())]);
+    let port = service_port(render, broker)?;
+    Ok(service(
+        render,
+        statefulset,
+        namespace,
+        (name, "broker"),
+        annotations,
+        selector,
+        port,
+    ))
 }
 
-/// One broker's Service: selects its pod by name, carries its external host for external-dns.
+/// One Service for all brokers of the StatefulSet: a name clients bootstrap from that does not
+/// depend on any one broker being up.
+fn bootstrap_service(
+    render: &Render,
+    statefulset: &StatefulSet,
+    namespace: &str,
+    host: &Template,
+    brokers: &[Broker<'_>],
+) -> anyhow::Result<Service> {
+    let sts_name = statefulset.metadata.name.as_deref().unwrap_or_default();
+    let Some(first) = brokers.first() else {
+        bail!("no broker to bootstrap from");
+    };
+    if let Some(other) = brokers.iter().find(|b| {
+        (b.advertised_port, b.container_port) != (first.advertised_port, first.container_port)
+    }) {
+        bail!(
+            "brokers {} and {} expose listener {} on different ports ({} and {}); one Service cannot reach both",
+            first.name,
+            other.name,
+            render.listener,
+            first.advertised_port,
+            other.advertised_port
+        );
+    }
+    let selector = statefulset
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.match_labels.clone())
+        .filter(|labels| !labels.is_empty())
+        .context("the StatefulSet's spec.selector has no matchLabels to select its brokers by")?;
+    let values = Values {
+        pod: None,
+        ordinal: None,
+        ..values(first, sts_name)
+    };
+    let host = host.render(&values).context("--bootstrap-host")?;
+    if !crate::inject::listeners::is_dns_name(&host) {
+        bail!("--bootstrap-host renders {host:?}, not a DNS name");
+    }
+    let mut annotations = annotations(render, &values)?;
+    annotations.insert(HOSTNAME_ANNOTATION.into(), host);
+    let mut port = service_port(render, first)?;
+    // Each broker owns its node port; the bootstrap Service gets one of its own.
+    port.node_port = None;
+    let name = format!("{sts_name}-bootstrap");
+    if !is_service_name(&name) {
+        bail!("Service name {name:?} is not an RFC 1035 label");
+    }
+    Ok(service(
+        render,
+        statefulset,
+        namespace,
+        (name, "bootstrap"),
+        annotations,
+        selector,
+        port,
+    ))
+}
+
 fn service(
-    config: &Config,
-    pod: &ManifestPod,
-    statefulset: &str,
-    name: String,
-    host: &str,
+    render: &Render,
+    statefulset: &StatefulSet,
+    namespace: &str,
+    (name, component): (String, &str),
+    annotations: BTreeMap<String, String>,
+    selector: BTreeMap<String, String>,
     port: ServicePort,
 ) -> Service {
-    let mut annotations: BTreeMap<String, String> = config.annotations.iter().cloned().collect();
-    annotations.insert(HOSTNAME_ANNOTATION.into(), host.into());
-    let pod_name = pod.pod.metadata.name.clone().unwrap_or_default();
+    let sts_name = statefulset.metadata.name.clone().unwrap_or_default();
+    let load_balancer = render.service_type == ServiceType::LoadBalancer;
     Service {
         metadata: ObjectMeta {
             name: Some(name),
-            namespace: Some(pod.namespace.clone()),
+            namespace: Some(namespace.to_owned()),
             labels: Some(BTreeMap::from([
-                (
-                    "app.kubernetes.io/managed-by".into(),
-                    "kafka-listener-injector".into(),
-                ),
-                ("app.kubernetes.io/instance".into(), statefulset.to_owned()),
+                (MANAGED_BY_LABEL.into(), MANAGED_BY.into()),
+                (INSTANCE_LABEL.into(), sts_name.clone()),
+                (COMPONENT_LABEL.into(), component.into()),
             ])),
             annotations: Some(annotations),
+            // Offline manifests name no uid; in the cluster, deleting the StatefulSet deletes its
+            // Services.
+            owner_references: statefulset.metadata.uid.as_ref().map(|uid| {
+                vec![OwnerReference {
+                    api_version: "apps/v1".into(),
+                    kind: "StatefulSet".into(),
+                    name: sts_name,
+                    uid: uid.clone(),
+                    controller: Some(true),
+                    block_owner_deletion: Some(true),
+                }]
+            }),
             ..ObjectMeta::default()
         },
         spec: Some(ServiceSpec {
-            type_: Some(match config.service_type {
+            type_: Some(match render.service_type {
                 ServiceType::LoadBalancer => "LoadBalancer".into(),
                 ServiceType::NodePort => "NodePort".into(),
             }),
-            selector: Some(BTreeMap::from([(POD_NAME_LABEL.into(), pod_name)])),
+            selector: Some(selector),
             ports: Some(vec![port]),
             // Clients must reach a broker even while it is not ready (e.g. during recovery).
             publish_not_ready_addresses: Some(true),
+            load_balancer_source_ranges: (load_balancer && !render.source_ranges.is_empty())
+                .then(|| render.source_ranges.clone()),
+            external_traffic_policy: render.external_traffic_policy.clone(),
             ..ServiceSpec::default()
         }),
         status: None,
+    }
+}
+
+/// A warning when the exposed listener carries no encryption and its load balancer is public.
+fn unencrypted_in_public(
+    render: &Render,
+    pod: &Pod,
+    containers: &[String],
+    listener: &Listener<'_>,
+) -> Option<String> {
+    if render.service_type != ServiceType::LoadBalancer || render.scope != Scope::Public {
+        return None;
+    }
+    let protocol = security_protocol(pod, containers, listener.name)?;
+    if !matches!(protocol.as_str(), "PLAINTEXT" | "SASL_PLAINTEXT") {
+        return None;
+    }
+    let exposure = if render.source_ranges.is_empty() {
+        "a public load balancer open to every address"
+    } else {
+        "a public load balancer"
+    };
+    Some(format!(
+        "listener {} is {protocol} (no TLS) behind {exposure}: its traffic{} crosses the internet in clear text \
+         (map it to SSL or SASL_SSL, or use --load-balancer internal)",
+        listener.name,
+        if protocol == "SASL_PLAINTEXT" { ", passwords included," } else { "" },
+    ))
+}
+
+/// The security protocol of listener `name` in the injected containers' env: the protocol map's
+/// entry, or the name itself when no map is set (Kafka's default map is the identity on the
+/// standard protocol names). `None` when the env does not tell (e.g. the map comes from a
+/// ConfigMap).
+fn security_protocol(pod: &Pod, containers: &[String], name: &str) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let container = spec
+        .containers
+        .iter()
+        .find(|c| containers.contains(&c.name))?;
+    let env = container.env.as_deref().unwrap_or_default();
+    let map = env.iter().find(|e| {
+        matches!(
+            e.name.as_str(),
+            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP" | "KAFKA_CFG_LISTENER_SECURITY_PROTOCOL_MAP"
+        )
+    });
+    match map {
+        Some(var) => {
+            let value = var.value.as_deref()?;
+            value.split(',').find_map(|entry| {
+                let (listener, protocol) = entry.split_once(':')?;
+                listener
+                    .trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| protocol.trim().to_ascii_uppercase())
+            })
+        }
+        None => Some(name.to_ascii_uppercase()),
     }
 }
 
@@ -201,8 +531,4 @@ fn is_service_name(name: &str) -> bool {
         && bytes
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-}
-
-pub fn run(config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
-    write_objects(config.output, &render(config)?, out)
 }

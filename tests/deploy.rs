@@ -479,3 +479,108 @@ fn installed_as_kubectl_kafka_listeners_it_answers_as_a_kubectl_plugin() {
         .unwrap()
         .contains(".TH kafka-listener-injector 1"));
 }
+
+/// The exposure choices of `services` (shared with `reconcile`): an internal AWS load balancer
+/// with source ranges and a static address per broker from `{ordinal}`, plus one bootstrap
+/// Service, against a golden file.
+#[test]
+fn services_render_internal_load_balancers_per_ordinal_annotations_and_a_bootstrap_service() {
+    let (code, text, err) = run(
+        &[
+            "services",
+            "--load-balancer",
+            "internal",
+            "--cloud",
+            "aws",
+            "--source-range",
+            "10.0.0.0/8,192.168.0.0/16",
+            "--external-traffic-policy",
+            "Local",
+            "--annotation",
+            "service.beta.kubernetes.io/aws-load-balancer-private-ipv4-addresses=10.0.8.{ordinal+10}",
+            "--bootstrap-host",
+            "bootstrap.{domain}",
+            "-o",
+            "json",
+            "-f",
+        ],
+        "manifests/examples/kafka/kafka.yaml",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(err, "", "an internal load balancer draws no warning");
+    let items = serde_json::from_str::<Value>(&text).unwrap()["items"].clone();
+    let golden: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo("tests/golden/services-internal-aws.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(items, golden);
+}
+
+#[test]
+fn services_warn_loudly_about_plaintext_behind_a_public_load_balancer() {
+    let (code, _, err) = run(
+        &["services", "--cloud", "gcp", "-f"],
+        "manifests/examples/kafka/kafka.yaml",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(err.matches("warning: kafka/kafka-").count(), 3, "{err}");
+    assert!(
+        err.contains("listener EXTERNAL is PLAINTEXT (no TLS) behind a public load balancer open to every address"),
+        "{err}"
+    );
+    // Restricting who may connect softens the message; the listener is still clear text.
+    let (_, _, err) = run(
+        &["services", "--source-range", "203.0.113.0/24", "-f"],
+        "manifests/examples/kafka/kafka.yaml",
+    );
+    assert!(
+        err.contains("is PLAINTEXT (no TLS) behind a public load balancer:"),
+        "{err}"
+    );
+    // A TLS listener draws none (the chart fixture maps EXTERNAL to SASL_SSL).
+    let (code, _, err) = run(
+        &["services", "--port", "9094", "-f"],
+        "tests/fixtures/charts/sasl-three-listeners.yaml",
+    );
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+}
+
+#[test]
+fn services_refuse_exposure_settings_that_cannot_work_naming_the_flag() {
+    let cases: [(&[&str], &str, &str); 4] = [
+        (
+            &["services", "--load-balancer", "internal", "-f"],
+            "manifests/examples/kafka/kafka.yaml",
+            "--load-balancer internal needs --cloud",
+        ),
+        (
+            &["services", "--source-range", "10.0.0.0/33", "-f"],
+            "manifests/examples/kafka/kafka.yaml",
+            "--source-range \"10.0.0.0/33\" is not a CIDR",
+        ),
+        (
+            &["services", "--annotation", "ip=10.0.0.{nope}", "-f"],
+            "manifests/examples/kafka/kafka.yaml",
+            "--annotation ip: unknown placeholder {nope}",
+        ),
+        (
+            &[
+                "services",
+                "--type",
+                "NodePort",
+                "--port",
+                "9094",
+                "--bootstrap-host",
+                "bootstrap.{domain}",
+                "-f",
+            ],
+            "tests/fixtures/charts/sasl-three-listeners.yaml",
+            "expose listener EXTERNAL on different ports",
+        ),
+    ];
+    for (args, file, expected) in cases {
+        let (code, _, err) = run(args, file);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+}

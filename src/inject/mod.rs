@@ -23,7 +23,7 @@ use thiserror::Error;
 use self::listeners::{BrokerListenerConfig, ListenerError};
 pub use self::settings::{Defaults, Flags};
 use self::settings::{
-    EnvName, Origin, Resolved, SettingsError, INJECT_KEY, RECORD_KEY, SETTINGS_KEY,
+    EnvName, Origin, Resolved, SettingsError, INJECT_KEY, READINESS_GATE, RECORD_KEY, SETTINGS_KEY,
 };
 use self::template::{TemplateError, Values};
 pub use self::view::PodView;
@@ -183,6 +183,7 @@ pub fn inject(pod: &PodView, namespace: &str, defaults: &Defaults) -> Decision {
             containers: &targets,
             env: &env,
             annotations: &annotations,
+            readiness_gate: defaults.readiness_gate.then_some(READINESS_GATE),
         },
     );
     warnings.extend(overridden.iter().map(|(container, name)| {

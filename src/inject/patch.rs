@@ -18,6 +18,8 @@ pub struct Target<'a> {
     pub env: &'a [(&'a str, &'a str)],
     /// `(key, value)` annotations to set on the pod.
     pub annotations: &'a [(&'a str, &'a str)],
+    /// A readiness gate the pod must carry (`spec.readinessGates[].conditionType`).
+    pub readiness_gate: Option<&'a str>,
 }
 
 /// An env var whose existing definition the patch replaces: `(container, variable)`.
@@ -73,6 +75,22 @@ pub fn build_patch(pod: &PodView, target: &Target<'_>) -> (Patch, Vec<Overridden
                     ));
                 }
             }
+        }
+    }
+    if let Some(condition) = target.readiness_gate {
+        let gates = pod.spec.as_ref().map_or(&[][..], |s| &s.readiness_gates);
+        let gate = json!({ "conditionType": condition });
+        if gates.is_empty() {
+            // Absent, null or empty: one `add` sets the whole list.
+            ops.push(add(
+                PointerBuf::from_tokens(["spec", "readinessGates"]),
+                Value::Array(vec![gate]),
+            ));
+        } else if !gates.iter().any(|g| g.condition_type == condition) {
+            ops.push(add(
+                PointerBuf::from_tokens(["spec", "readinessGates", "-"]),
+                gate,
+            ));
         }
     }
     (Patch(ops), overridden)

@@ -22,6 +22,9 @@ pub const RECORD_KEY: &str = key!("advertised-listeners");
 /// Written on every injected pod: a short hash of the settings in force, to tell which pods an
 /// upgrade or a settings change would alter.
 pub const SETTINGS_KEY: &str = key!("settings");
+/// The pod condition (and readiness gate) that `reconcile` sets once the pod's advertised name
+/// resolves to its load balancer.
+pub const READINESS_GATE: &str = key!("external-name-ready");
 /// Prefix of the annotations `env.NAME: TEMPLATE` that add templated variables.
 pub const ENV_ANNOTATION_PREFIX: &str = key!("env.");
 pub const DEFAULT_LISTENERS: &str =
@@ -169,6 +172,8 @@ pub struct Defaults {
     pub node_id_offset: i64,
     pub strict: bool,
     pub ignore_namespaces: Vec<String>,
+    /// Add the external-name readiness gate (served by `reconcile`) to each injected pod.
+    pub readiness_gate: bool,
 }
 
 impl Default for Defaults {
@@ -184,6 +189,7 @@ impl Default for Defaults {
             node_id_offset: 0,
             strict: false,
             ignore_namespaces: SYSTEM_NAMESPACES.map(String::from).to_vec(),
+            readiness_gate: false,
         }
     }
 }
@@ -202,6 +208,7 @@ pub struct Flags {
     pub node_id_offset: i64,
     pub strict: bool,
     pub ignore_namespaces: Vec<String>,
+    pub readiness_gate: bool,
 }
 
 impl Defaults {
@@ -266,6 +273,7 @@ impl Defaults {
             node_id_offset: flags.node_id_offset,
             strict: flags.strict,
             ignore_namespaces,
+            readiness_gate: flags.readiness_gate,
         };
         // With `auto`, either name may be chosen: both must be clear of the other variables.
         let candidates: &[&str] = match &defaults.env_name {

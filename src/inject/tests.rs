@@ -711,3 +711,33 @@ fn the_settings_hash_follows_the_settings_and_nothing_else() {
         .build();
     assert_ne!(hash(&annotated, &defaults()), base);
 }
+
+#[test]
+fn readiness_gate_is_added_once_beside_the_pods_own_gates() {
+    let defaults = Defaults {
+        readiness_gate: true,
+        ..defaults()
+    };
+    let gate = json!({"conditionType": READINESS_GATE});
+    // No gates yet: one `add` sets the list.
+    let pod = broker("kafka-2").env("kafka", MAP.0, MAP.1).build();
+    let first = injection(&pod, &defaults);
+    let injected = patched(&pod, &first);
+    assert_eq!(injected["spec"]["readinessGates"], json!([gate.clone()]));
+    let injected: Pod = serde_json::from_value(injected).unwrap();
+    assert!(injection(&injected, &defaults).patch.0.is_empty());
+
+    // The pod's own gate stays, ours follows it.
+    let mut value = serde_json::to_value(&pod).unwrap();
+    value["spec"]["readinessGates"] = json!([{"conditionType": "example.com/warm"}]);
+    let own: Pod = serde_json::from_value(value).unwrap();
+    let patched_own = patched(&own, &injection(&own, &defaults));
+    assert_eq!(
+        patched_own["spec"]["readinessGates"],
+        json!([{"conditionType": "example.com/warm"}, gate])
+    );
+
+    // Off by default: the spec is not touched.
+    let plain = patched(&pod, &injection(&pod, &super::tests::defaults()));
+    assert!(plain["spec"].get("readinessGates").is_none());
+}

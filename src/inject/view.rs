@@ -48,6 +48,15 @@ pub struct SpecView {
     pub containers: Vec<ContainerView>,
     #[serde(default, deserialize_with = "null_as_empty")]
     pub init_containers: Vec<ContainerView>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub readiness_gates: Vec<ReadinessGateView>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadinessGateView {
+    #[serde(default)]
+    pub condition_type: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

@@ -1,0 +1,926 @@
+//! `reconcile`: keeps one Service per broker (and the optional bootstrap Service) for every
+//! StatefulSet the webhook injects, as StatefulSets scale. The Services are rendered by
+//! [`services::for_statefulset`], the very code of the offline `services` command.
+//!
+//! Per StatefulSet, one reconcile:
+//! 1. renders the Services the StatefulSet's brokers need;
+//! 2. applies each (server-side apply, field manager [`FIELD_MANAGER`]), unless a Service of that
+//!    name exists that this StatefulSet does not own: that is reported, never modified;
+//! 3. marks the Services of removed ordinals with [`SCALED_DOWN_ANNOTATION`] and deletes them once
+//!    `--scale-down-grace` has passed since;
+//! 4. checks that each broker's advertised name resolves to its load balancer, records the answer
+//!    in [`EXTERNAL_NAME_ANNOTATION`] and, for pods with the readiness gate, in the pod condition
+//!    [`READINESS_GATE`].
+//!
+//! Deleting the StatefulSet deletes its Services through their ownerReference.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use futures::StreamExt;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::TokioResolver;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::inject::settings::{INJECT_KEY, READINESS_GATE};
+use crate::manifests::POD_NAME_LABEL;
+use crate::policy::{Mode, OPT_IN_LABEL};
+use crate::services::{
+    self, Render, HOSTNAME_ANNOTATION, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL,
+};
+use crate::telemetry::LogFormat;
+
+/// The field manager of every write; Services it manages are also labelled
+/// `app.kubernetes.io/managed-by: kafka-listener-injector`.
+pub const FIELD_MANAGER: &str = "kafka-listener-injector";
+/// On a Service whose broker ordinal is gone: when that was first seen (RFC 3339).
+pub const SCALED_DOWN_ANNOTATION: &str = "kafka-listener-injector.io/scaled-down-at";
+/// On each broker Service: whether its advertised name resolves to its load balancer.
+pub const EXTERNAL_NAME_ANNOTATION: &str = "kafka-listener-injector.io/external-name";
+/// How often a StatefulSet whose names all resolve is checked again anyway.
+const RESYNC: Duration = Duration::from_secs(300);
+
+/// A validated `reconcile` invocation.
+#[derive(Debug)]
+pub struct Config {
+    pub render: Render,
+    pub mode: Mode,
+    pub scale_down_grace: Duration,
+    pub dns_server: Option<SocketAddr>,
+    pub dns_check_interval: Duration,
+    pub admin_listen: SocketAddr,
+    pub lease: Option<Lease>,
+    pub log_format: LogFormat,
+}
+
+/// Leader election through a `coordination.k8s.io` Lease.
+#[derive(Debug)]
+pub struct Lease {
+    pub name: String,
+    pub namespace: String,
+    pub identity: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0:#}")]
+    Render(anyhow::Error),
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ActionLabels {
+    action: &'static str,
+}
+
+/// The reconciler's metrics.
+pub struct Metrics {
+    registry: Registry,
+    runs: Family<ResultLabels, Counter>,
+    errors: Family<ResultLabels, Counter>,
+    actions: Family<ActionLabels, Counter>,
+    services: Gauge,
+    names_pending: Gauge,
+    leader: Gauge,
+    /// Per StatefulSet: (Services managed, names not resolving yet), summed into the gauges.
+    per_statefulset: Mutex<BTreeMap<String, (i64, i64)>>,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("kafka_listener_injector_reconcile");
+        let runs = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "runs",
+            "Reconciles of a StatefulSet by result",
+            runs.clone(),
+        );
+        let errors = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "errors",
+            "Reconcile faults by kind: api, render, name-taken",
+            errors.clone(),
+        );
+        let actions = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "service_actions",
+            "Writes to Services by action: applied, marked-scaled-down, deleted",
+            actions.clone(),
+        );
+        let services = Gauge::default();
+        registry.register(
+            "services_managed",
+            "Services this reconciler keeps",
+            services.clone(),
+        );
+        let names_pending = Gauge::default();
+        registry.register(
+            "names_pending",
+            "Broker names that do not resolve to their load balancer yet",
+            names_pending.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the lease (or runs without one)",
+            leader.clone(),
+        );
+        Self {
+            registry,
+            runs,
+            errors,
+            actions,
+            services,
+            names_pending,
+            leader,
+            per_statefulset: Mutex::default(),
+        }
+    }
+
+    fn count_error(&self, kind: &'static str) {
+        self.errors
+            .get_or_create(&ResultLabels { result: kind })
+            .inc();
+    }
+
+    fn count_action(&self, action: &'static str) {
+        self.actions.get_or_create(&ActionLabels { action }).inc();
+    }
+
+    fn set_statefulset(&self, key: String, services: i64, pending: i64) {
+        let mut map = self.per_statefulset.lock().expect("not poisoned");
+        map.insert(key, (services, pending));
+        self.services.set(map.values().map(|v| v.0).sum());
+        self.names_pending.set(map.values().map(|v| v.1).sum());
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(2048);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+struct Context {
+    client: Client,
+    render: Render,
+    mode: Mode,
+    grace: Duration,
+    dns_check_interval: Duration,
+    resolver: TokioResolver,
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+    /// Warnings already published, per StatefulSet uid: an event each, not one per reconcile.
+    warned: Mutex<HashSet<(String, String)>>,
+}
+
+/// Runs the reconciler until SIGTERM: the admin port at once, the controller once this replica
+/// leads (or at once without `--lease-name`).
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let client = Client::try_default().await.map_err(|error| {
+        anyhow::anyhow!(
+            "no Kubernetes API: {error} (in a pod: its service account; elsewhere: KUBECONFIG)"
+        )
+    })?;
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    let admin = tokio::net::TcpListener::bind(config.admin_listen)
+        .await
+        .map_err(|error| anyhow::anyhow!("--admin-listen {}: {error}", config.admin_listen))?;
+    info!(admin = %admin.local_addr()?, "reconcile: admin port");
+    let router = crate::server::admin_router(
+        {
+            let metrics = metrics.clone();
+            move || metrics.encode()
+        },
+        ready.clone(),
+    );
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(admin, router).await {
+            warn!(%error, "admin port stopped");
+        }
+    });
+
+    let resolver = resolver(config.dns_server)?;
+    let identity = config
+        .lease
+        .as_ref()
+        .map_or_else(|| "standalone".to_owned(), |l| l.identity.clone());
+    let context = Arc::new(Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: Some(identity),
+            },
+        ),
+        client: client.clone(),
+        render: config.render,
+        mode: config.mode,
+        grace: config.scale_down_grace,
+        dns_check_interval: config.dns_check_interval,
+        resolver,
+        metrics: metrics.clone(),
+        warned: Mutex::default(),
+    });
+
+    let shutdown = crate::server::shutdown_signal();
+    tokio::pin!(shutdown);
+    let _lease = match &config.lease {
+        None => None,
+        Some(lease) => {
+            // A standby replica is healthy and ready: it serves metrics and waits its turn.
+            ready.store(true, Ordering::SeqCst);
+            let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &lease.name)
+                .with_namespace(&lease.namespace)
+                .with_identity(&lease.identity)
+                .with_duration(15)
+                .with_grace(5)
+                .build()
+                .await?;
+            let (mut leading, task) = manager.watch().await;
+            info!(lease = %lease.name, identity = %lease.identity, "waiting for leadership");
+            loop {
+                if *leading.borrow_and_update() {
+                    break;
+                }
+                tokio::select! {
+                    changed = leading.changed() => changed?,
+                    () = &mut shutdown => return Ok(()),
+                }
+            }
+            info!(lease = %lease.name, "leading");
+            Some((leading, task))
+        }
+    };
+    metrics.leader.set(1);
+    ready.store(true, Ordering::SeqCst);
+
+    let controller = controller(client, &context);
+    let run = controller
+        .run(reconcile, error_policy, context.clone())
+        .for_each(|result| async {
+            match result {
+                Ok((object, _)) => tracing::debug!(statefulset = %object, "reconciled"),
+                Err(error) => warn!(%error, "reconcile failed"),
+            }
+        });
+    match _lease {
+        None => tokio::select! {
+            () = run => {},
+            () = &mut shutdown => {},
+        },
+        Some((mut leading, _task)) => {
+            let lost = async {
+                while leading.changed().await.is_ok() {
+                    if !*leading.borrow() {
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                () = run => {},
+                () = &mut shutdown => {},
+                () = lost => {
+                    // Another replica leads now: stop at once, and let the pod restart as standby.
+                    metrics.leader.set(0);
+                    anyhow::bail!("lost the lease; exiting so that only the new leader writes");
+                }
+            }
+        }
+    }
+    info!("reconcile: stopped");
+    Ok(())
+}
+
+/// The controller: StatefulSets, the Services they own, their pods (the readiness gate, and a new
+/// pod's first check) and namespaces (the opt-in label).
+fn controller(client: Client, context: &Context) -> Controller<StatefulSet> {
+    let statefulsets = Api::<StatefulSet>::all(client.clone());
+    let controller = Controller::new(statefulsets, watcher::Config::default())
+        .owns(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
+        )
+        .watches(
+            Api::<Pod>::all(client.clone()),
+            watcher::Config::default().labels(POD_NAME_LABEL),
+            |pod| {
+                let namespace = pod.namespace()?;
+                pod.owner_references()
+                    .iter()
+                    .find(|o| o.kind == "StatefulSet" && o.controller == Some(true))
+                    .map(|o| ObjectRef::new(&o.name).within(&namespace))
+            },
+        );
+    if context.mode != Mode::NamespaceOptIn {
+        return controller.shutdown_on_signal();
+    }
+    let store = controller.store();
+    controller
+        .watches(
+            Api::<Namespace>::all(client),
+            watcher::Config::default(),
+            move |namespace| {
+                let name = namespace.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|s| s.namespace().as_deref() == Some(name.as_str()))
+                    .map(|s| ObjectRef::from_obj(&*s))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .shutdown_on_signal()
+}
+
+fn error_policy(statefulset: Arc<StatefulSet>, error: &Error, context: Arc<Context>) -> Action {
+    warn!(
+        statefulset = %ObjectRef::from_obj(&*statefulset),
+        %error,
+        "reconcile failed; retrying in 15 s"
+    );
+    context
+        .metrics
+        .runs
+        .get_or_create(&ResultLabels { result: "error" })
+        .inc();
+    Action::requeue(Duration::from_secs(15))
+}
+
+/// The resolver that checks the advertised names: no cache, so a record that appears is seen at
+/// the next check, not after a negative answer's TTL.
+fn resolver(server: Option<SocketAddr>) -> anyhow::Result<TokioResolver> {
+    let builder = match server {
+        Some(address) => {
+            let connections = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
+                .into_iter()
+                .map(|mut c| {
+                    c.port = address.port();
+                    c
+                })
+                .collect();
+            let config = ResolverConfig::from_parts(
+                None,
+                Vec::new(),
+                vec![NameServerConfig::new(address.ip(), true, connections)],
+            );
+            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+        }
+        None => TokioResolver::builder_tokio()
+            .map_err(|error| anyhow::anyhow!("reading the system's resolver: {error}"))?,
+    };
+    let mut builder = builder;
+    builder.options_mut().cache_size = 0;
+    if server.is_some() {
+        builder.options_mut().use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
+    }
+    builder
+        .build()
+        .map_err(|error| anyhow::anyhow!("--dns-server: {error}"))
+}
+
+/// Whether the webhook injects this StatefulSet's pods in `mode`.
+async fn selected(statefulset: &StatefulSet, context: &Context) -> Result<bool, kube::Error> {
+    let template_label = |key: &str| {
+        statefulset
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.labels.as_ref())
+            .and_then(|l| l.get(key))
+            .map(|v| v.trim().to_ascii_lowercase())
+    };
+    Ok(match context.mode {
+        Mode::ClusterWide => template_label(INJECT_KEY).as_deref() == Some("true"),
+        Mode::NamespaceOptIn => {
+            let namespace = statefulset.namespace().unwrap_or_default();
+            let namespace = Api::<Namespace>::all(context.client.clone())
+                .get_opt(&namespace)
+                .await?;
+            let (key, value) = OPT_IN_LABEL;
+            namespace.is_some_and(|ns| ns.labels().get(key).map(String::as_str) == Some(value))
+        }
+    })
+}
+
+async fn reconcile(statefulset: Arc<StatefulSet>, context: Arc<Context>) -> Result<Action, Error> {
+    let result = reconcile_statefulset(&statefulset, &context).await;
+    let label = if result.is_ok() { "ok" } else { "error" };
+    if result.is_ok() {
+        context
+            .metrics
+            .runs
+            .get_or_create(&ResultLabels { result: label })
+            .inc();
+    }
+    result
+}
+
+async fn reconcile_statefulset(
+    statefulset: &StatefulSet,
+    context: &Context,
+) -> Result<Action, Error> {
+    if statefulset.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change()); // The garbage collector deletes its Services.
+    }
+    let namespace = statefulset.namespace().unwrap_or_default();
+    let name = statefulset.name_any();
+    let uid = statefulset.uid().unwrap_or_default();
+    let services_api = Api::<Service>::namespaced(context.client.clone(), &namespace);
+
+    let rendered = if selected(statefulset, context).await? {
+        match services::for_statefulset(&context.render, statefulset, &namespace, None) {
+            Ok(rendered) => rendered,
+            Err(error) => {
+                // Nothing is applied or deleted on a render fault: the webhook denies these
+                // pods too, and the StatefulSet's events say why.
+                context.metrics.count_error("render");
+                publish(
+                    context,
+                    statefulset,
+                    EventType::Warning,
+                    "RenderFailed",
+                    format!("no Services rendered: {error:#}"),
+                )
+                .await;
+                return Err(Error::Render(error));
+            }
+        }
+    } else {
+        services::Rendered::default()
+    };
+    for warning in &rendered.warnings {
+        let key = (uid.clone(), warning.clone());
+        if context.warned.lock().expect("not poisoned").insert(key) {
+            publish(
+                context,
+                statefulset,
+                EventType::Warning,
+                "UnencryptedPublicListener",
+                warning.clone(),
+            )
+            .await;
+        }
+    }
+
+    let owned: BTreeMap<String, Service> = services_api
+        .list(&ListParams::default().labels(&format!(
+            "{MANAGED_BY_LABEL}={MANAGED_BY},{INSTANCE_LABEL}={name}"
+        )))
+        .await?
+        .items
+        .into_iter()
+        .filter(|s| owned_by(s, &uid))
+        .map(|s| (s.name_any(), s))
+        .collect();
+
+    let mut applied = Vec::new();
+    for desired in rendered.services() {
+        let service_name = desired.metadata.name.clone().unwrap_or_default();
+        if !owned.contains_key(&service_name) {
+            if let Some(existing) = services_api.get_opt(&service_name).await? {
+                context.metrics.count_error("name-taken");
+                publish(
+                    context,
+                    statefulset,
+                    EventType::Warning,
+                    "ServiceNameTaken",
+                    format!(
+                        "Service {namespace}/{service_name} exists and is not this StatefulSet's ({}); \
+                         it is left untouched and its broker has no Service of ours (choose another --name-template)",
+                        describe_owner(&existing)
+                    ),
+                )
+                .await;
+                continue;
+            }
+        }
+        if owned
+            .get(&service_name)
+            .is_some_and(|s| s.annotations().contains_key(SCALED_DOWN_ANNOTATION))
+        {
+            annotate(&services_api, &service_name, SCALED_DOWN_ANNOTATION, None).await?;
+            info!(service = %service_name, "ordinal is back: scale-down mark removed");
+        }
+        let service = services_api
+            .patch(
+                &service_name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(desired),
+            )
+            .await?;
+        if !owned.contains_key(&service_name) {
+            info!(namespace = %namespace, service = %service_name, "Service created");
+            publish(
+                context,
+                statefulset,
+                EventType::Normal,
+                "ServiceCreated",
+                format!(
+                    "Service {service_name} created for {}",
+                    exposed_host(&service)
+                ),
+            )
+            .await;
+        }
+        context.metrics.count_action("applied");
+        applied.push(service);
+    }
+
+    // Services of ordinals that are gone: kept for the grace period, then deleted.
+    let wanted: BTreeSet<String> = rendered
+        .services()
+        .filter_map(|s| s.metadata.name.clone())
+        .collect();
+    let mut next = RESYNC;
+    let now = SystemTime::now();
+    for (service_name, service) in owned.iter().filter(|(n, _)| !wanted.contains(*n)) {
+        let marked = service
+            .annotations()
+            .get(SCALED_DOWN_ANNOTATION)
+            .and_then(|at| humantime::parse_rfc3339(at).ok());
+        match marked {
+            None => {
+                let at = humantime::format_rfc3339_seconds(now).to_string();
+                annotate(
+                    &services_api,
+                    service_name,
+                    SCALED_DOWN_ANNOTATION,
+                    Some(&at),
+                )
+                .await?;
+                context.metrics.count_action("marked-scaled-down");
+                publish(
+                    context,
+                    statefulset,
+                    EventType::Normal,
+                    "ServiceScaledDown",
+                    format!(
+                        "Service {service_name} has no broker now; deleted after {} unless the ordinal returns",
+                        humantime::format_duration(context.grace)
+                    ),
+                )
+                .await;
+                next = next.min(context.grace.max(Duration::from_secs(1)));
+            }
+            Some(at) => {
+                let elapsed = now.duration_since(at).unwrap_or_default();
+                if elapsed >= context.grace {
+                    let params = DeleteParams {
+                        preconditions: Some(Preconditions {
+                            uid: service.uid(),
+                            resource_version: None,
+                        }),
+                        ..DeleteParams::default()
+                    };
+                    match services_api.delete(service_name, &params).await {
+                        Ok(_) => {}
+                        Err(kube::Error::Api(status))
+                            if status.code == 404 || status.code == 409 => {}
+                        Err(error) => return Err(error.into()),
+                    }
+                    context.metrics.count_action("deleted");
+                    info!(namespace = %namespace, service = %service_name, "Service deleted after the scale-down grace");
+                    publish(
+                        context,
+                        statefulset,
+                        EventType::Normal,
+                        "ServiceDeleted",
+                        format!(
+                            "Service {service_name} deleted: its ordinal was gone for {}",
+                            humantime::format_duration(context.grace)
+                        ),
+                    )
+                    .await;
+                } else {
+                    next = next.min(context.grace - elapsed + Duration::from_millis(500));
+                }
+            }
+        }
+    }
+
+    let mut pending = 0;
+    for service in &applied {
+        if service
+            .labels()
+            .get(services::COMPONENT_LABEL)
+            .map(String::as_str)
+            != Some("broker")
+        {
+            continue;
+        }
+        let state = external_name_state(service, &context.resolver).await;
+        if !state.resolves() {
+            pending += 1;
+        }
+        record_external_name(&services_api, service, &state, context).await?;
+        if context.render.defaults.readiness_gate {
+            set_readiness_condition(service, &namespace, &state, context).await?;
+        }
+    }
+    let kept = owned.len()
+        + applied
+            .iter()
+            .filter(|s| !owned.contains_key(&s.name_any()))
+            .count();
+    context
+        .metrics
+        .set_statefulset(format!("{namespace}/{name}"), kept as i64, pending);
+    if pending > 0 {
+        next = next.min(context.dns_check_interval);
+    }
+    Ok(Action::requeue(next))
+}
+
+fn owned_by(service: &Service, uid: &str) -> bool {
+    service
+        .owner_references()
+        .iter()
+        .any(|o| o.kind == "StatefulSet" && o.uid == uid && o.controller == Some(true))
+}
+
+fn describe_owner(service: &Service) -> String {
+    let manager = service.labels().get(MANAGED_BY_LABEL);
+    match (service.owner_references().first(), manager) {
+        (Some(owner), _) => format!("owned by {} {}", owner.kind, owner.name),
+        (None, Some(manager)) => format!("managed by {manager}"),
+        (None, None) => "created by someone else".into(),
+    }
+}
+
+fn exposed_host(service: &Service) -> &str {
+    service
+        .annotations()
+        .get(HOSTNAME_ANNOTATION)
+        .map_or("", String::as_str)
+}
+
+/// Sets (or with `None` removes) one annotation, as a merge patch under our field manager.
+async fn annotate(
+    api: &Api<Service>,
+    name: &str,
+    key: &str,
+    value: Option<&str>,
+) -> Result<(), kube::Error> {
+    let patch = json!({ "metadata": { "annotations": { key: value } } });
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+async fn publish(
+    context: &Context,
+    statefulset: &StatefulSet,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(crate::inject::settings::clip_to(&note, 1024)),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(error) = context
+        .recorder
+        .publish(&event, &statefulset.object_ref(&()))
+        .await
+    {
+        warn!(%error, reason, "could not publish an event");
+    }
+}
+
+/// Whether a broker's advertised name resolves to its load balancer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExternalName {
+    /// The name resolves to (one of) the load balancer's addresses.
+    Resolves {
+        host: String,
+        addresses: Vec<IpAddr>,
+    },
+    /// The load balancer has no address yet.
+    NoLoadBalancer,
+    /// The name does not resolve (yet): no record, or the resolver failed.
+    Unresolved { host: String, why: String },
+    /// The name resolves, but to addresses that are not the load balancer's.
+    Elsewhere {
+        host: String,
+        addresses: Vec<IpAddr>,
+        load_balancer: Vec<IpAddr>,
+    },
+    /// Not a LoadBalancer Service: nothing to compare with.
+    NotLoadBalancer,
+}
+
+impl ExternalName {
+    fn resolves(&self) -> bool {
+        matches!(self, Self::Resolves { .. } | Self::NotLoadBalancer)
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Resolves { .. } => "Resolves",
+            Self::NoLoadBalancer => "NoLoadBalancerAddress",
+            Self::Unresolved { .. } => "DoesNotResolve",
+            Self::Elsewhere { .. } => "ResolvesElsewhere",
+            Self::NotLoadBalancer => "NotLoadBalancer",
+        }
+    }
+}
+
+impl std::fmt::Display for ExternalName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |addresses: &[IpAddr]| {
+            addresses
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        match self {
+            Self::Resolves { host, addresses } => {
+                write!(f, "ready: {host} resolves to {}", list(addresses))
+            }
+            Self::NoLoadBalancer => write!(f, "pending: the load balancer has no address yet"),
+            Self::Unresolved { host, why } => write!(f, "pending: {host} does not resolve ({why})"),
+            Self::Elsewhere {
+                host,
+                addresses,
+                load_balancer,
+            } => write!(
+                f,
+                "mismatch: {host} resolves to {}, the load balancer is {}",
+                list(addresses),
+                list(load_balancer)
+            ),
+            Self::NotLoadBalancer => write!(f, "ready: not a LoadBalancer Service; not checked"),
+        }
+    }
+}
+
+async fn external_name_state(service: &Service, resolver: &TokioResolver) -> ExternalName {
+    if service.spec.as_ref().and_then(|s| s.type_.as_deref()) != Some("LoadBalancer") {
+        return ExternalName::NotLoadBalancer;
+    }
+    let host = exposed_host(service).to_owned();
+    let ingress = service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.clone())
+        .unwrap_or_default();
+    let mut load_balancer = Vec::new();
+    for entry in &ingress {
+        if let Some(ip) = entry.ip.as_deref().and_then(|ip| ip.parse().ok()) {
+            load_balancer.push(ip);
+        }
+        // A provider that gives a name (AWS): its addresses are the load balancer's.
+        if let Some(name) = &entry.hostname {
+            if let Ok(answer) = resolver.lookup_ip(format!("{name}.")).await {
+                load_balancer.extend(answer.iter());
+            }
+        }
+    }
+    if load_balancer.is_empty() {
+        return ExternalName::NoLoadBalancer;
+    }
+    let addresses: Vec<IpAddr> = match resolver.lookup_ip(format!("{host}.")).await {
+        Ok(answer) => answer.iter().collect(),
+        Err(error) => {
+            let why = if error.is_no_records_found() {
+                "no record".to_owned()
+            } else {
+                error.to_string()
+            };
+            return ExternalName::Unresolved { host, why };
+        }
+    };
+    if addresses.iter().any(|a| load_balancer.contains(a)) {
+        ExternalName::Resolves { host, addresses }
+    } else {
+        ExternalName::Elsewhere {
+            host,
+            addresses,
+            load_balancer,
+        }
+    }
+}
+
+/// Writes the answer on the Service, and an event when it changes.
+async fn record_external_name(
+    api: &Api<Service>,
+    service: &Service,
+    state: &ExternalName,
+    context: &Context,
+) -> Result<(), kube::Error> {
+    let text = state.to_string();
+    if service.annotations().get(EXTERNAL_NAME_ANNOTATION) == Some(&text) {
+        return Ok(());
+    }
+    annotate(
+        api,
+        &service.name_any(),
+        EXTERNAL_NAME_ANNOTATION,
+        Some(&text),
+    )
+    .await?;
+    info!(service = %service.name_any(), state = %text, "external name");
+    let event = Event {
+        type_: if matches!(state, ExternalName::Elsewhere { .. }) {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: state.reason().into(),
+        note: Some(text),
+        action: "CheckExternalName".into(),
+        secondary: None,
+    };
+    if let Err(error) = context
+        .recorder
+        .publish(&event, &service.object_ref(&()))
+        .await
+    {
+        warn!(%error, "could not publish an event");
+    }
+    Ok(())
+}
+
+/// Sets the readiness gate's condition on the broker pod the Service selects, when the pod has
+/// the gate and the condition differs.
+async fn set_readiness_condition(
+    service: &Service,
+    namespace: &str,
+    state: &ExternalName,
+    context: &Context,
+) -> Result<(), kube::Error> {
+    let Some(pod_name) = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .and_then(|s| s.get(POD_NAME_LABEL))
+    else {
+        return Ok(());
+    };
+    let pods = Api::<Pod>::namespaced(context.client.clone(), namespace);
+    let Some(pod) = pods.get_opt(pod_name).await? else {
+        return Ok(());
+    };
+    let gated = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.readiness_gates.as_ref())
+        .is_some_and(|gates| gates.iter().any(|g| g.condition_type == READINESS_GATE));
+    if !gated {
+        return Ok(());
+    }
+    let status = if state.resolves() { "True" } else { "False" };
+    let current = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == READINESS_GATE));
+    if current.is_some_and(|c| c.status == status && c.reason.as_deref() == Some(state.reason())) {
+        return Ok(());
+    }
+    let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let patch = json!({
+        "status": { "conditions": [{
+            "type": READINESS_GATE,
+            "status": status,
+            "reason": state.reason(),
+            "message": state.to_string(),
+            "lastTransitionTime": now,
+        }]}
+    });
+    pods.patch_status(pod_name, &PatchParams::default(), &Patch::Strategic(&patch))
+        .await?;
+    info!(namespace, pod = %pod_name, status, reason = state.reason(), "readiness gate");
+    Ok(())
+}
