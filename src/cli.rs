@@ -358,6 +358,10 @@ pub struct ReconcileArgs {
     /// scale-up (or a rolling restart) never drops the broker's DNS record and load balancer.
     #[arg(long, env = "KLI_SCALE_DOWN_GRACE", default_value = "10m", value_parser = humantime::parse_duration)]
     pub scale_down_grace: Duration,
+    /// Take over Services that `services` rendered for a StatefulSet and someone applied (same
+    /// object: the load balancer and its address stay). Without it they are left alone.
+    #[arg(long, env = "KLI_ADOPT")]
+    pub adopt: bool,
     /// The resolver that tells whether each advertised name resolves to its load balancer, as
     /// ip:port (default: the system's). Use one that answers as your clients' does.
     #[arg(long, env = "KLI_DNS_SERVER")]
@@ -703,6 +707,7 @@ impl ReconcileArgs {
                 PolicyMode::NamespaceOptIn => crate::policy::Mode::NamespaceOptIn,
             },
             scale_down_grace: self.scale_down_grace,
+            adopt: self.adopt,
             dns_server: self.dns_server,
             dns_check_interval: self.dns_check_interval,
             admin_listen: self.admin_listen,

@@ -63,6 +63,8 @@ pub struct Config {
     pub render: Render,
     pub mode: Mode,
     pub scale_down_grace: Duration,
+    /// Take over Services that `services` rendered for this StatefulSet and someone applied.
+    pub adopt: bool,
     pub dns_server: Option<SocketAddr>,
     pub dns_check_interval: Duration,
     pub admin_listen: SocketAddr,
@@ -190,6 +192,7 @@ struct Context {
     render: Render,
     mode: Mode,
     grace: Duration,
+    adopt: bool,
     dns_check_interval: Duration,
     resolver: TokioResolver,
     recorder: Recorder,
@@ -242,6 +245,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         render: config.render,
         mode: config.mode,
         grace: config.scale_down_grace,
+        adopt: config.adopt,
         dns_check_interval: config.dns_check_interval,
         resolver,
         metrics: metrics.clone(),
@@ -322,9 +326,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 fn controller(client: Client, context: &Context) -> Controller<StatefulSet> {
     let statefulsets = Api::<StatefulSet>::all(client.clone());
     let controller = Controller::new(statefulsets, watcher::Config::default())
-        .owns(
+        // By label rather than ownerReference: Services rendered offline (no owner yet) count too.
+        .watches(
             Api::<Service>::all(client.clone()),
             watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
+            |service| {
+                let namespace = service.namespace()?;
+                let statefulset = service.labels().get(INSTANCE_LABEL)?;
+                Some(ObjectRef::new(statefulset).within(&namespace))
+            },
         )
         .watches(
             Api::<Pod>::all(client.clone()),
@@ -500,24 +510,31 @@ async fn reconcile_statefulset(
         .collect();
 
     let mut applied = Vec::new();
+    let mut next = RESYNC;
     for desired in rendered.services() {
         let service_name = desired.metadata.name.clone().unwrap_or_default();
+        let mut adopted = false;
         if !owned.contains_key(&service_name) {
             if let Some(existing) = services_api.get_opt(&service_name).await? {
-                context.metrics.count_error("name-taken");
-                publish(
-                    context,
-                    statefulset,
-                    EventType::Warning,
-                    "ServiceNameTaken",
-                    format!(
-                        "Service {namespace}/{service_name} exists and is not this StatefulSet's ({}); \
-                         it is left untouched and its broker has no Service of ours (choose another --name-template)",
-                        describe_owner(&existing)
-                    ),
-                )
-                .await;
-                continue;
+                if !(context.adopt && rendered_for(&existing, &name)) {
+                    context.metrics.count_error("name-taken");
+                    publish(
+                        context,
+                        statefulset,
+                        EventType::Warning,
+                        "ServiceNameTaken",
+                        format!(
+                            "Service {namespace}/{service_name} exists and is not this StatefulSet's ({}); \
+                             it is left untouched and its broker has no Service of ours",
+                            describe_owner(&existing)
+                        ),
+                    )
+                    .await;
+                    // Its owner may delete it any time; that does not reach this controller.
+                    next = next.min(Duration::from_secs(10));
+                    continue;
+                }
+                adopted = true;
             }
         }
         if owned
@@ -535,14 +552,19 @@ async fn reconcile_statefulset(
             )
             .await?;
         if !owned.contains_key(&service_name) {
-            info!(namespace = %namespace, service = %service_name, "Service created");
+            let (reason, verb) = if adopted {
+                ("ServiceAdopted", "adopted")
+            } else {
+                ("ServiceCreated", "created")
+            };
+            info!(namespace = %namespace, service = %service_name, "Service {verb}");
             publish(
                 context,
                 statefulset,
                 EventType::Normal,
-                "ServiceCreated",
+                reason,
                 format!(
-                    "Service {service_name} created for {}",
+                    "Service {service_name} {verb} for {}",
                     exposed_host(&service)
                 ),
             )
@@ -557,8 +579,8 @@ async fn reconcile_statefulset(
         .services()
         .filter_map(|s| s.metadata.name.clone())
         .collect();
-    let mut next = RESYNC;
     let now = SystemTime::now();
+    let mut lingering = 0;
     for (service_name, service) in owned.iter().filter(|(n, _)| !wanted.contains(*n)) {
         let marked = service
             .annotations()
@@ -586,6 +608,7 @@ async fn reconcile_statefulset(
                     ),
                 )
                 .await;
+                lingering += 1;
                 next = next.min(context.grace.max(Duration::from_secs(1)));
             }
             Some(at) => {
@@ -618,6 +641,7 @@ async fn reconcile_statefulset(
                     )
                     .await;
                 } else {
+                    lingering += 1;
                     next = next.min(context.grace - elapsed + Duration::from_millis(500));
                 }
             }
@@ -639,15 +663,9 @@ async fn reconcile_statefulset(
             pending += 1;
         }
         record_external_name(&services_api, service, &state, context).await?;
-        if context.render.defaults.readiness_gate {
-            set_readiness_condition(service, &namespace, &state, context).await?;
-        }
+        set_readiness_condition(service, &namespace, &state, context).await?;
     }
-    let kept = owned.len()
-        + applied
-            .iter()
-            .filter(|s| !owned.contains_key(&s.name_any()))
-            .count();
+    let kept = applied.len() + lingering;
     context
         .metrics
         .set_statefulset(format!("{namespace}/{name}"), kept as i64, pending);
@@ -664,7 +682,25 @@ fn owned_by(service: &Service, uid: &str) -> bool {
         .any(|o| o.kind == "StatefulSet" && o.uid == uid && o.controller == Some(true))
 }
 
+/// A Service the offline `services` command rendered for this StatefulSet, applied by someone,
+/// and owned by nothing: what `--adopt` takes over (same object, so the load balancer stays).
+fn rendered_for(service: &Service, statefulset: &str) -> bool {
+    let labels = service.labels();
+    labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+        && labels.get(INSTANCE_LABEL).map(String::as_str) == Some(statefulset)
+        && !service
+            .owner_references()
+            .iter()
+            .any(|o| o.controller == Some(true))
+}
+
 fn describe_owner(service: &Service) -> String {
+    if service.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+        && service.owner_references().is_empty()
+    {
+        return "rendered by `services` and applied by hand: run with --adopt to take it over"
+            .into();
+    }
     let manager = service.labels().get(MANAGED_BY_LABEL);
     match (service.owner_references().first(), manager) {
         (Some(owner), _) => format!("owned by {} {}", owner.kind, owner.name),
@@ -923,4 +959,131 @@ async fn set_readiness_condition(
         .await?;
     info!(namespace, pod = %pod_name, status, reason = state.reason(), "readiness gate");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+    fn service(labels: &[(&str, &str)], owner_uid: Option<&str>) -> Service {
+        Service {
+            metadata: ObjectMeta {
+                name: Some("kafka-0-external".into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                ),
+                owner_references: owner_uid.map(|uid| {
+                    vec![OwnerReference {
+                        api_version: "apps/v1".into(),
+                        kind: "StatefulSet".into(),
+                        name: "kafka".into(),
+                        uid: uid.into(),
+                        controller: Some(true),
+                        block_owner_deletion: Some(true),
+                    }]
+                }),
+                ..ObjectMeta::default()
+            },
+            ..Service::default()
+        }
+    }
+
+    const OURS: [(&str, &str); 2] = [(MANAGED_BY_LABEL, MANAGED_BY), (INSTANCE_LABEL, "kafka")];
+
+    #[test]
+    fn only_services_owned_by_this_statefulsets_uid_are_ours() {
+        assert!(owned_by(&service(&OURS, Some("uid-1")), "uid-1"));
+        // A StatefulSet re-created under the same name is another owner.
+        assert!(!owned_by(&service(&OURS, Some("uid-0")), "uid-1"));
+        assert!(!owned_by(&service(&OURS, None), "uid-1"));
+    }
+
+    #[test]
+    fn adopt_takes_only_what_services_rendered_for_this_statefulset_and_nobody_owns() {
+        assert!(rendered_for(&service(&OURS, None), "kafka"));
+        assert!(!rendered_for(&service(&OURS, None), "other"));
+        assert!(!rendered_for(&service(&OURS, Some("uid-0")), "kafka"));
+        assert!(!rendered_for(&service(&[], None), "kafka"));
+        assert!(!rendered_for(
+            &service(&[(MANAGED_BY_LABEL, "Helm"), (INSTANCE_LABEL, "kafka")], None),
+            "kafka"
+        ));
+        assert_eq!(
+            describe_owner(&service(&[(MANAGED_BY_LABEL, "Helm")], None)),
+            "managed by Helm"
+        );
+        assert!(describe_owner(&service(&OURS, None)).contains("--adopt"));
+    }
+
+    #[test]
+    fn external_name_states_read_as_the_annotation_says_them() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let ready = ExternalName::Resolves {
+            host: "kafka-3.kafka.example.com".into(),
+            addresses: vec![ip("10.77.2.13")],
+        };
+        assert_eq!(
+            ready.to_string(),
+            "ready: kafka-3.kafka.example.com resolves to 10.77.2.13"
+        );
+        assert!(ready.resolves());
+        let elsewhere = ExternalName::Elsewhere {
+            host: "kafka-3.kafka.example.com".into(),
+            addresses: vec![ip("10.77.2.11")],
+            load_balancer: vec![ip("10.77.2.13")],
+        };
+        assert_eq!(
+            elsewhere.to_string(),
+            "mismatch: kafka-3.kafka.example.com resolves to 10.77.2.11, the load balancer is 10.77.2.13"
+        );
+        assert!(!elsewhere.resolves());
+        assert_eq!(elsewhere.reason(), "ResolvesElsewhere");
+        assert!(!ExternalName::NoLoadBalancer.resolves());
+        assert!(ExternalName::NotLoadBalancer.resolves());
+    }
+
+    #[tokio::test]
+    async fn a_name_is_checked_against_the_load_balancer_address_it_has() {
+        let mut service = service(&OURS, None);
+        service.spec = Some(k8s_openapi::api::core::v1::ServiceSpec {
+            type_: Some("LoadBalancer".into()),
+            ..Default::default()
+        });
+        service.metadata.annotations = Some(
+            [(HOSTNAME_ANNOTATION.to_owned(), "localhost".to_owned())]
+                .into_iter()
+                .collect(),
+        );
+        let resolver = resolver(None).unwrap();
+        assert_eq!(
+            external_name_state(&service, &resolver).await,
+            ExternalName::NoLoadBalancer
+        );
+        let with_address = |ip: &str| {
+            let mut service = service.clone();
+            service.status = Some(k8s_openapi::api::core::v1::ServiceStatus {
+                load_balancer: Some(k8s_openapi::api::core::v1::LoadBalancerStatus {
+                    ingress: Some(vec![k8s_openapi::api::core::v1::LoadBalancerIngress {
+                        ip: Some(ip.into()),
+                        ..Default::default()
+                    }]),
+                }),
+                ..Default::default()
+            });
+            service
+        };
+        // The system resolver reads /etc/hosts: localhost is 127.0.0.1 (and maybe ::1).
+        assert!(matches!(
+            external_name_state(&with_address("127.0.0.1"), &resolver).await,
+            ExternalName::Resolves { .. }
+        ));
+        assert!(matches!(
+            external_name_state(&with_address("192.0.2.7"), &resolver).await,
+            ExternalName::Elsewhere { .. }
+        ));
+    }
 }

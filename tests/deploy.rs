@@ -584,3 +584,20 @@ fn services_refuse_exposure_settings_that_cannot_work_naming_the_flag() {
         assert!(err.contains(expected), "{args:?}: {err}");
     }
 }
+
+/// Without a Kubernetes API, `reconcile` says so and exits 2, naming where it looked.
+#[test]
+fn reconcile_without_an_api_server_names_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["reconcile", "--admin-listen", "127.0.0.1:0"])
+        .env("KUBECONFIG", dir.path().join("absent"))
+        .env("HOME", dir.path())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no Kubernetes API"), "{err}");
+    assert!(err.contains("KUBECONFIG"), "{err}");
+}

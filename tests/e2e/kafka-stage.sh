@@ -46,10 +46,13 @@ kafka_network() {
   ip -n "$OUTSIDE_NS" link set eth0 up
   ip -n "$OUTSIDE_NS" route add 10.77.2.0/24 via 10.78.0.1
   : >"$dir/cluster-hosts"
-  : >"$dir/outside-hosts"
+  # The outside resolver's records, in a directory of their own: the DNS server of the
+  # reconciler stage serves it too (dnsmasq --hostsdir).
+  mkdir -p "$dir/outside-dns"
+  : >"$dir/outside-dns/hosts"
   mkdir -p "/etc/netns/$BRIDGE_NS" "/etc/netns/$OUTSIDE_NS"
   ln -sfn "$dir/cluster-hosts" "/etc/netns/$BRIDGE_NS/hosts"
-  ln -sfn "$dir/outside-hosts" "/etc/netns/$OUTSIDE_NS/hosts"
+  ln -sfn "$dir/outside-dns/hosts" "/etc/netns/$OUTSIDE_NS/hosts"
 }
 
 outside() { ip netns exec "$OUTSIDE_NS" "$@"; }
@@ -113,7 +116,8 @@ run_kafka_stage() {
     --kafka-libs "$kafka_libs" --image-run "$repo/tests/e2e/kafka/image-run.sh" \
     --bridge-ns "$BRIDGE_NS" --netns-prefix "$POD_NETNS_PREFIX" --subnet 10.77.1 \
     --hosts-file "$kdir/cluster-hosts" --lb-subnet 10.77.2 --lb-dev lbnet \
-    --outside-hosts "$kdir/outside-hosts" >"$kdir/agent.log" 2>&1 &
+    --outside-hosts "$kdir/outside-dns/hosts" --dns-delay-file "$kdir/dns-delay" \
+    >"$kdir/agent.log" 2>&1 &
   AGENT_PID=$!
 
   log "K1. the example cluster, applied unchanged: brokers start one by one (OrderedReady)"

@@ -24,6 +24,7 @@ started=$(date +%s)
 
 cleanup() {
   [ -n "$WEBHOOK_PID" ] && kill "$WEBHOOK_PID" 2>/dev/null
+  declare -F reconcile_cleanup >/dev/null && reconcile_cleanup
   declare -F kafka_cleanup >/dev/null && kafka_cleanup
   stop_cluster
 }
@@ -50,10 +51,10 @@ ln -s ..data/tls.crt "$work/certs/live/tls.crt"
 ln -s ..data/tls.key "$work/certs/live/tls.key"
 ca_bundle=$(cat "$work/certs/a/ca.crt" "$work/certs/b/ca.crt" | base64 -w0)
 
-start_webhook() {
+start_webhook() { # start_webhook [EXTRA SERVE FLAG...]
   "$kli" serve --listen "127.0.0.1:$WEBHOOK_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT" \
     --tls-cert "$work/certs/live/tls.crt" --tls-key "$work/certs/live/tls.key" \
-    --cert-check-interval 500ms --log-format json >>"$work/webhook.log" 2>&1 &
+    --cert-check-interval 500ms --log-format json "$@" >>"$work/webhook.log" 2>&1 &
   WEBHOOK_PID=$!
   local i
   for i in $(seq 1 100); do
@@ -389,6 +390,8 @@ kubectl apply -k "$(overlay cluster-wide)" >/dev/null || fail "re-applying manif
 if [ "${KLI_E2E_KAFKA:-1}" == 1 ]; then
   source tests/e2e/kafka-stage.sh
   run_kafka_stage
+  source tests/e2e/reconcile-stage.sh
+  run_reconcile_stage
 else
   log "the real-Kafka stage is off (KLI_E2E_KAFKA=0)"
 fi

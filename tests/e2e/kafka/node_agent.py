@@ -19,7 +19,14 @@ It also plays the cloud around the cluster: each Service of type LoadBalancer ge
 its own (on the rig's "outside" link) forwarding to the pod its selector names, written to the
 Service's status as a cloud controller does; and, as external-dns does, the outside resolver
 (a hosts file used only by the outside namespace) gets a record for each
-`external-dns.alpha.kubernetes.io/hostname` annotation pointing at that address.
+`external-dns.alpha.kubernetes.io/hostname` annotation pointing at that address, after the delay
+written in --dns-delay-file (seconds; none without the file), as external-dns' sync interval
+delays a real record. A Service that selects pods by other labels than the pod name (a bootstrap
+Service) forwards to the first running pod it selects.
+
+Readiness follows the kubelet's rule: Ready when the containers are ready and every readiness
+gate's condition is True; status patches are strategic, so conditions others set (a readiness
+gate's) stay.
 """
 
 import argparse
@@ -100,7 +107,7 @@ class Network:
         # In place: every pod namespace has this inode bind-mounted as its /etc/hosts.
         with open(self.hosts_file, "r+" if os.path.exists(self.hosts_file) else "w") as f:
             f.seek(0)
-            f.write("\n".join(lines) + "\n")
+            f.write(text)
             f.truncate()
 
 
@@ -195,7 +202,14 @@ class Cloud:
     def __init__(self, args):
         self.args = args
         self.next_host = 10
-        self.balancers = {}  # service uid -> dict(ip, procs, hostnames, name)
+        self.balancers = {}  # service uid -> dict(ip, procs, hostnames, name, created)
+
+    def dns_delay(self):
+        try:
+            with open(self.args.dns_delay_file) as f:
+                return float(f.read().strip() or 0)
+        except (OSError, ValueError, TypeError):
+            return 0.0
 
     def sync(self, services, pods):
         by_name = {pod.name: pod for pod in pods}
@@ -205,7 +219,13 @@ class Cloud:
                 continue
             uid = svc["metadata"]["uid"]
             seen.add(uid)
-            pod_name = svc["spec"].get("selector", {}).get("statefulset.kubernetes.io/pod-name")
+            selector = svc["spec"].get("selector") or {}
+            pod_name = selector.get("statefulset.kubernetes.io/pod-name")
+            if pod_name is None and selector:
+                matching = sorted(p.name for p in pods
+                                  if all((p.obj["metadata"].get("labels") or {}).get(k) == v
+                                         for k, v in selector.items()))
+                pod_name = matching[0] if matching else None
             pod = by_name.get(pod_name)
             if pod is None or not pod.obj["spec"].get("subdomain"):
                 continue  # no endpoint (yet): a cloud keeps the address and waits too
@@ -230,7 +250,8 @@ class Cloud:
         name = svc["metadata"]["name"]
         hostnames = self.hostnames(svc)
         self.balancers[svc["metadata"]["uid"]] = {"ip": ip, "procs": procs, "hostnames": hostnames,
-                                                  "name": name, "backend": backend}
+                                                  "name": name, "backend": backend,
+                                                  "created": time.monotonic()}
         body = {"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}}
         kubectl("patch", "service", "-n", svc["metadata"]["namespace"], name, "--subresource=status",
                 "--type=merge", "-p", json.dumps(body), check=False)
@@ -268,7 +289,13 @@ class Cloud:
         log(f"service {entry['name']}: load balancer {entry['ip']} removed")
 
     def write_hosts(self):
-        lines = [f"{e['ip']} {h}" for e in self.balancers.values() for h in e["hostnames"]]
+        published = time.monotonic() - self.dns_delay()
+        lines = [f"{e['ip']} {h}" for e in self.balancers.values() for h in e["hostnames"]
+                 if e["created"] <= published]
+        text = "\n".join(lines) + "\n"
+        if text == getattr(self, "written", None):
+            return
+        self.written = text
         with open(self.args.outside_hosts, "r+" if os.path.exists(self.args.outside_hosts) else "w") as f:
             f.seek(0)
             f.write("\n".join(lines) + "\n")
@@ -315,7 +342,7 @@ class Agent:
         }
         kubectl("create", "-f", "-", stdin=json.dumps(binding))
 
-    def patch_status(self, pod, ip, ready, message=""):
+    def patch_status(self, pod, ip, containers_ready, ready, message=""):
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         status = "True" if ready else "False"
         body = {
@@ -328,13 +355,14 @@ class Agent:
                 "conditions": [
                     {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
                     {"type": "Initialized", "status": "True", "lastTransitionTime": now},
-                    {"type": "ContainersReady", "status": status, "lastTransitionTime": now},
+                    {"type": "ContainersReady", "status": "True" if containers_ready else "False",
+                     "lastTransitionTime": now},
                     {"type": "Ready", "status": status, "lastTransitionTime": now, "message": message},
                 ],
             }
         }
         kubectl("patch", "pod", "-n", pod.namespace, pod.name, "--subresource=status",
-                "--type=merge", "-p", json.dumps(body), check=False)
+                "--type=strategic", "-p", json.dumps(body), check=False)
 
     def start(self, pod):
         container = self.broker_container(pod)
@@ -381,7 +409,7 @@ class Agent:
             "port": readiness_port(container),
         }
         log(f"{pod.key}: started in {netns} with IP {ip} ({' '.join(argv[:1])})")
-        self.patch_status(pod, ip, False, "starting")
+        self.patch_status(pod, ip, False, False, "starting")
 
     def stop(self, uid):
         entry = self.running.pop(uid)
@@ -430,11 +458,19 @@ class Agent:
                     log(f"{pod.key}: container exited with {code}")
                     entry["ready"] = False
                     entry["reported_exit"] = code
-                    self.patch_status(pod, entry["ip"], False, f"exited with {code}")
-            elif not entry["ready"] and self.port_open(entry):
+                    entry["reported"] = False
+                    self.patch_status(pod, entry["ip"], False, False, f"exited with {code}")
+                continue
+            if not entry["ready"] and self.port_open(entry):
                 entry["ready"] = True
-                log(f"{pod.key}: ready")
-                self.patch_status(pod, entry["ip"], True)
+                log(f"{pod.key}: containers ready")
+            gates = readiness_gates_met(pod.obj)
+            ready = entry["ready"] and gates
+            if entry["ready"] and ready != entry.get("reported"):
+                entry["reported"] = ready
+                log(f"{pod.key}: {'ready' if ready else 'waiting for readiness gates'}")
+                self.patch_status(pod, entry["ip"], True, ready,
+                                  "" if ready else "readiness gates not met")
         for uid in list(self.running):
             if uid not in seen:
                 self.stop(uid)
@@ -467,6 +503,13 @@ class Agent:
         self.running.clear()
 
 
+def readiness_gates_met(pod):
+    """True when every readiness gate of the pod has a condition with status True."""
+    conditions = {c["type"]: c.get("status") for c in pod.get("status", {}).get("conditions") or []}
+    return all(conditions.get(g["conditionType"]) == "True"
+               for g in pod["spec"].get("readinessGates") or [])
+
+
 def readiness_port(container):
     probe = container.get("readinessProbe", {}).get("tcpSocket", {})
     if "port" in probe:
@@ -495,6 +538,7 @@ def main():
     parser.add_argument("--lb-subnet", required=True)
     parser.add_argument("--lb-dev", required=True)
     parser.add_argument("--outside-hosts", required=True)
+    parser.add_argument("--dns-delay-file")
     Agent(parser.parse_args()).run()
 
 

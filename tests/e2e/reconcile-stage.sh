@@ -1,0 +1,214 @@
+# Sourced by run.sh after the real-Kafka stage, whose brokers, node agent and networks it keeps:
+# the Services reconciler (`kafka-listener-injector reconcile`) against the real StatefulSet
+# controller and real brokers. Two reconcilers share one Lease and run as the reconciler's service
+# account (impersonated), with exactly the RBAC of manifests/services-reconciler. A DNS server
+# (dnsmasq) serves the outside resolver's records, which the rig's "cloud" publishes a few seconds
+# after each load balancer, as external-dns does; the webhook adds the external-name readiness gate.
+
+RECONCILE_PIDS=()
+DNS_PID=
+DNS_PORT=25354
+RECONCILER_SA=system:serviceaccount:kafka-listener-injector:kafka-listener-injector-services
+
+reconcile_cleanup() {
+  local pid
+  for pid in "${RECONCILE_PIDS[@]}" $DNS_PID; do
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  RECONCILE_PIDS=()
+  DNS_PID=
+}
+
+start_reconciler() { # start_reconciler NAME ADMIN_PORT: prints the pid
+  KUBECONFIG=$rdir/kubeconfig "$kli" reconcile --adopt --bootstrap-host 'bootstrap-{statefulset}.{domain}' \
+    --dns-server "127.0.0.1:$DNS_PORT" --dns-check-interval 1s --scale-down-grace 20s \
+    --lease-name kli-services --lease-namespace kafka-listener-injector --identity "$1" \
+    --admin-listen "127.0.0.1:$2" --log-format json >>"$rdir/$1.log" 2>&1 &
+  echo $!
+}
+
+metric() { # metric ADMIN_PORT NAME: the sample's value, or nothing
+  curl -fs "http://127.0.0.1:$1/metrics" 2>/dev/null | awk -v m="$2" '$1 == m {print $2}'
+}
+
+managed_services() { # the Services the reconciler keeps for StatefulSet kafka, by name
+  kubectl get services -n "$KAFKA_NS" -o json \
+    | jq -r '.items[] | select(any(.metadata.ownerReferences[]?; .kind == "StatefulSet" and .name == "kafka"))
+             | .metadata.name' | sort | tr '\n' ' '
+}
+
+events_of() { # events_of NAMESPACE OBJECT REASON
+  kubectl get events -n "$1" --field-selector "involvedObject.name=$2,reason=$3" -o json | jq -r '.items[].message'
+}
+
+wait_for() { # wait_for SECONDS COMMAND...: until COMMAND succeeds; prints the seconds it took
+  local start=$SECONDS
+  while ! "${@:2}" >/dev/null 2>&1; do
+    [ $((SECONDS - start)) -ge "$1" ] && { echo timeout; return 1; }
+    sleep 0.5
+  done
+  echo $((SECONDS - start))
+}
+
+has_service() { kubectl get service -n "$KAFKA_NS" "$1" >/dev/null 2>&1; }
+no_service() { ! has_service "$1"; }
+pod_ready() {
+  [ "$(kubectl get pod -n "$KAFKA_NS" "$1" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]
+}
+containers_ready() {
+  [ "$(kubectl get pod -n "$KAFKA_NS" "$1" -o jsonpath='{.status.conditions[?(@.type=="ContainersReady")].status}' 2>/dev/null)" == True ]
+}
+name_resolves() { # as the reconciler's resolver answers
+  [ -n "$(outside getent hosts "$1")" ]
+}
+events_exist() { [ -n "$(events_of "$@")" ]; }
+leader_count() { # how many of the reconcilers say they lead
+  local port n=0
+  for port in "$@"; do [ "$(metric "$port" kafka_listener_injector_reconcile_leader)" == 1 ] && n=$((n + 1)); done
+  echo "$n"
+}
+
+run_reconcile_stage() {
+  rdir=$work/reconcile
+  mkdir -p "$rdir"
+  command -v dnsmasq >/dev/null || { fail "dnsmasq is not installed (.ci/install-deps installs it)"; return; }
+
+  log "R0. the reconciler's RBAC, two replicas on one Lease, DNS with a 15 s publication delay"
+  kubectl apply -f manifests/services-reconciler/serviceaccount.yaml \
+    -f manifests/services-reconciler/rbac.yaml >/dev/null || fail "applying the reconciler's RBAC"
+  python3 - "$KUBECONFIG" "$RECONCILER_SA" >"$rdir/kubeconfig" <<'PY'
+import sys, yaml
+config = yaml.safe_load(open(sys.argv[1]))
+for user in config["users"]:
+    user["user"]["as"] = sys.argv[2]
+print(yaml.safe_dump(config))
+PY
+  expect_eq "the reconciler's account may not read Secrets" \
+    "$(KUBECONFIG=$rdir/kubeconfig kubectl auth can-i list secrets -A 2>/dev/null)" no
+  expect_eq "nor patch a pod's spec" \
+    "$(KUBECONFIG=$rdir/kubeconfig kubectl auth can-i patch pods -n "$KAFKA_NS" 2>/dev/null)" no
+  dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --no-poll \
+    --hostsdir="$kdir/outside-dns" --local="/$DOMAIN/" --listen-address=127.0.0.1 \
+    --bind-interfaces --port="$DNS_PORT" --cache-size=0 --local-ttl=0 --user=root \
+    --pid-file= --log-facility=- >"$rdir/dnsmasq.log" 2>&1 &
+  DNS_PID=$!
+  echo 15 >"$kdir/dns-delay"
+  stop_webhook || fail "the webhook exited non-zero"
+  start_webhook --readiness-gate || { fail "the webhook did not restart"; return; }
+
+  # A Service of someone else's, under the name broker 4's Service would have.
+  kubectl create service clusterip -n "$KAFKA_NS" kafka-4-external --tcp=9094:9094 >/dev/null
+  local foreign_version
+  foreign_version=$(kubectl get service -n "$KAFKA_NS" kafka-4-external -o jsonpath='{.metadata.resourceVersion}')
+  local uid_before
+  uid_before=$(kubectl get service -n "$KAFKA_NS" kafka-0-external -o jsonpath='{.metadata.uid}')
+
+  local a b
+  a=$(start_reconciler reconciler-a 29191)
+  b=$(start_reconciler reconciler-b 29192)
+  RECONCILE_PIDS=("$a" "$b")
+
+  log "R1. the Services kubectl applied from \`services\` are adopted; a bootstrap Service appears"
+  local took
+  took=$(wait_for 60 test "$(managed_services)" == "kafka-0-external kafka-1-external kafka-2-external kafka-bootstrap ")
+  expect_eq "the reconciler keeps kafka-0..2 and the bootstrap Service (after ${took} s)" \
+    "$(managed_services)" "kafka-0-external kafka-1-external kafka-2-external kafka-bootstrap "
+  expect_eq "kafka-0-external is the same object (its load balancer stays)" \
+    "$(kubectl get service -n "$KAFKA_NS" kafka-0-external -o jsonpath='{.metadata.uid}')" "$uid_before"
+  expect_eq "exactly one reconciler leads" "$(leader_count 29191 29192)" 1
+  expect_eq "both replicas are ready (the standby too)" \
+    "$(curl -fs http://127.0.0.1:29191/readyz)$(curl -fs http://127.0.0.1:29192/readyz)" $'ready\nready'
+  took=$(wait_for 60 name_resolves "bootstrap-kafka.$DOMAIN")
+  expect_eq "an outside client bootstraps from bootstrap-kafka.$DOMAIN:9094 (its name after ${took} s)" \
+    "$(outside kcat -b "bootstrap-kafka.$DOMAIN:9094" -L -m 10 2>/dev/null | sed -n 's/^ *broker \([0-9]*\) at.*/\1/p' | sort -n | tr '\n' ' ')" \
+    "$(metadata_brokers | cut -d' ' -f1 | tr '\n' ' ')"
+  expect_contains "a StatefulSet the webhook denies gets an event, not Services" \
+    "$(wait_for 30 events_exist "$KAFKA_NS" kafka-bad RenderFailed >/dev/null; events_of "$KAFKA_NS" kafka-bad RenderFailed | head -n 1)" \
+    "listener EXTERNAL is not in the container's KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"
+  took=$(wait_for 30 test -n "$(kubectl get service -n "$KAFKA_NS" kafka-2-external -o jsonpath='{.metadata.annotations.kafka-listener-injector\.io/external-name}' | grep '^ready')")
+  expect_contains "kafka-2-external says its name resolves to its load balancer" \
+    "$(kubectl get service -n "$KAFKA_NS" kafka-2-external -o jsonpath='{.metadata.annotations.kafka-listener-injector\.io/external-name}')" \
+    "ready: kafka-2.$DOMAIN resolves to 10.77.2."
+
+  log "R2. scale 3 -> 5 with the readiness gate: each new broker waits for its name"
+  local scaled=$SECONDS
+  kubectl scale statefulset -n "$KAFKA_NS" kafka --replicas 5 >/dev/null
+  took=$(wait_for 60 has_service kafka-3-external)
+  expect_eq "kafka-3-external created ${took} s after the scale" "$(has_service kafka-3-external && echo yes)" yes
+  expect_eq "kafka-3-external names kafka-3.$DOMAIN" \
+    "$(kubectl get service -n "$KAFKA_NS" kafka-3-external -o jsonpath='{.metadata.annotations.external-dns\.alpha\.kubernetes\.io/hostname}')" \
+    "kafka-3.$DOMAIN"
+  expect_eq "kafka-3 carries the readiness gate" \
+    "$(kubectl get pod -n "$KAFKA_NS" kafka-3 -o jsonpath='{.spec.readinessGates[*].conditionType}')" \
+    kafka-listener-injector.io/external-name-ready
+  local ready resolved
+  wait_for 240 containers_ready kafka-3 >/dev/null
+  local at_containers=$((SECONDS - scaled))
+  expect_eq "kafka-3 is not ready while its name does not resolve" \
+    "$(name_resolves "kafka-3.$DOMAIN" && echo resolves || (pod_ready kafka-3 && echo ready || echo waiting))" waiting
+  wait_for 60 name_resolves "kafka-3.$DOMAIN" >/dev/null
+  resolved=$((SECONDS - scaled))
+  wait_for 60 pod_ready kafka-3 >/dev/null
+  ready=$((SECONDS - scaled))
+  if pod_ready kafka-3; then
+    pass "kafka-3: containers ready at ${at_containers} s, name resolved at ${resolved} s, pod ready at ${ready} s"
+  else
+    fail "kafka-3 did not turn ready once its name resolved"; kafka_logs
+  fi
+  expect_contains "its condition says why" \
+    "$(kubectl get pod -n "$KAFKA_NS" kafka-3 -o jsonpath='{.status.conditions[?(@.type=="kafka-listener-injector.io/external-name-ready")].message}')" \
+    "ready: kafka-3.$DOMAIN resolves to 10.77.2."
+  expect_eq "the outside client sees broker 103 by its own name" "$(advertised_by 103)" "103 kafka-3.$DOMAIN:9094"
+
+  log "R3. a Service the reconciler did not create is never modified"
+  wait_for 120 containers_ready kafka-4 >/dev/null
+  expect_contains "the name collision is an event on the StatefulSet" \
+    "$(events_of "$KAFKA_NS" kafka ServiceNameTaken | head -n 1)" "Service $KAFKA_NS/kafka-4-external exists and is not this StatefulSet's"
+  sleep 3
+  expect_eq "the foreign kafka-4-external is untouched" \
+    "$(kubectl get service -n "$KAFKA_NS" kafka-4-external -o jsonpath='{.metadata.resourceVersion}')" "$foreign_version"
+  expect_eq "so kafka-4 stays unready: no load balancer, no name" "$(pod_ready kafka-4 && echo ready || echo waiting)" waiting
+  kubectl delete service -n "$KAFKA_NS" kafka-4-external >/dev/null
+  took=$(wait_for 60 pod_ready kafka-4)
+  expect_eq "once it is gone, the reconciler's own Service and name follow; kafka-4 ready after ${took} s" \
+    "$(pod_ready kafka-4 && echo ready)" ready
+  expect_eq "messages reach broker 104 through its own load balancer" "$(count_through_broker 104 e2e-reconciled)" 100
+  kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "kafka-0.$DOMAIN:9094" \
+    --delete --topic e2e-reconciled >/dev/null 2>&1
+
+  log "R4. scale back to 3 and kill the leader: the standby takes over and converges"
+  local leader_pid leader_port standby_port
+  if [ "$(metric 29191 kafka_listener_injector_reconcile_leader)" == 1 ]; then
+    leader_pid=$a; leader_port=29191; standby_port=29192
+  else
+    leader_pid=$b; leader_port=29192; standby_port=29191
+  fi
+  kubectl scale statefulset -n "$KAFKA_NS" kafka --replicas 3 >/dev/null
+  scaled=$SECONDS
+  kill -KILL "$leader_pid"
+  wait "$leader_pid" 2>/dev/null
+  took=$(wait_for 60 test "$(metric "$standby_port" kafka_listener_injector_reconcile_leader)" == 1)
+  expect_eq "the standby leads ${took} s after the leader died" \
+    "$(metric "$standby_port" kafka_listener_injector_reconcile_leader)" 1
+  sleep 2
+  expect_eq "within the 20 s grace, kafka-3/4-external stay" \
+    "$(has_service kafka-3-external && has_service kafka-4-external && echo kept)" kept
+  expect_contains "and say since when they have no broker" \
+    "$(kubectl get service -n "$KAFKA_NS" kafka-4-external -o jsonpath='{.metadata.annotations.kafka-listener-injector\.io/scaled-down-at}')" \
+    "$(date -u +%Y-)"
+  wait_for 90 no_service kafka-4-external >/dev/null
+  expect_eq "after the grace both are deleted ($((SECONDS - scaled)) s after the scale-down)" \
+    "$(managed_services)" "kafka-0-external kafka-1-external kafka-2-external kafka-bootstrap "
+  expect_eq "the leader's metrics count the Services it keeps" \
+    "$(metric "$standby_port" kafka_listener_injector_reconcile_services_managed)" \
+    "$(($(kubectl get services -n "$KAFKA_NS" -o json | jq '[.items[] | select(any(.metadata.ownerReferences[]?; .kind == "StatefulSet"))] | length')))"
+
+  log "R5. deleting the StatefulSet leaves no Service of it behind"
+  kubectl delete statefulset -n "$KAFKA_NS" kafka --wait=false >/dev/null
+  took=$(wait_for 60 test -z "$(managed_services)")
+  expect_eq "no Service of kafka remains (${took} s)" "$(managed_services)" ""
+  expect_eq "and the reconciler did not re-create any" \
+    "$(sleep 3; kubectl get services -n "$KAFKA_NS" -l app.kubernetes.io/instance=kafka -o name)" ""
+  reconcile_cleanup
+}
