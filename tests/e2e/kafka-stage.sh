@@ -282,6 +282,9 @@ print(yaml.safe_dump(sts))' <manifests/examples/kafka/kafka.yaml \
   expect_contains "the denial is in the StatefulSet's events" "$(first_failed_create "$KAFKA_NS" kafka-bad)" \
     "listener EXTERNAL is not in the container's KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"
   expect_eq "no pod of it exists" "$(kubectl get pods -n "$KAFKA_NS" -l app.kubernetes.io/name=kafka-bad -o name)" ""
+
+  # The Services reconciler takes over from here, on these brokers (reconcile-stage.sh).
+  declare -F run_reconcile_stage >/dev/null && run_reconcile_stage
   kubectl delete statefulset -n "$KAFKA_NS" kafka-bad >/dev/null
 
   kubectl delete namespace "$KAFKA_NS" --wait=false >/dev/null

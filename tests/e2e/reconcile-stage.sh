@@ -1,4 +1,4 @@
-# Sourced by run.sh after the real-Kafka stage, whose brokers, node agent and networks it keeps:
+# Sourced by run.sh; run at the end of the real-Kafka stage, on its brokers, node agent and networks:
 # the Services reconciler (`kafka-listener-injector reconcile`) against the real StatefulSet
 # controller and real brokers. Two reconcilers share one Lease and run as the reconciler's service
 # account (impersonated), with exactly the RBAC of manifests/services-reconciler. A DNS server
@@ -63,6 +63,11 @@ name_resolves() { # as the reconciler's resolver answers
   [ -n "$(outside getent hosts "$1")" ]
 }
 events_exist() { [ -n "$(events_of "$@")" ]; }
+services_are() { [ "$(managed_services)" == "$1" ]; }
+leads() { [ "$(metric "$1" kafka_listener_injector_reconcile_leader)" == 1 ]; }
+external_name_ready() {
+  kubectl get service -n "$KAFKA_NS" "$1" -o jsonpath='{.metadata.annotations.kafka-listener-injector\.io/external-name}' | grep -q '^ready'
+}
 leader_count() { # how many of the reconcilers say they lead
   local port n=0
   for port in "$@"; do [ "$(metric "$port" kafka_listener_injector_reconcile_leader)" == 1 ] && n=$((n + 1)); done
@@ -111,14 +116,14 @@ PY
 
   log "R1. the Services kubectl applied from \`services\` are adopted; a bootstrap Service appears"
   local took
-  took=$(wait_for 60 test "$(managed_services)" == "kafka-0-external kafka-1-external kafka-2-external kafka-bootstrap ")
+  took=$(wait_for 60 services_are "kafka-0-external kafka-1-external kafka-2-external kafka-bootstrap ")
   expect_eq "the reconciler keeps kafka-0..2 and the bootstrap Service (after ${took} s)" \
     "$(managed_services)" "kafka-0-external kafka-1-external kafka-2-external kafka-bootstrap "
   expect_eq "kafka-0-external is the same object (its load balancer stays)" \
     "$(kubectl get service -n "$KAFKA_NS" kafka-0-external -o jsonpath='{.metadata.uid}')" "$uid_before"
   expect_eq "exactly one reconciler leads" "$(leader_count 29191 29192)" 1
   expect_eq "both replicas are ready (the standby too)" \
-    "$(curl -fs http://127.0.0.1:29191/readyz)$(curl -fs http://127.0.0.1:29192/readyz)" $'ready\nready'
+    "$(curl -fs http://127.0.0.1:29191/readyz) $(curl -fs http://127.0.0.1:29192/readyz)" "ready ready"
   took=$(wait_for 60 name_resolves "bootstrap-kafka.$DOMAIN")
   expect_eq "an outside client bootstraps from bootstrap-kafka.$DOMAIN:9094 (its name after ${took} s)" \
     "$(outside kcat -b "bootstrap-kafka.$DOMAIN:9094" -L -m 10 2>/dev/null | sed -n 's/^ *broker \([0-9]*\) at.*/\1/p' | sort -n | tr '\n' ' ')" \
@@ -126,7 +131,7 @@ PY
   expect_contains "a StatefulSet the webhook denies gets an event, not Services" \
     "$(wait_for 30 events_exist "$KAFKA_NS" kafka-bad RenderFailed >/dev/null; events_of "$KAFKA_NS" kafka-bad RenderFailed | head -n 1)" \
     "listener EXTERNAL is not in the container's KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"
-  took=$(wait_for 30 test -n "$(kubectl get service -n "$KAFKA_NS" kafka-2-external -o jsonpath='{.metadata.annotations.kafka-listener-injector\.io/external-name}' | grep '^ready')")
+  wait_for 30 external_name_ready kafka-2-external >/dev/null
   expect_contains "kafka-2-external says its name resolves to its load balancer" \
     "$(kubectl get service -n "$KAFKA_NS" kafka-2-external -o jsonpath='{.metadata.annotations.kafka-listener-injector\.io/external-name}')" \
     "ready: kafka-2.$DOMAIN resolves to 10.77.2."
@@ -188,7 +193,7 @@ PY
   scaled=$SECONDS
   kill -KILL "$leader_pid"
   wait "$leader_pid" 2>/dev/null
-  took=$(wait_for 60 test "$(metric "$standby_port" kafka_listener_injector_reconcile_leader)" == 1)
+  took=$(wait_for 60 leads "$standby_port")
   expect_eq "the standby leads ${took} s after the leader died" \
     "$(metric "$standby_port" kafka_listener_injector_reconcile_leader)" 1
   sleep 2
@@ -206,7 +211,7 @@ PY
 
   log "R5. deleting the StatefulSet leaves no Service of it behind"
   kubectl delete statefulset -n "$KAFKA_NS" kafka --wait=false >/dev/null
-  took=$(wait_for 60 test -z "$(managed_services)")
+  took=$(wait_for 60 services_are "")
   expect_eq "no Service of kafka remains (${took} s)" "$(managed_services)" ""
   expect_eq "and the reconciler did not re-create any" \
     "$(sleep 3; kubectl get services -n "$KAFKA_NS" -l app.kubernetes.io/instance=kafka -o name)" ""

@@ -389,9 +389,8 @@ kubectl apply -k "$(overlay cluster-wide)" >/dev/null || fail "re-applying manif
 
 if [ "${KLI_E2E_KAFKA:-1}" == 1 ]; then
   source tests/e2e/kafka-stage.sh
-  run_kafka_stage
   source tests/e2e/reconcile-stage.sh
-  run_reconcile_stage
+  run_kafka_stage
 else
   log "the real-Kafka stage is off (KLI_E2E_KAFKA=0)"
 fi

@@ -29,9 +29,13 @@ mkdir -p "$config/default" "$config/mounted" "$config/final"
 classpath="$KLI_KAFKA_LIBS/*"
 # The rig runs several brokers on two cores: a small heap instead of kafka-server-start.sh's 1 GiB.
 heap=${KAFKA_HEAP_OPTS:--Xms64m -Xmx320m}
-java -Xmx128m -cp "$classpath" kafka.docker.KafkaDockerWrapper setup \
+# A broker pod re-created on its old volume finds its log directories formatted; the image's
+# launch script lets that pass, and only that.
+if ! setup=$(java -Xmx128m -cp "$classpath" kafka.docker.KafkaDockerWrapper setup \
   --default-configs-dir "$config/default" --mounted-configs-dir "$config/mounted" \
-  --final-configs-dir "$config/final"
+  --final-configs-dir "$config/final" 2>&1); then
+  grep -qi "already formatted" <<<"$setup" || { echo "$setup" >&2; exit 1; }
+fi
 # shellcheck disable=SC2086
 exec java $heap -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
   -cp "$classpath" kafka.Kafka "$config/final/server.properties"

@@ -107,7 +107,7 @@ class Network:
         # In place: every pod namespace has this inode bind-mounted as its /etc/hosts.
         with open(self.hosts_file, "r+" if os.path.exists(self.hosts_file) else "w") as f:
             f.seek(0)
-            f.write(text)
+            f.write("\n".join(lines) + "\n")
             f.truncate()
 
 
@@ -298,7 +298,7 @@ class Cloud:
         self.written = text
         with open(self.args.outside_hosts, "r+" if os.path.exists(self.args.outside_hosts) else "w") as f:
             f.seek(0)
-            f.write("\n".join(lines) + "\n")
+            f.write(text)
             f.truncate()
 
     def close(self):
