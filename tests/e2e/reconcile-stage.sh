@@ -205,9 +205,10 @@ PY
   wait_for 90 no_service kafka-4-external >/dev/null
   expect_eq "after the grace both are deleted ($((SECONDS - scaled)) s after the scale-down)" \
     "$(managed_services)" "kafka-0-external kafka-1-external kafka-2-external kafka-bootstrap "
-  expect_eq "the leader's metrics count the Services it keeps" \
+  expect_eq "the leader's metrics count the Services it keeps, in every namespace" \
     "$(metric "$standby_port" kafka_listener_injector_reconcile_services_managed)" \
-    "$(($(kubectl get services -n "$KAFKA_NS" -o json | jq '[.items[] | select(any(.metadata.ownerReferences[]?; .kind == "StatefulSet"))] | length')))"
+    "$(kubectl get services -A -l app.kubernetes.io/managed-by=kafka-listener-injector -o json \
+      | jq '[.items[] | select(any(.metadata.ownerReferences[]?; .kind == "StatefulSet"))] | length')"
 
   log "R5. deleting the StatefulSet leaves no Service of it behind"
   kubectl delete statefulset -n "$KAFKA_NS" kafka --wait=false >/dev/null
