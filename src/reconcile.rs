@@ -1009,7 +1009,10 @@ mod tests {
         assert!(!rendered_for(&service(&OURS, Some("uid-0")), "kafka"));
         assert!(!rendered_for(&service(&[], None), "kafka"));
         assert!(!rendered_for(
-            &service(&[(MANAGED_BY_LABEL, "Helm"), (INSTANCE_LABEL, "kafka")], None),
+            &service(
+                &[(MANAGED_BY_LABEL, "Helm"), (INSTANCE_LABEL, "kafka")],
+                None
+            ),
             "kafka"
         ));
         assert_eq!(
