@@ -25,6 +25,7 @@ use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfi
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::TokioResolver;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
@@ -173,8 +174,20 @@ impl Metrics {
     }
 
     fn set_statefulset(&self, key: String, services: i64, pending: i64) {
+        self.update_statefulset(key, Some((services, pending)));
+    }
+
+    /// A deleted StatefulSet's Services go with it: its share of the gauges too.
+    fn forget_statefulset(&self, key: &str) {
+        self.update_statefulset(key.to_owned(), None);
+    }
+
+    fn update_statefulset(&self, key: String, counts: Option<(i64, i64)>) {
         let mut map = self.per_statefulset.lock().expect("not poisoned");
-        map.insert(key, (services, pending));
+        match counts {
+            Some(counts) => map.insert(key, counts),
+            None => map.remove(&key),
+        };
         self.services.set(map.values().map(|v| v.0).sum());
         self.names_pending.set(map.values().map(|v| v.1).sum());
     }
@@ -439,40 +452,95 @@ async fn selected(statefulset: &StatefulSet, context: &Context) -> Result<bool, 
 }
 
 async fn reconcile(statefulset: Arc<StatefulSet>, context: Arc<Context>) -> Result<Action, Error> {
-    let result = reconcile_statefulset(&statefulset, &context).await;
-    let label = if result.is_ok() { "ok" } else { "error" };
-    if result.is_ok() {
-        context
-            .metrics
-            .runs
-            .get_or_create(&ResultLabels { result: label })
-            .inc();
-    }
-    result
+    let action = reconcile_statefulset(&statefulset, &context).await?;
+    context
+        .metrics
+        .runs
+        .get_or_create(&ResultLabels { result: "ok" })
+        .inc();
+    Ok(action)
 }
 
+/// One reconcile of one StatefulSet: render, apply, retire the Services of removed ordinals,
+/// check the brokers' names. Each step says when it wants to run again; the soonest wins.
 async fn reconcile_statefulset(
     statefulset: &StatefulSet,
     context: &Context,
 ) -> Result<Action, Error> {
+    let run = Run::new(statefulset, context);
     if statefulset.meta().deletion_timestamp.is_some() {
+        context.metrics.forget_statefulset(&run.key());
         return Ok(Action::await_change()); // The garbage collector deletes its Services.
     }
-    let namespace = statefulset.namespace().unwrap_or_default();
-    let name = statefulset.name_any();
-    let uid = statefulset.uid().unwrap_or_default();
-    let services_api = Api::<Service>::namespaced(context.client.clone(), &namespace);
+    let rendered = run.render().await?;
+    let owned = run.owned_services().await?;
+    let (applied, mut next) = run.apply(&rendered, &owned).await?;
+    let wanted: BTreeSet<String> = rendered
+        .services()
+        .filter_map(|s| s.metadata.name.clone())
+        .collect();
+    let (lingering, retire_next) = run.retire(&owned, &wanted).await?;
+    next = next.min(retire_next);
+    let pending = run.check_external_names(&applied).await?;
+    context.metrics.set_statefulset(
+        run.key(),
+        (applied.len() + lingering) as i64,
+        pending as i64,
+    );
+    if pending > 0 {
+        next = next.min(context.dns_check_interval);
+    }
+    Ok(Action::requeue(next))
+}
 
-    let rendered = if selected(statefulset, context).await? {
-        match services::for_statefulset(&context.render, statefulset, &namespace, None) {
+/// What one reconcile works on: the StatefulSet, its namespace's Services, and the context.
+struct Run<'a> {
+    context: &'a Context,
+    statefulset: &'a StatefulSet,
+    reference: ObjectReference,
+    namespace: String,
+    name: String,
+    services: Api<Service>,
+}
+
+impl<'a> Run<'a> {
+    fn new(statefulset: &'a StatefulSet, context: &'a Context) -> Self {
+        let namespace = statefulset.namespace().unwrap_or_default();
+        Self {
+            context,
+            statefulset,
+            reference: statefulset.object_ref(&()),
+            services: Api::namespaced(context.client.clone(), &namespace),
+            name: statefulset.name_any(),
+            namespace,
+        }
+    }
+
+    fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    async fn publish(&self, type_: EventType, reason: &str, note: String) {
+        publish(self.context, &self.reference, type_, reason, note).await;
+    }
+
+    /// The Services the StatefulSet needs: none when the webhook does not inject it. A render
+    /// fault applies and deletes nothing (the webhook denies these pods too); the StatefulSet's
+    /// events say why.
+    async fn render(&self) -> Result<services::Rendered, Error> {
+        if !selected(self.statefulset, self.context).await? {
+            return Ok(services::Rendered::default());
+        }
+        let rendered = match services::for_statefulset(
+            &self.context.render,
+            self.statefulset,
+            &self.namespace,
+            None,
+        ) {
             Ok(rendered) => rendered,
             Err(error) => {
-                // Nothing is applied or deleted on a render fault: the webhook denies these
-                // pods too, and the StatefulSet's events say why.
-                context.metrics.count_error("render");
-                publish(
-                    context,
-                    statefulset,
+                self.context.metrics.count_error("render");
+                self.publish(
                     EventType::Warning,
                     "RenderFailed",
                     format!("no Services rendered: {error:#}"),
@@ -480,199 +548,208 @@ async fn reconcile_statefulset(
                 .await;
                 return Err(Error::Render(error));
             }
+        };
+        let uid = self.statefulset.uid().unwrap_or_default();
+        for warning in &rendered.warnings {
+            let first_time = (self.context.warned.lock().expect("not poisoned"))
+                .insert((uid.clone(), warning.clone()));
+            if first_time {
+                self.publish(
+                    EventType::Warning,
+                    "UnencryptedPublicListener",
+                    warning.clone(),
+                )
+                .await;
+            }
         }
-    } else {
-        services::Rendered::default()
-    };
-    for warning in &rendered.warnings {
-        let key = (uid.clone(), warning.clone());
-        if context.warned.lock().expect("not poisoned").insert(key) {
-            publish(
-                context,
-                statefulset,
-                EventType::Warning,
-                "UnencryptedPublicListener",
-                warning.clone(),
-            )
-            .await;
-        }
+        Ok(rendered)
     }
 
-    let owned: BTreeMap<String, Service> = services_api
-        .list(&ListParams::default().labels(&format!(
-            "{MANAGED_BY_LABEL}={MANAGED_BY},{INSTANCE_LABEL}={name}"
-        )))
-        .await?
-        .items
-        .into_iter()
-        .filter(|s| owned_by(s, &uid))
-        .map(|s| (s.name_any(), s))
-        .collect();
+    /// The Services this StatefulSet owns (its uid, not only its name), by name.
+    async fn owned_services(&self) -> Result<BTreeMap<String, Service>, kube::Error> {
+        let uid = self.statefulset.uid().unwrap_or_default();
+        let selector = format!(
+            "{MANAGED_BY_LABEL}={MANAGED_BY},{INSTANCE_LABEL}={}",
+            self.name
+        );
+        Ok(self
+            .services
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items
+            .into_iter()
+            .filter(|s| owned_by(s, &uid))
+            .map(|s| (s.name_any(), s))
+            .collect())
+    }
 
-    let mut applied = Vec::new();
-    let mut next = RESYNC;
-    for desired in rendered.services() {
-        let service_name = desired.metadata.name.clone().unwrap_or_default();
-        let mut adopted = false;
-        if !owned.contains_key(&service_name) {
-            if let Some(existing) = services_api.get_opt(&service_name).await? {
-                if !(context.adopt && rendered_for(&existing, &name)) {
-                    context.metrics.count_error("name-taken");
-                    publish(
-                        context,
-                        statefulset,
-                        EventType::Warning,
-                        "ServiceNameTaken",
+    /// Applies each rendered Service, except where the name belongs to someone else; returns the
+    /// Services as stored and when to look again.
+    async fn apply(
+        &self,
+        rendered: &services::Rendered,
+        owned: &BTreeMap<String, Service>,
+    ) -> Result<(Vec<Service>, Duration), kube::Error> {
+        let mut applied = Vec::new();
+        let mut next = RESYNC;
+        for desired in rendered.services() {
+            let service_name = desired.metadata.name.clone().unwrap_or_default();
+            let mine = owned.get(&service_name);
+            let mut adopted = false;
+            if mine.is_none() {
+                if let Some(existing) = self.services.get_opt(&service_name).await? {
+                    if !(self.context.adopt && rendered_for(&existing, &self.name)) {
+                        self.context.metrics.count_error("name-taken");
+                        self.publish(
+                            EventType::Warning,
+                            "ServiceNameTaken",
+                            format!(
+                                "Service {}/{service_name} exists and is not this StatefulSet's ({}); \
+                                 it is left untouched and its broker has no Service of ours",
+                                self.namespace,
+                                describe_owner(&existing)
+                            ),
+                        )
+                        .await;
+                        // Its owner may delete it any time; that does not reach this controller.
+                        next = next.min(Duration::from_secs(10));
+                        continue;
+                    }
+                    adopted = true;
+                }
+            }
+            if mine.is_some_and(|s| s.annotations().contains_key(SCALED_DOWN_ANNOTATION)) {
+                annotate(&self.services, &service_name, SCALED_DOWN_ANNOTATION, None).await?;
+                info!(service = %service_name, "ordinal is back: scale-down mark removed");
+            }
+            let service = self
+                .services
+                .patch(
+                    &service_name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(desired),
+                )
+                .await?;
+            if mine.is_none() {
+                let (reason, verb) = if adopted {
+                    ("ServiceAdopted", "adopted")
+                } else {
+                    ("ServiceCreated", "created")
+                };
+                info!(namespace = %self.namespace, service = %service_name, "Service {verb}");
+                let host = exposed_host(&service);
+                self.publish(
+                    EventType::Normal,
+                    reason,
+                    format!("Service {service_name} {verb} for {host}"),
+                )
+                .await;
+            }
+            self.context.metrics.count_action("applied");
+            applied.push(service);
+        }
+        Ok((applied, next))
+    }
+
+    /// The owned Services no broker needs any more: marked when first seen so, deleted once the
+    /// grace has passed since. Returns how many remain and when the next one is due.
+    async fn retire(
+        &self,
+        owned: &BTreeMap<String, Service>,
+        wanted: &BTreeSet<String>,
+    ) -> Result<(usize, Duration), kube::Error> {
+        let grace = self.context.grace;
+        let now = SystemTime::now();
+        let mut lingering = 0;
+        let mut next = RESYNC;
+        for (service_name, service) in owned.iter().filter(|(n, _)| !wanted.contains(*n)) {
+            let marked = service
+                .annotations()
+                .get(SCALED_DOWN_ANNOTATION)
+                .and_then(|at| humantime::parse_rfc3339(at).ok());
+            let elapsed = marked.map(|at| now.duration_since(at).unwrap_or_default());
+            match elapsed {
+                None => {
+                    let at = humantime::format_rfc3339_seconds(now).to_string();
+                    annotate(
+                        &self.services,
+                        service_name,
+                        SCALED_DOWN_ANNOTATION,
+                        Some(&at),
+                    )
+                    .await?;
+                    self.context.metrics.count_action("marked-scaled-down");
+                    self.publish(
+                        EventType::Normal,
+                        "ServiceScaledDown",
                         format!(
-                            "Service {namespace}/{service_name} exists and is not this StatefulSet's ({}); \
-                             it is left untouched and its broker has no Service of ours",
-                            describe_owner(&existing)
+                            "Service {service_name} has no broker now; deleted after {} unless the ordinal returns",
+                            humantime::format_duration(grace)
                         ),
                     )
                     .await;
-                    // Its owner may delete it any time; that does not reach this controller.
-                    next = next.min(Duration::from_secs(10));
-                    continue;
+                    lingering += 1;
+                    next = next.min(grace.max(Duration::from_secs(1)));
                 }
-                adopted = true;
-            }
-        }
-        if owned
-            .get(&service_name)
-            .is_some_and(|s| s.annotations().contains_key(SCALED_DOWN_ANNOTATION))
-        {
-            annotate(&services_api, &service_name, SCALED_DOWN_ANNOTATION, None).await?;
-            info!(service = %service_name, "ordinal is back: scale-down mark removed");
-        }
-        let service = services_api
-            .patch(
-                &service_name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(desired),
-            )
-            .await?;
-        if !owned.contains_key(&service_name) {
-            let (reason, verb) = if adopted {
-                ("ServiceAdopted", "adopted")
-            } else {
-                ("ServiceCreated", "created")
-            };
-            info!(namespace = %namespace, service = %service_name, "Service {verb}");
-            publish(
-                context,
-                statefulset,
-                EventType::Normal,
-                reason,
-                format!(
-                    "Service {service_name} {verb} for {}",
-                    exposed_host(&service)
-                ),
-            )
-            .await;
-        }
-        context.metrics.count_action("applied");
-        applied.push(service);
-    }
-
-    // Services of ordinals that are gone: kept for the grace period, then deleted.
-    let wanted: BTreeSet<String> = rendered
-        .services()
-        .filter_map(|s| s.metadata.name.clone())
-        .collect();
-    let now = SystemTime::now();
-    let mut lingering = 0;
-    for (service_name, service) in owned.iter().filter(|(n, _)| !wanted.contains(*n)) {
-        let marked = service
-            .annotations()
-            .get(SCALED_DOWN_ANNOTATION)
-            .and_then(|at| humantime::parse_rfc3339(at).ok());
-        match marked {
-            None => {
-                let at = humantime::format_rfc3339_seconds(now).to_string();
-                annotate(
-                    &services_api,
-                    service_name,
-                    SCALED_DOWN_ANNOTATION,
-                    Some(&at),
-                )
-                .await?;
-                context.metrics.count_action("marked-scaled-down");
-                publish(
-                    context,
-                    statefulset,
-                    EventType::Normal,
-                    "ServiceScaledDown",
-                    format!(
-                        "Service {service_name} has no broker now; deleted after {} unless the ordinal returns",
-                        humantime::format_duration(context.grace)
-                    ),
-                )
-                .await;
-                lingering += 1;
-                next = next.min(context.grace.max(Duration::from_secs(1)));
-            }
-            Some(at) => {
-                let elapsed = now.duration_since(at).unwrap_or_default();
-                if elapsed >= context.grace {
-                    let params = DeleteParams {
-                        preconditions: Some(Preconditions {
-                            uid: service.uid(),
-                            resource_version: None,
-                        }),
-                        ..DeleteParams::default()
-                    };
-                    match services_api.delete(service_name, &params).await {
-                        Ok(_) => {}
-                        Err(kube::Error::Api(status))
-                            if status.code == 404 || status.code == 409 => {}
-                        Err(error) => return Err(error.into()),
-                    }
-                    context.metrics.count_action("deleted");
-                    info!(namespace = %namespace, service = %service_name, "Service deleted after the scale-down grace");
-                    publish(
-                        context,
-                        statefulset,
+                Some(elapsed) if elapsed < grace => {
+                    lingering += 1;
+                    next = next.min(grace - elapsed + Duration::from_millis(500));
+                }
+                Some(_) => {
+                    self.delete(service_name, service).await?;
+                    self.context.metrics.count_action("deleted");
+                    info!(namespace = %self.namespace, service = %service_name, "Service deleted after the scale-down grace");
+                    self.publish(
                         EventType::Normal,
                         "ServiceDeleted",
                         format!(
                             "Service {service_name} deleted: its ordinal was gone for {}",
-                            humantime::format_duration(context.grace)
+                            humantime::format_duration(grace)
                         ),
                     )
                     .await;
-                } else {
-                    lingering += 1;
-                    next = next.min(context.grace - elapsed + Duration::from_millis(500));
                 }
             }
         }
+        Ok((lingering, next))
     }
 
-    let mut pending = 0;
-    for service in &applied {
-        if service
-            .labels()
-            .get(services::COMPONENT_LABEL)
-            .map(String::as_str)
-            != Some("broker")
-        {
-            continue;
+    /// Deletes exactly this Service (by uid); gone or replaced already is fine.
+    async fn delete(&self, service_name: &str, service: &Service) -> Result<(), kube::Error> {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: service.uid(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match self.services.delete(service_name, &params).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+            Err(error) => Err(error),
         }
-        let state = external_name_state(service, &context.resolver).await;
-        if !state.resolves() {
-            pending += 1;
+    }
+
+    /// Checks each broker Service's name, records the answer on it and in its pod's readiness
+    /// gate; returns how many do not resolve to their load balancer yet.
+    async fn check_external_names(&self, applied: &[Service]) -> Result<usize, kube::Error> {
+        let mut pending = 0;
+        let brokers = applied.iter().filter(|s| {
+            s.labels()
+                .get(services::COMPONENT_LABEL)
+                .map(String::as_str)
+                == Some("broker")
+        });
+        for service in brokers {
+            let state = external_name_state(service, &self.context.resolver).await;
+            if !state.resolves() {
+                pending += 1;
+            }
+            record_external_name(&self.services, service, &state, self.context).await?;
+            set_readiness_condition(service, &self.namespace, &state, self.context).await?;
         }
-        record_external_name(&services_api, service, &state, context).await?;
-        set_readiness_condition(service, &namespace, &state, context).await?;
+        Ok(pending)
     }
-    let kept = applied.len() + lingering;
-    context
-        .metrics
-        .set_statefulset(format!("{namespace}/{name}"), kept as i64, pending);
-    if pending > 0 {
-        next = next.min(context.dns_check_interval);
-    }
-    Ok(Action::requeue(next))
 }
 
 fn owned_by(service: &Service, uid: &str) -> bool {
@@ -729,9 +806,10 @@ async fn annotate(
     Ok(())
 }
 
+/// Publishes an event about `regarding`; a failure to publish is logged, never fatal.
 async fn publish(
     context: &Context,
-    statefulset: &StatefulSet,
+    regarding: &ObjectReference,
     type_: EventType,
     reason: &str,
     note: String,
@@ -743,11 +821,7 @@ async fn publish(
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(error) = context
-        .recorder
-        .publish(&event, &statefulset.object_ref(&()))
-        .await
-    {
+    if let Err(error) = context.recorder.publish(&event, regarding).await {
         warn!(%error, reason, "could not publish an event");
     }
 }
@@ -887,24 +961,19 @@ async fn record_external_name(
     )
     .await?;
     info!(service = %service.name_any(), state = %text, "external name");
-    let event = Event {
-        type_: if matches!(state, ExternalName::Elsewhere { .. }) {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: state.reason().into(),
-        note: Some(text),
-        action: "CheckExternalName".into(),
-        secondary: None,
+    let type_ = if matches!(state, ExternalName::Elsewhere { .. }) {
+        EventType::Warning
+    } else {
+        EventType::Normal
     };
-    if let Err(error) = context
-        .recorder
-        .publish(&event, &service.object_ref(&()))
-        .await
-    {
-        warn!(%error, "could not publish an event");
-    }
+    publish(
+        context,
+        &service.object_ref(&()),
+        type_,
+        state.reason(),
+        text,
+    )
+    .await;
     Ok(())
 }
 

@@ -122,15 +122,15 @@ pub struct Config {
 /// should know about them.
 #[derive(Debug, Default)]
 pub struct Rendered {
-    /// The brokers' Services, in ordinal order, each with its ordinal.
-    pub brokers: Vec<(i64, Service)>,
+    /// The brokers' Services, in ordinal order.
+    pub brokers: Vec<Service>,
     pub bootstrap: Option<Service>,
     pub warnings: Vec<String>,
 }
 
 impl Rendered {
     pub fn services(&self) -> impl Iterator<Item = &Service> {
-        self.brokers.iter().map(|(_, s)| s).chain(&self.bootstrap)
+        self.brokers.iter().chain(&self.bootstrap)
     }
 }
 
@@ -204,7 +204,7 @@ pub fn for_statefulset(
         let id = format!("{namespace}/{}", broker.name);
         let service =
             broker_service(render, statefulset, namespace, broker).with_context(|| id.clone())?;
-        rendered.brokers.push((broker.ordinal, service));
+        rendered.brokers.push(service);
     }
     if let Some(host) = &render.bootstrap_host {
         rendered.bootstrap = Some(
@@ -234,7 +234,7 @@ pub fn render(config: &Config, err: &mut impl Write) -> anyhow::Result<Vec<Servi
         for warning in &rendered.warnings {
             writeln!(err, "warning: {warning}")?;
         }
-        services.extend(rendered.brokers.into_iter().map(|(_, s)| s));
+        services.extend(rendered.brokers);
         services.extend(rendered.bootstrap);
     }
     if services.is_empty() {
