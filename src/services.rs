@@ -206,7 +206,8 @@ pub fn for_statefulset(
             broker_service(render, statefulset, namespace, broker).with_context(|| id.clone())?;
         rendered.brokers.push(service);
     }
-    if let Some(host) = &render.bootstrap_host {
+    // A StatefulSet scaled to zero has nothing to bootstrap from, and needs no Service yet.
+    if let (Some(host), false) = (&render.bootstrap_host, brokers.is_empty()) {
         rendered.bootstrap = Some(
             bootstrap_service(render, statefulset, namespace, host, &brokers)
                 .with_context(|| format!("{namespace}/{name}: bootstrap Service"))?,
@@ -531,4 +532,57 @@ fn is_service_name(name: &str) -> bool {
         && bytes
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example_statefulset() -> StatefulSet {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/manifests/examples/kafka/kafka.yaml"
+        ))
+        .unwrap();
+        let statefulset = serde_norway::Deserializer::from_str(&text)
+            .map(|d| serde_json::Value::deserialize(d).unwrap())
+            .find(|v| v["kind"] == "StatefulSet")
+            .unwrap();
+        serde_json::from_value(statefulset).unwrap()
+    }
+
+    fn render() -> Render {
+        Render {
+            defaults: Defaults::default(),
+            service_type: ServiceType::LoadBalancer,
+            annotations: Vec::new(),
+            port: None,
+            listener: "EXTERNAL".into(),
+            name_template: Template::parse("{pod}-external").unwrap(),
+            scope: Scope::Internal,
+            cloud: Some(Cloud::Gcp),
+            source_ranges: Vec::new(),
+            external_traffic_policy: None,
+            bootstrap_host: Some(Template::parse("bootstrap.{domain}").unwrap()),
+        }
+    }
+
+    use serde::Deserialize;
+
+    #[test]
+    fn a_statefulset_scaled_to_zero_needs_no_service_not_even_a_bootstrap_one() {
+        let rendered =
+            for_statefulset(&render(), &example_statefulset(), "kafka", Some(0)).unwrap();
+        assert_eq!(rendered.services().count(), 0);
+        let rendered =
+            for_statefulset(&render(), &example_statefulset(), "kafka", Some(2)).unwrap();
+        let names: Vec<_> = rendered
+            .services()
+            .map(|s| s.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["kafka-0-external", "kafka-1-external", "kafka-bootstrap"]
+        );
+    }
 }
