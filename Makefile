@@ -3,7 +3,7 @@ CARGO ?= cargo
 BIN := target/release/kafka-listener-injector
 DEV_CERTS := certs/dev
 
-.PHONY: run test e2e bench soak lint certs preview build clean profile fuzz attacks install
+.PHONY: run test e2e bench soak lint certs preview build clean profile fuzz attacks install image image-test
 
 build:
 	$(CARGO) build --release --locked
@@ -44,8 +44,17 @@ lint:
 preview:
 	$(CARGO) run --quiet --locked -- preview -f manifests/examples/kafka/kafka.yaml
 
+## The control plane and real Kafka (tests/e2e), then the image built and run as a runtime would.
 e2e:
 	tests/e2e/run.sh
+	$(MAKE) image-test
+
+## The OCI image under target/image (no Docker daemon): static binary, uid 65532, SBOM.
+image:
+	tests/image/build.sh
+
+image-test: image
+	tests/image/test.sh
 
 bench:
 	bench/run.sh

@@ -395,6 +395,58 @@ else
   log "the real-Kafka stage is off (KLI_E2E_KAFKA=0)"
 fi
 
+log "13. Helm: install, upgrade and uninstall the chart"
+helm=$(tests/tools/go-tool.sh helm) || fail "building helm"
+kubectl delete -k "$(overlay cluster-wide)" --wait=true >/dev/null 2>&1
+# The chart, called by URL on loopback like the manifests above; its caBundle is the running
+# webhook's CA (certificates.mode=secret).
+chart_values=(--set webhook.url="https://127.0.0.1:$WEBHOOK_PORT/mutate" --set certificates.mode=secret
+  --set certificates.existingSecret=kafka-listener-injector-tls --set certificates.caBundle="$ca_bundle")
+if out=$("$helm" install kli charts/kafka-listener-injector -n kafka-listener-injector --create-namespace \
+    "${chart_values[@]}" 2>&1); then
+  pass "helm install"
+else
+  fail "helm install: $out"
+fi
+expect_contains "NOTES show the next step" "$out" 'kafka-listener-injector.io/inject: "true"'
+kubectl create namespace helm-installed >/dev/null
+statefulset "$example" helm-installed | kubectl apply -f - >/dev/null
+wait_pod helm-installed kafka-0 || fail "helm-installed/kafka-0 was not created"
+expect_eq "the chart's webhook injects the example StatefulSet" \
+  "$(env_of helm-installed kafka-0 KAFKA_ADVERTISED_LISTENERS)" "$(expected helm-installed 0)"
+out=$("$helm" upgrade kli charts/kafka-listener-injector -n kafka-listener-injector "${chart_values[@]}" \
+  --set replicaCount=3 2>&1) || fail "helm upgrade: $out"
+expect_eq "helm upgrade changes the Deployment" \
+  "$(kubectl get deployment -n kafka-listener-injector kafka-listener-injector -o jsonpath='{.spec.replicas}')" 3
+kubectl delete pod -n helm-installed kafka-1 --wait=false >/dev/null
+wait_pod helm-installed kafka-1 || fail "helm-installed/kafka-1 was not re-created"
+expect_eq "and injection goes on" "$(env_of helm-installed kafka-1 KAFKA_ADVERTISED_LISTENERS)" "$(expected helm-installed 1)"
+out=$("$helm" uninstall kli -n kafka-listener-injector --wait 2>&1) || fail "helm uninstall: $out"
+expect_eq "helm uninstall leaves no webhook configuration (no orphaned failurePolicy Fail)" \
+  "$(kubectl get mutatingwebhookconfigurations -o name | grep -c kafka-listener-injector)" 0
+kubectl delete pod -n helm-installed kafka-2 --wait=false >/dev/null
+wait_pod helm-installed kafka-2 || fail "helm-installed/kafka-2 was not re-created"
+expect_eq "broker pods are created again, uninjected, once it is gone" \
+  "$(env_of helm-installed kafka-2 KAFKA_ADVERTISED_LISTENERS)" ""
+expect_eq "nothing of the release is left in its namespace" \
+  "$(kubectl get deployment,service,secret,networkpolicy,poddisruptionbudget,resourcequota -n kafka-listener-injector -o name 2>/dev/null | grep -c kafka-listener-injector)" 0
+
+# Helm-generated certificates: one CA, kept by upgrades (through lookup).
+ca_of_release() {
+  kubectl get mutatingwebhookconfiguration kafka-listener-injector -o jsonpath='{.webhooks[0].clientConfig.caBundle}'
+}
+"$helm" install kli charts/kafka-listener-injector -n kafka-listener-injector --set certificates.mode=helm \
+  --set webhook.url="https://127.0.0.1:$WEBHOOK_PORT/mutate" >/dev/null 2>&1 || fail "helm install (certificates.mode=helm)"
+ca_first=$(ca_of_release)
+expect_eq "the generated CA signed the Secret's certificate" \
+  "$(kubectl get secret -n kafka-listener-injector kafka-listener-injector-tls -o jsonpath='{.data.ca\.crt}')" "$ca_first"
+"$helm" upgrade kli charts/kafka-listener-injector -n kafka-listener-injector --reuse-values \
+  --set replicaCount=3 >/dev/null 2>&1 || fail "helm upgrade (certificates.mode=helm)"
+expect_eq "helm upgrade keeps the CA" "$(ca_of_release | sha256sum)" "$(echo -n "$ca_first" | sha256sum)"
+"$helm" uninstall kli -n kafka-listener-injector --wait >/dev/null 2>&1 || fail "helm uninstall (certificates.mode=helm)"
+expect_eq "and uninstall removes the webhook configuration and the Secret" \
+  "$(kubectl get mutatingwebhookconfigurations -o name | grep -c kafka-listener-injector) $(kubectl get secret -n kafka-listener-injector -o name | grep -c kafka-listener-injector-tls)" "0 0"
+
 stop_webhook || fail "the webhook exited non-zero at the end"
 log "the webhook's log never holds env values"
 if grep -q "kafka-0.kafka.example.com\|PLAINTEXT" "$work/webhook.log"; then
