@@ -1,4 +1,5 @@
-# A static, minimal, non-root image: a musl build on distroless/static.
+# The same layout as `make image` (which needs no Docker): a static musl binary at
+# /usr/local/bin, user 65532, entrypoint the binary, command `serve`; here on distroless/static.
 # Build: docker build -t kafka-listener-injector:0.1.0 .
 FROM rust:1.95-alpine AS build
 RUN apk add --no-cache musl-dev

@@ -21,7 +21,7 @@ mkdir -p "$out/rootfs/usr/local/bin" "$out/rootfs/etc/kafka-listener-injector/tl
   "$out/rootfs/usr/share/doc/kafka-listener-injector" "$out/rootfs/tmp"
 
 rustup target list --installed | grep -qx "$target" || rustup target add "$target" >&2
-cargo build --release --locked --target "$target" --bin kafka-listener-injector >&2
+CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release --locked --target "$target" --bin kafka-listener-injector >&2
 cp "target/$target/release/kafka-listener-injector" "$out/rootfs/usr/local/bin/"
 strip "$out/rootfs/usr/local/bin/kafka-listener-injector"
 if ldd "$out/rootfs/usr/local/bin/kafka-listener-injector" >/dev/null 2>&1 \
@@ -54,7 +54,6 @@ revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
   -l org.opencontainers.image.version="$version" \
   -l org.opencontainers.image.revision="$revision" \
   -l org.opencontainers.image.licenses=Apache-2.0 \
-  -l org.opencontainers.image.source=https://github.com/kafka-listener-injector/kafka-listener-injector >&2
 "$crane" validate --insecure --remote "$ref" >&2
 "$crane" pull --insecure --format oci "$ref" "$out/oci"
 "$crane" pull --insecure "$ref" "$out/kafka-listener-injector-$version.tar"

@@ -18,7 +18,8 @@ check "version label" "$(jq -r '.config.Labels["org.opencontainers.image.version
   "$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)"
 
 work=$(mktemp -d)
-trap 'umount -R "$work/root" 2>/dev/null; kill $pid 2>/dev/null; rm -rf "$work"' EXIT
+pid=
+trap '[ -n "$pid" ] && pkill -KILL -P "$pid"; rm -rf "$work"' EXIT
 mkdir -p "$work/root"
 # Unpack every layer of the layout's manifest, in order.
 manifest=$(jq -r '.manifests[0].digest' "$out/oci/index.json" | sed 's/sha256://')
@@ -54,8 +55,13 @@ for _ in $(seq 1 50); do
   sleep 0.1
 done
 check "serve answers /readyz, as uid 65532 on a read-only root" "$ready" "ready"
-check "it runs as 65532" "$(ps -o uid= -p "$(pgrep -P $pid -f kafka-listener-injector | head -n 1 || echo $pid)" 2>/dev/null | tr -d ' ')" 65532
-kill -TERM $pid; wait $pid
+# unshare's child is the entrypoint itself (bash and chroot exec it).
+server=$(pgrep -P $pid | head -n 1)
+check "it runs as 65532" "$(ps -o uid= -p "$server" | tr -d ' ')" 65532
+# mountinfo, as the process sees it: field 5 is the mount point, field 6 its options.
+check "its root is read-only" "$(awk '$5 == "/" {split($6, o, ","); print o[1]}' "/proc/$server/mountinfo" | tail -n 1)" ro
+kill -TERM "$server"
+wait $pid
 check "SIGTERM ends it cleanly" "$?" 0
 [ $failed -eq 0 ] || { cat "$work/serve.log"; exit 1; }
 echo "image-test: size $(du -h "$out/kafka-listener-injector-"*.tar | cut -f1) (tarball), $(cat "$out/digest")"
