@@ -53,7 +53,7 @@ revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
   -l org.opencontainers.image.description="Kubernetes mutating admission webhook that gives every Kafka broker pod its own advertised listeners" \
   -l org.opencontainers.image.version="$version" \
   -l org.opencontainers.image.revision="$revision" \
-  -l org.opencontainers.image.licenses=Apache-2.0 \
+  -l org.opencontainers.image.licenses=Apache-2.0 >&2
 "$crane" validate --insecure --remote "$ref" >&2
 "$crane" pull --insecure --format oci "$ref" "$out/oci"
 "$crane" pull --insecure "$ref" "$out/kafka-listener-injector-$version.tar"
