@@ -73,6 +73,35 @@ for mode in h1 h2 new-tls; do
   done
 done
 echo
+# Server CPU per review: utime+stime of the server process over a fixed number of reviews, the
+# figure that does not depend on how fast the load generator is.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_per_review_us() { # cpu_per_review_us PID URL MODE CONC N
+  local before after
+  before=$(cpu_ticks "$1")
+  load "$2" "$3" "$4" -n "$5" >/dev/null
+  after=$(cpu_ticks "$1")
+  awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$5" 'BEGIN { printf "%.1f", t / hz / n * 1e6 }'
+}
+floor_pid=${pids[1]}
+REVIEWS=${BENCH_CPU_REVIEWS:-60000}
+echo "## Server CPU per review ($REVIEWS reviews per cell, utime+stime from /proc)"
+echo
+echo "| mode | conc. | serve us | floor us | ratio |"
+echo "|---|---|---|---|---|"
+for cell in "h1 16" "h2 64"; do
+  read -r mode c <<<"$cell"
+  s_cpu=$(cpu_per_review_us $serve_pid "https://127.0.0.1:$SERVE_PORT/mutate" $mode $c $REVIEWS)
+  f_cpu=$(cpu_per_review_us $floor_pid "https://127.0.0.1:$FLOOR_PORT/mutate" $mode $c $REVIEWS)
+  echo "| $mode | $c | $s_cpu | $f_cpu | $(awk -v a="$s_cpu" -v b="$f_cpu" 'BEGIN { printf "%.2f", a / b }') |"
+done
+echo
+echo "## Heap allocations per review (dhat's counting allocator, tests/allocations.rs)"
+echo
+cargo test --release --locked --quiet --test allocations -- --nocapture 2>&1 | grep 'patched ' \
+  | sed 's/^/- /'
+echo
+
 peak_load=$(rss_kb $serve_pid VmHWM)
 before=$(rss_kb $serve_pid VmRSS)
 read -r m_rps _ m_p99 _ m_fail < <(load "https://127.0.0.1:$SERVE_PORT/mutate" h2 64 -n "$MILLION")

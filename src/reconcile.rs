@@ -30,7 +30,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use prometheus_client::metrics::counter::Counter;
@@ -173,23 +173,22 @@ impl Metrics {
         self.actions.get_or_create(&ActionLabels { action }).inc();
     }
 
-    fn set_statefulset(&self, key: String, services: i64, pending: i64) {
-        self.update_statefulset(key, Some((services, pending)));
-    }
-
-    /// A deleted StatefulSet's Services go with it: its share of the gauges too.
-    fn forget_statefulset(&self, key: &str) {
-        self.update_statefulset(key.to_owned(), None);
-    }
-
-    fn update_statefulset(&self, key: String, counts: Option<(i64, i64)>) {
+    /// Keeps only the StatefulSets in `existing` (namespace/name) in the gauges.
+    fn retain_statefulsets(&self, existing: &HashSet<String>) {
         let mut map = self.per_statefulset.lock().expect("not poisoned");
-        match counts {
-            Some(counts) => map.insert(key, counts),
-            None => map.remove(&key),
-        };
-        self.services.set(map.values().map(|v| v.0).sum());
-        self.names_pending.set(map.values().map(|v| v.1).sum());
+        map.retain(|key, _| existing.contains(key));
+        Self::publish_totals(&map, &self.services, &self.names_pending);
+    }
+
+    fn set_statefulset_counts(&self, key: String, services: i64, pending: i64) {
+        let mut map = self.per_statefulset.lock().expect("not poisoned");
+        map.insert(key, (services, pending));
+        Self::publish_totals(&map, &self.services, &self.names_pending);
+    }
+
+    fn publish_totals(map: &BTreeMap<String, (i64, i64)>, services: &Gauge, pending: &Gauge) {
+        services.set(map.values().map(|v| v.0).sum());
+        pending.set(map.values().map(|v| v.1).sum());
     }
 
     pub fn encode(&self) -> String {
@@ -212,6 +211,8 @@ struct Context {
     metrics: Arc<Metrics>,
     /// Warnings already published, per StatefulSet uid: an event each, not one per reconcile.
     warned: Mutex<HashSet<(String, String)>>,
+    /// The controller's cache of StatefulSets: the gauges keep only those that still exist.
+    statefulsets: Store<StatefulSet>,
 }
 
 /// Runs the reconciler until SIGTERM: the admin port at once, the controller once this replica
@@ -246,24 +247,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .lease
         .as_ref()
         .map_or_else(|| "standalone".to_owned(), |l| l.identity.clone());
-    let context = Arc::new(Context {
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: FIELD_MANAGER.into(),
-                instance: Some(identity),
-            },
-        ),
-        client: client.clone(),
-        render: config.render,
-        mode: config.mode,
-        grace: config.scale_down_grace,
-        adopt: config.adopt,
-        dns_check_interval: config.dns_check_interval,
-        resolver,
-        metrics: metrics.clone(),
-        warned: Mutex::default(),
-    });
 
     let shutdown = crate::server::shutdown_signal();
     tokio::pin!(shutdown);
@@ -297,7 +280,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     metrics.leader.set(1);
     ready.store(true, Ordering::SeqCst);
 
-    let controller = controller(client, &context);
+    let controller = controller(client.clone(), config.mode);
+    let context = Arc::new(Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: Some(identity),
+            },
+        ),
+        client,
+        render: config.render,
+        mode: config.mode,
+        grace: config.scale_down_grace,
+        adopt: config.adopt,
+        dns_check_interval: config.dns_check_interval,
+        resolver,
+        metrics: metrics.clone(),
+        warned: Mutex::default(),
+        statefulsets: controller.store(),
+    });
     let run = controller
         .run(reconcile, error_policy, context.clone())
         .for_each(|result| async {
@@ -336,7 +338,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 /// The controller: StatefulSets, the Services they own, their pods (the readiness gate, and a new
 /// pod's first check) and namespaces (the opt-in label).
-fn controller(client: Client, context: &Context) -> Controller<StatefulSet> {
+fn controller(client: Client, mode: Mode) -> Controller<StatefulSet> {
     let statefulsets = Api::<StatefulSet>::all(client.clone());
     let controller = Controller::new(statefulsets, watcher::Config::default())
         // By label rather than ownerReference: Services rendered offline (no owner yet) count too.
@@ -360,7 +362,7 @@ fn controller(client: Client, context: &Context) -> Controller<StatefulSet> {
                     .map(|o| ObjectRef::new(&o.name).within(&namespace))
             },
         );
-    if context.mode != Mode::NamespaceOptIn {
+    if mode != Mode::NamespaceOptIn {
         return controller.shutdown_on_signal();
     }
     let store = controller.store();
@@ -468,8 +470,16 @@ async fn reconcile_statefulset(
     context: &Context,
 ) -> Result<Action, Error> {
     let run = Run::new(statefulset, context);
+    // A StatefulSet deleted since (its Services go with it) leaves the gauges.
+    let existing: HashSet<String> = context
+        .statefulsets
+        .state()
+        .iter()
+        .filter(|s| s.meta().deletion_timestamp.is_none())
+        .map(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()))
+        .collect();
+    context.metrics.retain_statefulsets(&existing);
     if statefulset.meta().deletion_timestamp.is_some() {
-        context.metrics.forget_statefulset(&run.key());
         return Ok(Action::await_change()); // The garbage collector deletes its Services.
     }
     let rendered = run.render().await?;
@@ -482,7 +492,7 @@ async fn reconcile_statefulset(
     let (lingering, retire_next) = run.retire(&owned, &wanted).await?;
     next = next.min(retire_next);
     let pending = run.check_external_names(&applied).await?;
-    context.metrics.set_statefulset(
+    context.metrics.set_statefulset_counts(
         run.key(),
         (applied.len() + lingering) as i64,
         pending as i64,

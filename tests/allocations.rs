@@ -1,0 +1,76 @@
+//! Heap allocations per review (dhat's counting allocator) on the real review bodies, for the
+//! three paths: patched, already injected (the reinvocation), and skipped (opted out). Counts, not
+//! times, so the figures do not depend on the machine; `make bench` prints them. The test fails
+//! only if a path stops giving its answer.
+
+use base64::Engine;
+use kafka_listener_injector::admission;
+use kafka_listener_injector::inject::Defaults;
+use serde_json::Value;
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+/// Allocations and bytes of one review (after a first one, for lazy statics and thread-locals).
+fn count(body: &[u8], defaults: &Defaults, expected_outcome: &str) -> (u64, u64) {
+    let _ = admission::review(body, defaults);
+    let before = dhat::HeapStats::get();
+    let reviewed = admission::review(body, defaults).unwrap();
+    let after = dhat::HeapStats::get();
+    assert_eq!(reviewed.outcome.as_str(), expected_outcome);
+    (
+        after.total_blocks - before.total_blocks,
+        after.total_bytes - before.total_bytes,
+    )
+}
+
+/// The review of the pod as the webhook's own patch leaves it (what a reinvocation sees).
+fn already_injected(body: &[u8], defaults: &Defaults) -> Vec<u8> {
+    let answer: Value =
+        serde_json::from_slice(&admission::review(body, defaults).unwrap().body).unwrap();
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(answer["response"]["patch"].as_str().unwrap())
+        .unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
+    let mut review: Value = serde_json::from_slice(body).unwrap();
+    json_patch::patch(&mut review["request"]["object"], &patch).unwrap();
+    serde_json::to_vec(&review).unwrap()
+}
+
+fn opted_out(body: &[u8]) -> Vec<u8> {
+    let mut review: Value = serde_json::from_slice(body).unwrap();
+    review["request"]["object"]["metadata"]["labels"]["kafka-listener-injector.io/inject"] =
+        "false".into();
+    serde_json::to_vec(&review).unwrap()
+}
+
+#[test]
+fn allocations_per_review() {
+    let _profiler = dhat::Profiler::builder().testing().build();
+    let defaults = Defaults {
+        domain: Some("kafka.example.com".into()),
+        ..Defaults::default()
+    };
+    for (name, body) in [
+        (
+            "small 3.4 KB",
+            &include_bytes!("../bench/fixtures/review-small.json")[..],
+        ),
+        (
+            "20 KB",
+            &include_bytes!("../bench/fixtures/review-20k.json")[..],
+        ),
+        (
+            "4-container",
+            &include_bytes!("../bench/fixtures/review-4-containers.json")[..],
+        ),
+    ] {
+        let patched = count(body, &defaults, "patched");
+        let unchanged = count(&already_injected(body, &defaults), &defaults, "unchanged");
+        let skipped = count(&opted_out(body), &defaults, "skipped");
+        eprintln!(
+            "{name}: patched {} allocations ({} bytes), already injected {} ({} bytes), opted out {} ({} bytes)",
+            patched.0, patched.1, unchanged.0, unchanged.1, skipped.0, skipped.1
+        );
+    }
+}
