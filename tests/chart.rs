@@ -222,23 +222,21 @@ fn chart_and_kustomize_render_the_same_objects_for_the_same_settings() {
         kustomize("manifests/namespace-opt-in"),
     );
     // The Services reconciler: the chart option and the kustomize component.
+    let reconciler = |objects: Vec<Value>| -> Vec<Value> {
+        objects
+            .into_iter()
+            .filter(|o| {
+                o["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("kafka-listener-injector-services"))
+            })
+            .collect()
+    };
     assert_same(
-        objects(&template(&["--set", "servicesReconciler.enabled=true"]).unwrap())
-            .into_iter()
-            .filter(|o| {
-                o["metadata"]["name"]
-                    .as_str()
-                    .is_some_and(|n| n.starts_with("kafka-listener-injector-services"))
-            })
-            .collect(),
-        kustomize("manifests/examples/cluster-wide-with-services")
-            .into_iter()
-            .filter(|o| {
-                o["metadata"]["name"]
-                    .as_str()
-                    .is_some_and(|n| n.starts_with("kafka-listener-injector-services"))
-            })
-            .collect(),
+        reconciler(objects(
+            &template(&["--set", "servicesReconciler.enabled=true"]).unwrap(),
+        )),
+        reconciler(kustomize("manifests/examples/cluster-wide-with-services")),
     );
 }
 
