@@ -2,10 +2,12 @@
 //! answered with an AdmissionReview. The body is parsed here rather than by an extractor so that a
 //! malformed review gets a precise answer.
 
-use base64::Engine;
 use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
-use kube::core::{DynamicObject, GroupVersionKind, TypeMeta};
-use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+use kube::core::DynamicObject;
+use serde::Deserialize;
+use serde_with::{serde_as, BorrowCow};
 use thiserror::Error;
 
 use crate::inject::{self, Decision, Defaults, PodView};
@@ -16,53 +18,81 @@ const SUPPORTED_VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/
 // The hot path parses only the fields the injection reads and skips the rest unparsed: parsing a
 // full `AdmissionReview<Pod>` of the 20 KB bench review took 55 us, mostly building managedFields,
 // volumes and the like that are never read. The object is parsed straight into the core's
-// `PodView`, the same type `preview` builds from manifests.
+// `PodView`, the same type `preview` builds from manifests, and every string borrows from the
+// body unless it has escapes to undo.
 
+#[serde_as]
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewFacts {
-    #[serde(default)]
-    api_version: String,
-    #[serde(default)]
-    kind: String,
-    request: Option<RequestFacts>,
+struct ReviewFacts<'a> {
+    #[serde_as(as = "BorrowCow")]
+    #[serde(default, borrow)]
+    api_version: Cow<'a, str>,
+    #[serde_as(as = "BorrowCow")]
+    #[serde(default, borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    request: Option<RequestFacts<'a>>,
 }
 
+#[serde_as]
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestFacts {
-    uid: String,
-    kind: GroupVersionKind,
-    #[serde(default)]
-    sub_resource: Option<String>,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    namespace: Option<String>,
+struct RequestFacts<'a> {
+    #[serde_as(as = "BorrowCow")]
+    #[serde(borrow)]
+    uid: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: KindFacts<'a>,
+    #[serde_as(as = "Option<BorrowCow>")]
+    #[serde(default, borrow)]
+    sub_resource: Option<Cow<'a, str>>,
+    #[serde_as(as = "BorrowCow")]
+    #[serde(default, borrow)]
+    name: Cow<'a, str>,
+    #[serde_as(as = "Option<BorrowCow>")]
+    #[serde(default, borrow)]
+    namespace: Option<Cow<'a, str>>,
     operation: Operation,
     #[serde(default)]
     dry_run: bool,
-    #[serde(default)]
-    object: Option<PodView>,
+    #[serde(default, borrow)]
+    object: Option<PodView<'a>>,
+}
+
+/// `request.kind`, a GroupVersionKind.
+#[serde_as]
+#[derive(Deserialize)]
+struct KindFacts<'a> {
+    #[serde_as(as = "BorrowCow")]
+    #[serde(borrow)]
+    group: Cow<'a, str>,
+    #[serde_as(as = "BorrowCow")]
+    #[serde(borrow)]
+    version: Cow<'a, str>,
+    #[serde_as(as = "BorrowCow")]
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
 }
 
 /// The response to one review, in the review's own API version. Not kube's `AdmissionResponse`:
 /// that one can only be built from kube's full request type (or as an error), which the hot path
 /// does not parse; this holds the same fields and is written in the API server's wire form.
-struct Answer {
-    types: TypeMeta,
-    uid: String,
+struct Answer<'a> {
+    api_version: &'a str,
+    kind: &'a str,
+    uid: &'a str,
     allowed: bool,
     status: kube::core::Status,
-    /// The JSON patch, serialized.
-    patch: Option<Vec<u8>>,
+    patch: Option<json_patch::Patch>,
     warnings: Option<Vec<String>>,
 }
 
-impl Answer {
-    fn allow(types: TypeMeta, uid: String) -> Self {
+impl<'a> Answer<'a> {
+    fn allow(api_version: &'a str, kind: &'a str, uid: &'a str) -> Self {
         Self {
-            types,
+            api_version,
+            kind,
             uid,
             allowed: true,
             status: kube::core::Status::default(),
@@ -71,8 +101,8 @@ impl Answer {
         }
     }
 
-    fn with_patch(mut self, patch: &json_patch::Patch) -> Self {
-        self.patch = Some(serde_json::to_vec(patch).expect("a JSON patch always serializes"));
+    fn with_patch(mut self, patch: json_patch::Patch) -> Self {
+        self.patch = Some(patch);
         self
     }
 }
@@ -95,16 +125,17 @@ impl ReviewError {
     }
 }
 
-/// The answer to one review, and what to log and count about it.
+/// The answer to one review, and what to log and count about it; its strings borrow from the
+/// request body where they can.
 #[derive(Debug)]
-pub struct Reviewed {
+pub struct Reviewed<'a> {
     /// The serialized AdmissionReview response.
     pub body: Vec<u8>,
     pub outcome: Outcome,
     pub reason: Reason,
-    pub uid: String,
-    pub namespace: String,
-    pub pod: String,
+    pub uid: Cow<'a, str>,
+    pub namespace: Cow<'a, str>,
+    pub pod: Cow<'a, str>,
     pub dry_run: bool,
     pub warnings: usize,
     /// The settings hash of an injected pod (patched or already up to date).
@@ -112,7 +143,7 @@ pub struct Reviewed {
 }
 
 /// Answers one AdmissionReview body.
-pub fn review(body: &[u8], defaults: &Defaults) -> Result<Reviewed, ReviewError> {
+pub fn review<'a>(body: &'a [u8], defaults: &Defaults) -> Result<Reviewed<'a>, ReviewError> {
     let review: ReviewFacts = match serde_json::from_slice(body) {
         Ok(review) => review,
         Err(error) => return review_non_pod(body, error),
@@ -121,18 +152,14 @@ pub fn review(body: &[u8], defaults: &Defaults) -> Result<Reviewed, ReviewError>
     let request = review
         .request
         .ok_or_else(|| ReviewError::NotAReview("it has no request".into()))?;
-    let types = TypeMeta {
-        api_version: review.api_version,
-        kind: review.kind,
-    };
-    let response = Answer::allow(types, request.uid.clone());
+    let response = Answer::allow(&review.api_version, &review.kind, &request.uid);
     let namespace = request.namespace.unwrap_or_default();
     let mut reviewed = Reviewed {
         body: Vec::new(),
         outcome: Outcome::Ignored,
         reason: Reason::NotAPod,
-        uid: request.uid,
-        namespace: String::new(),
+        uid: Cow::Borrowed(""),
+        namespace: Cow::Borrowed(""),
         pod: request.name,
         dry_run: request.dry_run,
         warnings: 0,
@@ -145,28 +172,29 @@ pub fn review(body: &[u8], defaults: &Defaults) -> Result<Reviewed, ReviewError>
     } else if request.operation != Operation::Create {
         reviewed.reason = Reason::NotCreate;
         response
-    } else if let Some(pod) = request.object {
+    } else if let Some(pod) = &request.object {
         if reviewed.pod.is_empty() {
-            reviewed.pod = pod.display_name();
+            reviewed.pod = Cow::Owned(pod.display_name());
         }
-        decide(&pod, &namespace, defaults, response, &mut reviewed)
+        decide(pod, &namespace, defaults, response, &mut reviewed)
     } else {
         reviewed.outcome = Outcome::Denied;
         reviewed.reason = Reason::NoObject;
         deny(response, "CREATE of a Pod without request.object".into())
     };
     reviewed.body = serialize(response);
+    reviewed.uid = request.uid;
     reviewed.namespace = namespace;
     Ok(reviewed)
 }
 
-fn decide(
+fn decide<'a>(
     pod: &PodView,
     namespace: &str,
     defaults: &Defaults,
-    response: Answer,
+    response: Answer<'a>,
     reviewed: &mut Reviewed,
-) -> Answer {
+) -> Answer<'a> {
     match inject::inject(pod, namespace, defaults) {
         Decision::Inject(injection) => {
             let mut response = response;
@@ -181,7 +209,7 @@ fn decide(
                 } else {
                     Reason::InjectedWithWarnings
                 };
-                response = response.with_patch(&injection.patch);
+                response = response.with_patch(injection.patch);
             }
             with_warnings(response, injection.warnings, reviewed)
         }
@@ -198,7 +226,11 @@ fn decide(
     }
 }
 
-fn with_warnings(mut response: Answer, warnings: Vec<String>, reviewed: &mut Reviewed) -> Answer {
+fn with_warnings<'a>(
+    mut response: Answer<'a>,
+    warnings: Vec<String>,
+    reviewed: &mut Reviewed,
+) -> Answer<'a> {
     reviewed.warnings = warnings.len();
     if !warnings.is_empty() {
         response.warnings = Some(warnings);
@@ -206,7 +238,7 @@ fn with_warnings(mut response: Answer, warnings: Vec<String>, reviewed: &mut Rev
     response
 }
 
-fn deny(mut response: Answer, message: String) -> Answer {
+fn deny(mut response: Answer<'_>, message: String) -> Answer<'_> {
     response.allowed = false;
     response.status = kube::core::Status::failure(&message, "Forbidden").with_code(403);
     response
@@ -214,7 +246,7 @@ fn deny(mut response: Answer, message: String) -> Answer {
 
 /// Whether a review is about a Pod itself (core v1, not a subresource such as `pods/status`):
 /// the one test both parses use, so a malformed review and a well-formed one are judged alike.
-fn is_pod(kind: &GroupVersionKind, sub_resource: Option<&str>) -> bool {
+fn is_pod(kind: &KindFacts, sub_resource: Option<&str>) -> bool {
     kind.group.is_empty()
         && kind.version == "v1"
         && kind.kind == "Pod"
@@ -222,7 +254,7 @@ fn is_pod(kind: &GroupVersionKind, sub_resource: Option<&str>) -> bool {
 }
 
 /// A body that is not a review of a Pod: answered when it is some other object's review.
-fn review_non_pod(body: &[u8], pod_error: serde_json::Error) -> Result<Reviewed, ReviewError> {
+fn review_non_pod(body: &[u8], pod_error: serde_json::Error) -> Result<Reviewed<'_>, ReviewError> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| ReviewError::NotJson(without_values(&e)))?;
     let review: AdmissionReview<DynamicObject> =
@@ -232,9 +264,14 @@ fn review_non_pod(body: &[u8], pod_error: serde_json::Error) -> Result<Reviewed,
     let request: AdmissionRequest<DynamicObject> = review
         .try_into()
         .map_err(|_| ReviewError::NotAReview("it has no request".into()))?;
-    let response = Answer::allow(types, request.uid.clone());
-    let is_pod_create = is_pod(&request.kind, request.sub_resource.as_deref())
-        && request.operation == Operation::Create;
+    let response = Answer::allow(&types.api_version, &types.kind, &request.uid);
+    let kind = KindFacts {
+        group: Cow::Borrowed(&request.kind.group),
+        version: Cow::Borrowed(&request.kind.version),
+        kind: Cow::Borrowed(&request.kind.kind),
+    };
+    let is_pod_create =
+        is_pod(&kind, request.sub_resource.as_deref()) && request.operation == Operation::Create;
     let (outcome, reason, response) = if is_pod_create {
         // A Pod the types cannot hold would be refused by the API server too; refuse it here.
         let message = format!(
@@ -249,13 +286,14 @@ fn review_non_pod(body: &[u8], pod_error: serde_json::Error) -> Result<Reviewed,
     } else {
         (Outcome::Ignored, Reason::NotAPod, response)
     };
+    let body = serialize(response);
     Ok(Reviewed {
-        body: serialize(response),
+        body,
         outcome,
         reason,
-        uid: request.uid,
-        namespace: request.namespace.unwrap_or_default(),
-        pod: request.name,
+        uid: Cow::Owned(request.uid),
+        namespace: Cow::Owned(request.namespace.unwrap_or_default()),
+        pod: Cow::Owned(request.name),
         dry_run: request.dry_run,
         warnings: 0,
         settings: None,
@@ -295,53 +333,55 @@ fn check_types(api_version: &str, kind: &str) -> Result<(), ReviewError> {
     Ok(())
 }
 
-/// The wire form of a response review. kube's own serialization writes the patch as an array
-/// of numbers; the API server's `[]byte` field is documented as base64, which this writes.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct WireReview<'a> {
-    api_version: &'a str,
-    kind: &'a str,
-    response: WireResponse<'a>,
+/// Writes the response review in the API server's wire form. The envelope is a handful of
+/// fields written in order; the patch is serialized straight through a base64 encoder into the
+/// output, with no intermediate copy and no escaping pass (base64 needs none). kube's own
+/// serialization would write the patch as an array of numbers; the API server's `[]byte` field is
+/// documented as base64.
+fn serialize(response: Answer<'_>) -> Vec<u8> {
+    use base64::Engine;
+    let mut out = Vec::with_capacity(if response.patch.is_some() { 1024 } else { 256 });
+    out.extend_from_slice(b"{\"apiVersion\":");
+    json_string(&mut out, response.api_version);
+    out.extend_from_slice(b",\"kind\":");
+    json_string(&mut out, response.kind);
+    out.extend_from_slice(b",\"response\":{\"uid\":");
+    json_string(&mut out, response.uid);
+    out.extend_from_slice(if response.allowed {
+        b",\"allowed\":true,\"status\":"
+    } else {
+        b",\"allowed\":false,\"status\":"
+    });
+    serde_json::to_writer(&mut out, &response.status).expect("a Status serializes");
+    if let Some(patch) = &response.patch {
+        out.extend_from_slice(b",\"patchType\":\"JSONPatch\",\"patch\":\"");
+        let json = serde_json::to_vec(patch).expect("a JSON patch serializes");
+        let start = out.len();
+        out.resize(
+            start + base64::encoded_len(json.len(), true).expect("a patch fits"),
+            0,
+        );
+        base64::engine::general_purpose::STANDARD
+            .encode_slice(&json, &mut out[start..])
+            .expect("the output was sized for it");
+        out.push(b'"');
+    }
+    if let Some(warnings) = &response.warnings {
+        out.extend_from_slice(b",\"warnings\":");
+        serde_json::to_writer(&mut out, warnings).expect("strings serialize");
+    }
+    out.extend_from_slice(b"}}");
+    out
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct WireResponse<'a> {
-    uid: &'a str,
-    allowed: bool,
-    status: &'a kube::core::Status,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch_type: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    warnings: Option<&'a [String]>,
-}
-
-fn serialize(response: Answer) -> Vec<u8> {
-    let patch = response
-        .patch
-        .as_ref()
-        .map(|patch| base64::engine::general_purpose::STANDARD.encode(patch));
-    let review = WireReview {
-        api_version: &response.types.api_version,
-        kind: &response.types.kind,
-        response: WireResponse {
-            uid: &response.uid,
-            allowed: response.allowed,
-            status: &response.status,
-            patch_type: patch.as_ref().map(|_| "JSONPatch"),
-            patch,
-            warnings: response.warnings.as_deref(),
-        },
-    };
-    serde_json::to_vec(&review).expect("a review serializes")
+fn json_string(out: &mut Vec<u8>, text: &str) {
+    serde_json::to_writer(out, text).expect("a string serializes");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
     use serde_json::{json, Value};
 
     const FIXTURE: &str = include_str!("../tests/fixtures/review-statefulset-pod.json");
@@ -353,7 +393,7 @@ mod tests {
         }
     }
 
-    fn answer(body: &[u8]) -> (Reviewed, Value) {
+    fn answer(body: &[u8]) -> (Reviewed<'_>, Value) {
         let reviewed = review(body, &defaults()).unwrap();
         let value = serde_json::from_slice(&reviewed.body).unwrap();
         (reviewed, value)
@@ -427,7 +467,8 @@ mod tests {
     #[test]
     fn update_and_delete_are_allowed_unchanged() {
         for op in ["UPDATE", "DELETE", "CONNECT"] {
-            let (reviewed, value) = answer(&with(|v| v["request"]["operation"] = json!(op)));
+            let body = with(|v| v["request"]["operation"] = json!(op));
+            let (reviewed, value) = answer(&body);
             assert_eq!(reviewed.outcome, Outcome::Ignored);
             assert_eq!(value["response"]["allowed"], true);
             assert!(value["response"].get("patch").is_none());

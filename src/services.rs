@@ -187,7 +187,7 @@ pub fn for_statefulset(
         }
         // The pod was just injected, so its settings resolve.
         let domain =
-            crate::inject::settings::resolve(&render.defaults, pod.metadata.annotations.as_ref())
+            crate::inject::settings::resolve(&render.defaults, view.metadata.annotations.as_ref())
                 .ok()
                 .and_then(|settings| settings.domain.map(str::to_owned));
         brokers.push(Broker {

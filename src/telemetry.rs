@@ -20,15 +20,12 @@ pub enum LogFormat {
 }
 
 /// Installs the global `tracing` subscriber; the level comes from `RUST_LOG` (default `info`).
-/// Lines are written by a background thread, so a request never waits on a `write` to stderr;
-/// the returned guard flushes them when dropped, at exit.
-pub fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// Lines are written to stderr in batches by a background thread (see [`crate::log_writer`]), so
+/// a request never waits on a `write`; the returned guard writes the rest when dropped, at exit.
+pub fn init_logging(format: LogFormat) -> crate::log_writer::FlushGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        // Under a flood, wait for the writer rather than drop admission lines.
-        .lossy(false)
-        .finish(std::io::stderr());
+    let (writer, guard) = crate::log_writer::batched(std::io::stderr());
     // Colour codes only for a person at a terminal, never into files or log collectors.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
@@ -71,7 +68,8 @@ pub struct Metrics {
     certificate_expiry: Gauge<f64, AtomicU64>,
     certificate_reloads: Family<ReloadLabels, Counter>,
     injected: Family<SettingsLabels, Counter>,
-    settings_seen: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The counter of each settings hash that has a series of its own.
+    settings_series: std::sync::Mutex<std::collections::HashMap<String, Counter>>,
 }
 
 impl Default for Metrics {
@@ -121,7 +119,7 @@ impl Metrics {
             certificate_expiry,
             certificate_reloads,
             injected,
-            settings_seen: Default::default(),
+            settings_series: Default::default(),
         }
     }
 
@@ -135,20 +133,29 @@ impl Metrics {
         self.duration.observe(elapsed.as_secs_f64());
     }
 
-    /// Counts a pod admitted with the settings of hash `settings`.
+    /// Counts a pod admitted with the settings of hash `settings`. A hash seen before costs a
+    /// lookup and an increment, no allocation.
     pub fn count_injected(&self, settings: &str) {
-        let label = {
-            let mut seen = self.settings_seen.lock().expect("not poisoned");
-            if seen.contains(settings) || seen.len() < MAX_SETTINGS_SERIES {
-                seen.insert(settings.to_owned());
-                settings.to_owned()
-            } else {
-                "other".to_owned()
-            }
+        let mut series = self.settings_series.lock().expect("not poisoned");
+        if let Some(counter) = series.get(settings) {
+            counter.inc();
+            return;
+        }
+        let label = if series.len() < MAX_SETTINGS_SERIES {
+            settings
+        } else {
+            "other"
         };
-        self.injected
-            .get_or_create(&SettingsLabels { settings: label })
-            .inc();
+        let counter = self
+            .injected
+            .get_or_create(&SettingsLabels {
+                settings: label.to_owned(),
+            })
+            .clone();
+        counter.inc();
+        if label != "other" {
+            series.insert(settings.to_owned(), counter);
+        }
     }
 
     /// Counts a request refused before it reached admission (bad method, body, ...).

@@ -79,6 +79,30 @@ async fn malformed_bodies_get_400_with_a_json_error() {
     }
 }
 
+/// Valid JSON nested 300,000 deep inside a field the hot path skips unread. serde_json skips it
+/// without recursion; parsers that skip recursively with no depth limit overflow the stack and
+/// abort the process (sonic-rs 0.5 did, which is why the hot path does not use it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_nesting_in_a_skipped_field_is_answered() {
+    let server = start().await;
+    let body = FIXTURE
+        .replacen(
+            "\"userInfo\":",
+            &format!(
+                "\"skipped\":{}{},\"userInfo\":",
+                "[".repeat(300_000),
+                "]".repeat(300_000)
+            ),
+            1,
+        )
+        .into_bytes();
+    let (status, text) = post_bytes(&server, body).await;
+    assert_eq!(status, 200, "{text}");
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer["response"]["patchType"], "JSONPatch", "{text}");
+    still_serving(&server).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reviews_that_are_not_pod_creates_are_allowed_unchanged() {
     let server = start().await;

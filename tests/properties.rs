@@ -171,10 +171,10 @@ fn untouchable(pod: &Value, containers: &[String]) -> Value {
     pod
 }
 
-/// The view the core gets in `serve` (from the bytes) and in `preview` (from the typed Pod).
-fn views(doc: &Value) -> (PodView, PodView) {
-    let bytes = serde_json::to_vec(doc).unwrap();
-    let from_bytes: PodView = serde_json::from_slice(&bytes).unwrap();
+/// The view the core gets in `serve` (from `bytes`, the serialized `doc`) and in `preview`
+/// (from the typed Pod).
+fn views<'b>(doc: &Value, bytes: &'b [u8]) -> (PodView<'b>, PodView<'static>) {
+    let from_bytes: PodView = serde_json::from_slice(bytes).unwrap();
     let typed: Pod = serde_json::from_value(doc.clone()).unwrap();
     (from_bytes, PodView::from_pod(&typed).unwrap())
 }
@@ -190,7 +190,8 @@ proptest! {
         doc in pod(),
         defaults in settings(),
     ) {
-        let (view, typed_view) = views(&doc);
+        let bytes = serde_json::to_vec(&doc).unwrap();
+        let (view, typed_view) = views(&doc, &bytes);
         prop_assert_eq!(&view, &typed_view, "serve and preview would see different pods");
         CASES.fetch_add(1, Ordering::Relaxed);
         match inject(&view, "prod", &defaults) {
@@ -237,7 +238,8 @@ proptest! {
                     }
                 }
 
-                let (again, _) = views(&patched);
+                let patched_bytes = serde_json::to_vec(&patched).unwrap();
+                let (again, _) = views(&patched, &patched_bytes);
                 match inject(&again, "prod", &defaults) {
                     Decision::Inject(second) => {
                         prop_assert!(second.patch.0.is_empty(), "not idempotent: {:?}", second.patch);
@@ -274,7 +276,8 @@ proptest! {
             "kafka-listener-injector.io/domain": domain,
             "kafka-listener-injector.io/node-id-offset": offset,
         });
-        let (view, _) = views(&doc);
+        let bytes = serde_json::to_vec(&doc).unwrap();
+        let (view, _) = views(&doc, &bytes);
         SETTINGS_CASES.fetch_add(1, Ordering::Relaxed);
         if let Decision::Inject(injection) = inject(&view, "prod", &defaults()) {
             SETTINGS_INJECTED.fetch_add(1, Ordering::Relaxed);
@@ -320,7 +323,8 @@ fn generated_pods_are_mostly_injected() {
     let injected = (0..500)
         .filter(|_| {
             let doc = strategy.new_tree(&mut runner).unwrap().current();
-            let (view, _) = views(&doc);
+            let bytes = serde_json::to_vec(&doc).unwrap();
+            let (view, _) = views(&doc, &bytes);
             matches!(inject(&view, "prod", &defaults()), Decision::Inject(_))
         })
         .count();

@@ -80,8 +80,8 @@ fn refers_to(script: &str, name: &str) -> bool {
 fn properties_file(container: &ContainerView, script: &str) -> Option<String> {
     let mounted = container.volume_mounts.iter().flatten().find_map(|mount| {
         let path = match &mount.sub_path {
-            Some(sub) if sub.ends_with(".properties") => sub.as_str(),
-            _ => mount.mount_path.as_str(),
+            Some(sub) if sub.ends_with(".properties") => &**sub,
+            _ => &*mount.mount_path,
         };
         path.ends_with(".properties")
             .then(|| format!("a mounted {}", mount.mount_path))

@@ -197,7 +197,7 @@ pub fn inject(pod: &PodView, namespace: &str, defaults: &Defaults) -> Decision {
         containers: gated
             .targets
             .iter()
-            .map(|t| t.container.name.clone())
+            .map(|t| t.container.name.to_string())
             .collect(),
         listeners: rendered.listeners,
         advertised: rendered.advertised,
@@ -220,7 +220,7 @@ pub fn inject(pod: &PodView, namespace: &str, defaults: &Defaults) -> Decision {
 pub struct TargetContainer<'p> {
     pub list: ContainerList,
     pub index: usize,
-    pub container: &'p ContainerView,
+    pub container: &'p ContainerView<'p>,
 }
 
 /// A pod that passed the gate: its settings, where to inject, and its ordinal.
@@ -228,7 +228,7 @@ struct Gated<'p> {
     settings: Resolved<'p>,
     targets: Vec<TargetContainer<'p>>,
     /// The broker container: the first regular container among the targets, else the first.
-    broker: &'p ContainerView,
+    broker: &'p ContainerView<'p>,
     ordinal: ordinal::Ordinal<'p>,
     warnings: Vec<String>,
 }
@@ -247,7 +247,7 @@ impl<'p> From<Gated<'p>> for Gate<'p> {
 
 /// Step 1: opt-outs, ignored namespaces, settings, the containers to inject and the ordinal.
 fn gate<'p>(pod: &'p PodView, namespace: &str, defaults: &'p Defaults) -> Gate<'p> {
-    let opted_out = |map: Option<&'p std::collections::BTreeMap<String, String>>| {
+    let opted_out = |map: Option<&'p view::TextMap<'_>>| {
         map.and_then(|m| m.get(INJECT_KEY))
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"))
     };
@@ -273,7 +273,7 @@ fn gate<'p>(pod: &'p PodView, namespace: &str, defaults: &'p Defaults) -> Gate<'
             .containers()
             .iter()
             .chain(pod.init_containers())
-            .map(|c| c.name.as_str())
+            .map(|c| &*c.name)
             .collect();
         let warning =
             format!(
@@ -422,7 +422,7 @@ fn render<'s>(
                 listeners::validate(&value, &config).map_err(|error| InjectError::Listeners {
                     origin,
                     value: settings::clip_to(&value, 512),
-                    container: broker.name.clone(),
+                    container: broker.name.to_string(),
                     error: Box::new(error),
                 })?;
             warnings.extend(found);

@@ -15,14 +15,14 @@ pub struct Ordinal<'a> {
 
 /// Derives the ordinal: the pod-index label when present, else the `<statefulset>-<n>` name,
 /// checked against the StatefulSet ownerReference when there is one. The error says why not.
-pub fn derive_ordinal(pod: &PodView) -> Result<Ordinal<'_>, String> {
+pub fn derive_ordinal<'p>(pod: &'p PodView<'_>) -> Result<Ordinal<'p>, String> {
     let meta = &pod.metadata;
     let owner = meta
         .owner_references
         .iter()
         .flatten()
         .find(|owner| owner.kind == "StatefulSet" && owner.api_version.starts_with("apps/"));
-    let owner = owner.map(|o| o.name.as_str());
+    let owner = owner.map(|o| &*o.name);
     let name = meta.name.as_deref().filter(|n| !n.is_empty());
 
     if let Some(label) = meta.labels.as_ref().and_then(|l| l.get(POD_INDEX_LABEL)) {

@@ -4,10 +4,9 @@
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
-use k8s_openapi::api::core::v1::EnvVar;
 use serde_json::{json, Value};
 
-use super::view::{ContainerList, PodView};
+use super::view::{ContainerList, EnvView, PodView};
 
 /// What to write into the pod.
 #[derive(Debug)]
@@ -47,7 +46,7 @@ pub fn build_patch(pod: &PodView, target: &Target<'_>) -> (Patch, Vec<Overridden
             Some(existing) => {
                 for (name, value) in target.env {
                     if set_env(existing, name, value, &env_path, &mut ops) {
-                        overridden.push((container.name.clone(), (*name).to_owned()));
+                        overridden.push((container.name.to_string(), (*name).to_owned()));
                     }
                 }
             }
@@ -67,7 +66,7 @@ pub fn build_patch(pod: &PodView, target: &Target<'_>) -> (Patch, Vec<Overridden
         )),
         Some(existing) => {
             for (key, value) in target.annotations {
-                if existing.get(*key).map(String::as_str) != Some(*value) {
+                if existing.get(*key).map(|v| &**v) != Some(*value) {
                     // `add` on an existing member replaces it, so one op covers both cases.
                     ops.push(add(
                         PointerBuf::from_tokens(["metadata", "annotations", *key]),
@@ -98,7 +97,7 @@ pub fn build_patch(pod: &PodView, target: &Target<'_>) -> (Patch, Vec<Overridden
 
 /// Sets `name` in an existing env list; `true` when a different definition was replaced.
 fn set_env(
-    existing: &[EnvVar],
+    existing: &[EnvView<'_>],
     name: &str,
     value: &str,
     env_path: &impl Fn(&[&str]) -> PointerBuf,

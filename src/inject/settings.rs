@@ -1,11 +1,13 @@
 //! Injection settings: cluster defaults from flags, overridden per pod by annotations.
 
-use std::collections::BTreeMap;
 use std::fmt;
+use std::fmt::Write as _;
+use std::ops::Bound;
 
 use thiserror::Error;
 
 use super::template::{Template, TemplateError};
+use super::view::TextMap;
 
 /// Prefix of every annotation and label this webhook reads or writes.
 pub const PREFIX: &str = "kafka-listener-injector.io/";
@@ -371,28 +373,27 @@ impl Resolved<'_> {
             self.node_id_offset,
         );
         for extra in &self.extra_env {
-            text.push_str(&format!("env.{}={}\n", extra.name, extra.template.as_str()));
+            let _ = writeln!(text, "env.{}={}", extra.name, extra.template.as_str());
         }
         let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
-        digest.as_ref()[..4]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        // The first four bytes in hex: `text` is reused to hold them.
+        text.clear();
+        for byte in &digest.as_ref()[..4] {
+            let _ = write!(text, "{byte:02x}");
+        }
+        text
     }
 }
 
 /// Reads the annotation of `setting`, if any.
-pub fn annotation(
-    annotations: Option<&BTreeMap<String, String>>,
-    setting: Setting,
-) -> Option<&str> {
-    annotations?.get(setting.annotation()).map(String::as_str)
+pub fn annotation<'a>(annotations: Option<&'a TextMap<'_>>, setting: Setting) -> Option<&'a str> {
+    annotations?.get(setting.annotation()).map(|value| &**value)
 }
 
 /// Merges the defaults with the pod's annotations; errors name the annotation.
 pub fn resolve<'a>(
     defaults: &'a Defaults,
-    annotations: Option<&'a BTreeMap<String, String>>,
+    annotations: Option<&'a TextMap<'_>>,
 ) -> Result<Resolved<'a>, SettingsError> {
     let mut resolved = Resolved {
         listeners_override: None,
@@ -476,8 +477,8 @@ pub fn resolve<'a>(
             }
         };
     }
-    let from = ENV_ANNOTATION_PREFIX.to_owned();
-    for (key, source) in map.range(from..) {
+    let from_the_prefix = (Bound::Included(ENV_ANNOTATION_PREFIX), Bound::Unbounded);
+    for (key, source) in map.range::<str, _>(from_the_prefix) {
         let Some(name) = key.strip_prefix(ENV_ANNOTATION_PREFIX) else {
             break; // past the prefix in the sorted map
         };
@@ -562,10 +563,10 @@ fn check_domain(value: &str, origin: Origin) -> Result<&str, SettingsError> {
 mod tests {
     use super::*;
 
-    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    fn annotations(pairs: &[(&str, &str)]) -> TextMap<'static> {
         pairs
             .iter()
-            .map(|(k, v)| (format!("{PREFIX}{k}"), v.to_string()))
+            .map(|(k, v)| (format!("{PREFIX}{k}").into(), v.to_string().into()))
             .collect()
     }
 

@@ -191,7 +191,7 @@ impl PodBuilder {
     }
 
     /// The pod as the core sees it.
-    pub fn view(self) -> PodView {
+    pub fn view(self) -> PodView<'static> {
         PodView::from_pod(&self.pod).unwrap()
     }
 }

@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::Pod;
 use super::test_pods::PodBuilder;
 use super::*;
 
-fn view(pod: &Pod) -> PodView {
+fn view(pod: &Pod) -> PodView<'static> {
     PodView::from_pod(pod).unwrap()
 }
 

@@ -4,99 +4,154 @@
 //! through the very same deserializer, so the two can never see different pods. A rule that needs
 //! another field must add it here, where both paths get it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{EnvVar, Pod};
+use k8s_openapi::api::core::v1::Pod;
+use serde::de::IgnoredAny;
 use serde::Deserialize;
+use serde_with::{serde_as, BorrowCow};
+
+// Every string borrows from the review body (`Cow::Borrowed`) unless it has JSON escapes to
+// undo, so parsing a review allocates only the few lists and maps below, not a `String` per field.
+
+/// A text field of the pod.
+pub type Text<'a> = Cow<'a, str>;
+/// Labels or annotations.
+pub type TextMap<'a> = BTreeMap<Text<'a>, Text<'a>>;
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-pub struct PodView {
-    #[serde(default)]
-    pub metadata: MetaView,
-    #[serde(default)]
-    pub spec: Option<SpecView>,
+pub struct PodView<'a> {
+    #[serde(default, borrow)]
+    pub metadata: MetaView<'a>,
+    #[serde(default, borrow)]
+    pub spec: Option<SpecView<'a>>,
 }
 
+#[serde_as]
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct MetaView {
-    pub name: Option<String>,
-    pub generate_name: Option<String>,
-    pub labels: Option<BTreeMap<String, String>>,
-    pub annotations: Option<BTreeMap<String, String>>,
-    pub owner_references: Option<Vec<OwnerView>>,
+pub struct MetaView<'a> {
+    #[serde_as(as = "Option<BorrowCow>")]
+    #[serde(default, borrow)]
+    pub name: Option<Text<'a>>,
+    #[serde_as(as = "Option<BorrowCow>")]
+    #[serde(default, borrow)]
+    pub generate_name: Option<Text<'a>>,
+    #[serde_as(as = "Option<BTreeMap<BorrowCow, BorrowCow>>")]
+    #[serde(default, borrow)]
+    pub labels: Option<TextMap<'a>>,
+    #[serde_as(as = "Option<BTreeMap<BorrowCow, BorrowCow>>")]
+    #[serde(default, borrow)]
+    pub annotations: Option<TextMap<'a>>,
+    #[serde(default, borrow)]
+    pub owner_references: Option<Vec<OwnerView<'a>>>,
 }
 
+#[serde_as]
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct OwnerView {
-    #[serde(default)]
-    pub api_version: String,
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub name: String,
+pub struct OwnerView<'a> {
+    #[serde_as(as = "BorrowCow")]
+    #[serde(default, borrow)]
+    pub api_version: Text<'a>,
+    #[serde_as(as = "BorrowCow")]
+    #[serde(default, borrow)]
+    pub kind: Text<'a>,
+    #[serde_as(as = "BorrowCow")]
+    #[serde(default, borrow)]
+    pub name: Text<'a>,
 }
 
+#[serde_as]
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SpecView {
-    #[serde(default)]
-    pub subdomain: Option<String>,
+pub struct SpecView<'a> {
+    #[serde_as(as = "Option<BorrowCow>")]
+    #[serde(default, borrow)]
+    pub subdomain: Option<Text<'a>>,
     // Every container is kept, in order, so that patch indexes match the stored pod.
-    #[serde(default, deserialize_with = "null_as_empty")]
-    pub containers: Vec<ContainerView>,
-    #[serde(default, deserialize_with = "null_as_empty")]
-    pub init_containers: Vec<ContainerView>,
-    #[serde(default, deserialize_with = "null_as_empty")]
-    pub readiness_gates: Vec<ReadinessGateView>,
+    #[serde(default, borrow, deserialize_with = "null_as_empty")]
+    pub containers: Vec<ContainerView<'a>>,
+    #[serde(default, borrow, deserialize_with = "null_as_empty")]
+    pub init_containers: Vec<ContainerView<'a>>,
+    #[serde(default, borrow, deserialize_with = "null_as_empty")]
+    pub readiness_gates: Vec<ReadinessGateView<'a>>,
+}
+
+#[serde_as]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadinessGateView<'a> {
+    #[serde_as(as = "BorrowCow")]
+    #[serde(default, borrow)]
+    pub condition_type: Text<'a>,
+}
+
+#[serde_as]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerView<'a> {
+    #[serde_as(as = "BorrowCow")]
+    #[serde(borrow)]
+    pub name: Text<'a>,
+    #[serde(default, borrow)]
+    pub env: Option<Vec<EnvView<'a>>>,
+    #[serde(default, borrow)]
+    pub env_from: Option<Vec<EnvFromView<'a>>>,
+    #[serde_as(as = "Option<Vec<BorrowCow>>")]
+    #[serde(default, borrow)]
+    pub command: Option<Vec<Text<'a>>>,
+    #[serde_as(as = "Option<Vec<BorrowCow>>")]
+    #[serde(default, borrow)]
+    pub args: Option<Vec<Text<'a>>>,
+    #[serde(default, borrow)]
+    pub volume_mounts: Option<Vec<MountView<'a>>>,
+}
+
+/// One entry of a container's `env`: a plain value, or one taken from elsewhere (`valueFrom`,
+/// whose content no rule reads).
+#[serde_as]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvView<'a> {
+    #[serde_as(as = "BorrowCow")]
+    #[serde(borrow)]
+    pub name: Text<'a>,
+    #[serde_as(as = "Option<BorrowCow>")]
+    #[serde(default, borrow)]
+    pub value: Option<Text<'a>>,
+    #[serde(default)]
+    pub value_from: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ReadinessGateView {
-    #[serde(default)]
-    pub condition_type: String,
+pub struct EnvFromView<'a> {
+    #[serde(default, borrow)]
+    pub config_map_ref: Option<NameRef<'a>>,
+    #[serde(default, borrow)]
+    pub secret_ref: Option<NameRef<'a>>,
 }
 
+#[serde_as]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct NameRef<'a> {
+    #[serde_as(as = "BorrowCow")]
+    #[serde(default, borrow)]
+    pub name: Text<'a>,
+}
+
+#[serde_as]
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ContainerView {
-    pub name: String,
-    #[serde(default)]
-    pub env: Option<Vec<EnvVar>>,
-    #[serde(default)]
-    pub env_from: Option<Vec<EnvFromView>>,
-    #[serde(default)]
-    pub command: Option<Vec<String>>,
-    #[serde(default)]
-    pub args: Option<Vec<String>>,
-    #[serde(default)]
-    pub volume_mounts: Option<Vec<MountView>>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EnvFromView {
-    #[serde(default)]
-    pub config_map_ref: Option<NameRef>,
-    #[serde(default)]
-    pub secret_ref: Option<NameRef>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-pub struct NameRef {
-    #[serde(default)]
-    pub name: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MountView {
-    #[serde(default)]
-    pub mount_path: String,
-    #[serde(default)]
-    pub sub_path: Option<String>,
+pub struct MountView<'a> {
+    #[serde_as(as = "BorrowCow")]
+    #[serde(default, borrow)]
+    pub mount_path: Text<'a>,
+    #[serde_as(as = "Option<BorrowCow>")]
+    #[serde(default, borrow)]
+    pub sub_path: Option<Text<'a>>,
 }
 
 fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
@@ -124,21 +179,22 @@ impl ContainerList {
     }
 }
 
-impl PodView {
-    /// The view of a manifest pod, through the same deserializer `serve` uses on request bytes.
-    pub fn from_pod(pod: &Pod) -> Result<Self, serde_json::Error> {
-        serde_json::from_value(serde_json::to_value(pod)?)
+impl PodView<'_> {
+    /// The view of a manifest pod, through the same deserializer `serve` uses on request bytes
+    /// (its strings owned, as they come from a `Value`).
+    pub fn from_pod(pod: &Pod) -> Result<PodView<'static>, serde_json::Error> {
+        PodView::deserialize(serde_json::to_value(pod)?)
     }
 
-    pub fn containers(&self) -> &[ContainerView] {
+    pub fn containers(&self) -> &[ContainerView<'_>] {
         self.spec.as_ref().map_or(&[], |s| &s.containers)
     }
 
-    pub fn init_containers(&self) -> &[ContainerView] {
+    pub fn init_containers(&self) -> &[ContainerView<'_>] {
         self.spec.as_ref().map_or(&[], |s| &s.init_containers)
     }
 
-    pub fn list(&self, list: ContainerList) -> &[ContainerView] {
+    pub fn list(&self, list: ContainerList) -> &[ContainerView<'_>] {
         match list {
             ContainerList::Containers => self.containers(),
             ContainerList::InitContainers => self.init_containers(),
@@ -148,22 +204,22 @@ impl PodView {
     /// The pod's name for messages: its name, else its generateName with a marker.
     pub fn display_name(&self) -> String {
         match (&self.metadata.name, &self.metadata.generate_name) {
-            (Some(name), _) if !name.is_empty() => name.clone(),
+            (Some(name), _) if !name.is_empty() => name.to_string(),
             (_, Some(prefix)) => format!("{prefix}<generated>"),
             _ => "<unnamed>".to_owned(),
         }
     }
 }
 
-impl ContainerView {
+impl ContainerView<'_> {
     /// The value of the last plain-valued env var among `names` (the one a runtime honours).
     pub fn env_value<'c>(&'c self, names: &[&str]) -> Option<(&'c str, &'c str)> {
         self.env
             .iter()
             .flatten()
             .rev()
-            .find(|var| names.contains(&var.name.as_str()))
-            .and_then(|var| Some((var.name.as_str(), var.value.as_deref()?)))
+            .find(|var| names.contains(&&*var.name))
+            .and_then(|var| Some((&*var.name, var.value.as_deref()?)))
     }
 
     /// The command and arguments, as one text to search (shell scripts live here).
@@ -172,7 +228,7 @@ impl ContainerView {
             .iter()
             .flatten()
             .chain(self.args.iter().flatten())
-            .map(String::as_str)
+            .map(|word| &**word)
             .collect::<Vec<_>>()
             .join(" ")
     }
