@@ -17,6 +17,16 @@ command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq; }
 make --quiet certs >/dev/null
 cargo build --release --locked --quiet --bin kafka-listener-injector --example floor
 
+# The servers run on one core and the load generator on another, so that neither steals the
+# other's cycles and the CPU figures below are the server's alone (no pinning on one core).
+if [ "$(nproc)" -ge 2 ]; then
+  on_server_core=(taskset -c 0)
+  on_client_core=(taskset -c 1)
+else
+  on_server_core=()
+  on_client_core=()
+fi
+
 echo "## Core: parse + decide + patch + serialize, per review (Criterion)"
 echo
 cargo bench --locked --quiet --bench core -- --warm-up-time 1 --measurement-time 5 2>/dev/null \
@@ -26,7 +36,7 @@ cargo bench --locked --quiet --bench core -- --warm-up-time 1 --measurement-time
   | { echo "| review | median |"; echo "|---|---|"; cat; }
 echo
 
-./target/release/kafka-listener-injector serve --listen 127.0.0.1:$SERVE_PORT --admin-listen 127.0.0.1:$ADMIN_PORT \
+"${on_server_core[@]}" ./target/release/kafka-listener-injector serve --listen 127.0.0.1:$SERVE_PORT --admin-listen 127.0.0.1:$ADMIN_PORT \
   --tls-cert certs/dev/tls.crt --tls-key certs/dev/tls.key --domain kafka.example.com --log-format json \
   2>"$work/serve.log" &
 serve_pid=$!
@@ -34,7 +44,7 @@ pids+=($serve_pid)
 for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$ADMIN_PORT/readyz" >/dev/null && break; sleep 0.1; done
 response_bytes=$(curl -s --cacert certs/dev/ca.crt -H 'content-type: application/json' --data-binary @"$BODY" \
   "https://127.0.0.1:$SERVE_PORT/mutate" | wc -c)
-./target/release/examples/floor 127.0.0.1:$FLOOR_PORT certs/dev/tls.crt certs/dev/tls.key "$response_bytes" &
+"${on_server_core[@]}" ./target/release/examples/floor 127.0.0.1:$FLOOR_PORT certs/dev/tls.crt certs/dev/tls.key "$response_bytes" &
 pids+=($!)
 sleep 0.5
 
@@ -49,7 +59,7 @@ load() {
   shift 3
   local limit=(-z "$DURATION" -w)
   [ $# -gt 0 ] && limit=("$@")
-  oha --no-tui "${limit[@]}" "${args[@]}" -m POST -T application/json -D "$BODY" \
+  "${on_client_core[@]}" oha --no-tui "${limit[@]}" "${args[@]}" -m POST -T application/json -D "$BODY" \
     --cacert certs/dev/ca.crt --output-format json "$url" \
     | jq -r '[.summary.requestsPerSec, .latencyPercentiles.p50 * 1000, .latencyPercentiles.p99 * 1000,
               .latencyPercentiles["p99.9"] * 1000,
@@ -117,4 +127,4 @@ echo "| peak RSS overall | $((peak / 1024)) MiB |"
 echo "| $MILLION reviews: req/s, p99 ms, failed | $m_rps, $m_p99, $m_fail |"
 echo
 echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB;"
-echo "load generator (oha) and servers share the cores."
+echo "servers pinned to core 0 and the load generator (oha) to core 1 when there are two or more."
