@@ -6,6 +6,7 @@ pub mod certs;
 pub mod cli;
 pub mod deadline;
 pub mod inject;
+pub mod log_format;
 pub mod log_writer;
 pub mod manifests;
 pub mod outcome;

@@ -86,7 +86,8 @@ fn probe(config: kafka_listener_injector::probe::Config) -> anyhow::Result<ExitC
 }
 
 fn reconcile(config: reconcile::Config) -> anyhow::Result<()> {
-    let _flush_logs_at_exit = telemetry::init_logging(config.log_format);
+    let _flush_logs_at_exit =
+        telemetry::init_logging(config.log_format, telemetry::Logger::Reconcile);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -94,7 +95,7 @@ fn reconcile(config: reconcile::Config) -> anyhow::Result<()> {
 }
 
 fn serve(config: server::Config) -> anyhow::Result<()> {
-    let _flush_logs_at_exit = telemetry::init_logging(config.log_format);
+    let _flush_logs_at_exit = telemetry::init_logging(config.log_format, telemetry::Logger::Serve);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -198,9 +198,9 @@ async fn mutate(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
                 state.metrics.count_injected(settings);
             }
             info!(
-                uid = %reviewed.uid,
-                namespace = %reviewed.namespace,
-                pod = %reviewed.pod,
+                uid = &*reviewed.uid,
+                namespace = &*reviewed.namespace,
+                pod = &*reviewed.pod,
                 outcome = reviewed.outcome.as_str(),
                 reason = reviewed.reason.as_str(),
                 dry_run = reviewed.dry_run,

@@ -19,10 +19,19 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which command logs: `serve` opens no spans and logs a line per review, so its JSON lines come
+/// from [`crate::log_format::JsonLines`]; `reconcile` logs inside kube-runtime's spans and keeps
+/// tracing-subscriber's JSON, which writes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logger {
+    Serve,
+    Reconcile,
+}
+
 /// Installs the global `tracing` subscriber; the level comes from `RUST_LOG` (default `info`).
 /// Lines are written to stderr in batches by a background thread (see [`crate::log_writer`]), so
 /// a request never waits on a `write`; the returned guard writes the rest when dropped, at exit.
-pub fn init_logging(format: LogFormat) -> crate::log_writer::FlushGuard {
+pub fn init_logging(format: LogFormat, logger: Logger) -> crate::log_writer::FlushGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let (writer, guard) = crate::log_writer::batched(std::io::stderr());
@@ -33,9 +42,12 @@ pub fn init_logging(format: LogFormat) -> crate::log_writer::FlushGuard {
         .with_ansi(ansi)
         .with_writer(writer);
     // A second call (tests start several servers in one process) keeps the first subscriber.
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+    let _ = match (format, logger) {
+        (LogFormat::Json, Logger::Serve) => builder
+            .event_format(crate::log_format::JsonLines)
+            .try_init(),
+        (LogFormat::Json, Logger::Reconcile) => builder.json().flatten_event(true).try_init(),
+        (LogFormat::Text, _) => builder.try_init(),
     };
     guard
 }
