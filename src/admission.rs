@@ -2,9 +2,9 @@
 //! answered with an AdmissionReview. The body is parsed here rather than by an extractor so that a
 //! malformed review gets a precise answer.
 
-use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use std::borrow::Cow;
 
+use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use kube::core::DynamicObject;
 use serde::Deserialize;
 use serde_with::{serde_as, BorrowCow};
@@ -339,10 +339,9 @@ fn check_types(api_version: &str, kind: &str) -> Result<(), ReviewError> {
 }
 
 /// Writes the response review in the API server's wire form. The envelope is a handful of
-/// fields written in order; the patch is serialized straight through a base64 encoder into the
-/// output, with no intermediate copy and no escaping pass (base64 needs none). kube's own
-/// serialization would write the patch as an array of numbers; the API server's `[]byte` field is
-/// documented as base64.
+/// fields written in order; the patch is serialized once and base64-encoded straight into the
+/// output, with no escaping pass (base64 needs none). kube's own serialization would write the
+/// patch as an array of numbers; the API server's `[]byte` field is documented as base64.
 fn serialize(response: Answer<'_>) -> Vec<u8> {
     use base64::Engine;
     let mut out = Vec::with_capacity(if response.patch.is_some() { 1024 } else { 256 });
