@@ -46,7 +46,7 @@ use crate::policy::{Mode, OPT_IN_LABEL};
 use crate::services::{
     self, Render, HOSTNAME_ANNOTATION, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL,
 };
-use crate::telemetry::LogFormat;
+use crate::telemetry::{registered, LogFormat};
 
 /// The field manager of every write; Services it manages are also labelled
 /// `app.kubernetes.io/managed-by: kafka-listener-injector`.
@@ -115,41 +115,41 @@ pub struct Metrics {
 impl Metrics {
     fn new() -> Self {
         let mut registry = Registry::with_prefix("kafka_listener_injector_reconcile");
-        let runs = Family::<ResultLabels, Counter>::default();
-        registry.register(
+        let runs = registered(
+            &mut registry,
             "runs",
             "Reconciles of a StatefulSet by result",
-            runs.clone(),
+            Default::default(),
         );
-        let errors = Family::<ResultLabels, Counter>::default();
-        registry.register(
+        let errors = registered(
+            &mut registry,
             "errors",
             "Reconcile faults by kind: api, render, name-taken",
-            errors.clone(),
+            Default::default(),
         );
-        let actions = Family::<ActionLabels, Counter>::default();
-        registry.register(
+        let actions = registered(
+            &mut registry,
             "service_actions",
             "Writes to Services by action: applied, marked-scaled-down, deleted",
-            actions.clone(),
+            Default::default(),
         );
-        let services = Gauge::default();
-        registry.register(
+        let services = registered(
+            &mut registry,
             "services_managed",
             "Services this reconciler keeps",
-            services.clone(),
+            Default::default(),
         );
-        let names_pending = Gauge::default();
-        registry.register(
+        let names_pending = registered(
+            &mut registry,
             "names_pending",
             "Broker names that do not resolve to their load balancer yet",
-            names_pending.clone(),
+            Default::default(),
         );
-        let leader = Gauge::default();
-        registry.register(
+        let leader = registered(
+            &mut registry,
             "leader",
             "1 while this replica holds the lease (or runs without one)",
-            leader.clone(),
+            Default::default(),
         );
         Self {
             registry,

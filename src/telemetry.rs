@@ -8,7 +8,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::outcome::{Outcome, Reason};
 
@@ -68,6 +68,17 @@ pub struct SettingsLabels {
     pub settings: String,
 }
 
+/// Registers `metric` under `name` and hands it back, to be kept and updated.
+pub fn registered<M: Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 /// Distinct settings hashes with a series of their own; further ones share `other`, so pods
 /// with ever-new annotations cannot grow the registry without bound.
 const MAX_SETTINGS_SERIES: usize = 64;
@@ -93,37 +104,32 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("kafka_listener_injector");
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
+        let requests = registered(
+            &mut registry,
             "admission_requests",
             "Admission requests by outcome and reason",
-            requests.clone(),
+            Default::default(),
         );
         // 50us, 100us, ... 1.6s: the API server waits on us, so the low end matters.
-        let duration = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
-        registry.register(
+        let duration = registered(
+            &mut registry,
             "admission_duration_seconds",
             "Time from a complete request body to the response, per admission request",
-            duration.clone(),
+            Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
         );
-        let certificate_expiry = Gauge::<f64, AtomicU64>::default();
-        registry.register(
+        let certificate_expiry = registered(
+            &mut registry,
             "certificate_expiry_timestamp_seconds",
             "Unix time at which the serving certificate expires",
-            certificate_expiry.clone(),
+            Default::default(),
         );
-        let certificate_reloads = Family::<ReloadLabels, Counter>::default();
-        registry.register(
+        let certificate_reloads = registered(
+            &mut registry,
             "certificate_reloads",
             "Certificate reloads from disk by result",
-            certificate_reloads.clone(),
+            Default::default(),
         );
-        let injected = Family::<SettingsLabels, Counter>::default();
-        registry.register(
-            "injected_pods",
-            "Pods admitted injected (patched or already up to date) by settings hash: more than one hash for a Kafka cluster is drift",
-            injected.clone(),
-        );
+        let injected = registered(&mut registry, "injected_pods", "Pods admitted injected (patched or already up to date) by settings hash: more than one hash for a Kafka cluster is drift", Default::default());
         Self {
             registry,
             requests,
