@@ -1,8 +1,8 @@
 //! The webhook's per-review work on real review bodies: parse, decide, patch, serialize.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use kafka_listener_injector::admission;
 use kafka_listener_injector::inject::Defaults;
+use kafka_listener_injector::webhook::admission;
 use std::hint::black_box;
 
 const BODIES: [(&str, &[u8]); 3] = [

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use kafka_listener_injector::cli::{Cli, Command};
 use kafka_listener_injector::preview::{self, Verdict};
-use kafka_listener_injector::{certs, policy, reconcile, server, services, telemetry};
+use kafka_listener_injector::{certs, policy, reconcile, services, telemetry, webhook};
 
 fn main() -> ExitCode {
     rustls::crypto::ring::default_provider()
@@ -94,13 +94,13 @@ fn reconcile(config: reconcile::Config) -> anyhow::Result<()> {
     runtime.block_on(reconcile::run(config))
 }
 
-fn serve(config: server::Config) -> anyhow::Result<()> {
+fn serve(config: webhook::Config) -> anyhow::Result<()> {
     let _flush_logs_at_exit = telemetry::init_logging(config.log_format, telemetry::Logger::Serve);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let server = server::Server::bind(config).await?;
-        server.run(server::shutdown_signal()).await
+        let server = webhook::Server::bind(config).await?;
+        server.run(telemetry::shutdown_signal()).await
     })
 }

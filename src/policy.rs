@@ -78,18 +78,67 @@ pub fn render(config: &Config) -> anyhow::Result<Vec<Value>> {
             "--container: the native policy injects into one container; name one, or use the webhook"
         );
     }
-    let annotation = |setting: Setting| cel_string(setting.annotation());
+    let env_name = listeners_env_name(defaults);
+    let selectors = Selectors::for_mode(config);
+    let rules = json!([{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}]);
+    let mutating = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingAdmissionPolicy",
+        "metadata": {"name": NAME},
+        "spec": {
+            "failurePolicy": "Fail",
+            "reinvocationPolicy": "IfNeeded",
+            "matchConstraints": {"resourceRules": rules, "namespaceSelector": selectors.namespace, "objectSelector": selectors.object},
+            "matchConditions": match_conditions(defaults),
+            "variables": variables(defaults, env_name.as_deref()),
+            "mutations": [{"patchType": "ApplyConfiguration", "applyConfiguration": {"expression": apply_expression(defaults, env_name.is_some())}}],
+        }
+    });
+    let mut objects = vec![mutating, binding("MutatingAdmissionPolicyBinding", NAME)];
+    if env_name.is_some() {
+        let checks = format!("{NAME}-checks");
+        objects.push(validating_policy(&checks, &rules, &selectors));
+        objects.push(binding("ValidatingAdmissionPolicyBinding", &checks));
+    }
+    Ok(objects)
+}
+
+fn binding(kind: &str, policy: &str) -> Value {
+    let mut spec = json!({"policyName": policy});
+    if kind == "ValidatingAdmissionPolicyBinding" {
+        spec["validationActions"] = json!(["Deny"]);
+    }
+    json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": kind, "metadata": {"name": policy}, "spec": spec})
+}
+
+/// A CEL `has(...) && key in annotations` test for a setting's annotation.
+fn has_annotation(setting: Setting) -> String {
+    format!(
+        "has(object.metadata.annotations) && {} in object.metadata.annotations",
+        cel_string(setting.annotation())
+    )
+}
+
+/// The CEL expression for the advertised-listeners variable's name, or `None` for `--env-name none`.
+fn listeners_env_name(defaults: &Defaults) -> Option<String> {
+    match &defaults.env_name {
+        EnvName::Named(name) => Some(cel_string(name)),
+        EnvName::None => None,
+        EnvName::Auto => Some(format!(
+            "object.spec.containers.exists(c, c.name == variables.container && has(c.env) && c.env.exists(e, e.name.startsWith('KAFKA_CFG_'))) ? {} : {}",
+            cel_string(BITNAMI_ENV_NAME),
+            cel_string(PLAIN_ENV_NAME)
+        )),
+    }
+}
+
+/// The policy's variables: the container, the ordinal, the StatefulSet, the domain, the value.
+fn variables(defaults: &Defaults, env_name: Option<&str>) -> Vec<Value> {
     let domain_default = defaults.domain.as_deref().unwrap_or("");
-    let has_annotation = |setting: Setting| {
-        format!(
-            "has(object.metadata.annotations) && {} in object.metadata.annotations",
-            annotation(setting)
-        )
-    };
     let domain = format!(
         "{} ? object.metadata.annotations[{}] : {}",
         has_annotation(Setting::Domain),
-        annotation(Setting::Domain),
+        cel_string(Setting::Domain.annotation()),
         cel_string(domain_default)
     );
     let container = if defaults.containers_explicit {
@@ -100,29 +149,24 @@ pub fn render(config: &Config) -> anyhow::Result<Vec<Value>> {
             kafka = cel_string(DEFAULT_CONTAINER)
         )
     };
-    let env_name = match &defaults.env_name {
-        EnvName::Named(name) => Some(cel_string(name)),
-        EnvName::None => None,
-        EnvName::Auto => Some(format!(
-            "object.spec.containers.exists(c, c.name == variables.container && has(c.env) && c.env.exists(e, e.name.startsWith('KAFKA_CFG_'))) ? {} : {}",
-            cel_string(BITNAMI_ENV_NAME),
-            cel_string(PLAIN_ENV_NAME)
-        )),
-    };
     let mut variables = vec![
         json!({"name": "container", "expression": container}),
         json!({"name": "ordinal", "expression": format!("int(object.metadata.labels[{}])", cel_string(POD_INDEX))}),
         json!({"name": "statefulset", "expression": "object.metadata.ownerReferences.filter(o, o.kind == 'StatefulSet')[0].name"}),
         json!({"name": "domain", "expression": domain}),
     ];
-    if let Some(env_name) = &env_name {
+    if let Some(env_name) = env_name {
         variables.push(json!({"name": "listenersEnv", "expression": env_name}));
     }
     variables
         .push(json!({"name": "listeners", "expression": template_expression(&defaults.listeners)}));
+    variables
+}
 
+/// The ApplyConfiguration: the env entries in the broker container and the record annotations.
+fn apply_expression(defaults: &Defaults, sets_listeners: bool) -> String {
     let mut env_entries = Vec::new();
-    if env_name.is_some() {
+    if sets_listeners {
         env_entries.push(
             "Object.spec.containers.env{name: variables.listenersEnv, value: variables.listeners}"
                 .to_owned(),
@@ -143,7 +187,7 @@ pub fn render(config: &Config) -> anyhow::Result<Vec<Value>> {
         ));
     }
     let mut annotations = Vec::new();
-    if env_name.is_some() {
+    if sets_listeners {
         annotations.push(format!("{}: variables.listeners", cel_string(RECORD_KEY)));
     }
     annotations.push(format!(
@@ -151,12 +195,16 @@ pub fn render(config: &Config) -> anyhow::Result<Vec<Value>> {
         cel_string(SETTINGS_KEY),
         cel_string("native-policy")
     ));
-    let apply = format!(
+    format!(
         "Object{{metadata: Object.metadata{{annotations: {{{}}}}}, spec: Object.spec{{containers: [Object.spec.containers{{name: variables.container, env: [{}]}}]}}}}",
         annotations.join(", "),
         env_entries.join(", ")
-    );
+    )
+}
 
+/// Which pods the policy mutates, as CEL: the same scope as the webhook's rules.
+fn match_conditions(defaults: &Defaults) -> Vec<Value> {
+    let domain_default = defaults.domain.as_deref().unwrap_or("");
     let mut conditions = vec![
         json!({"name": "not-opted-out", "expression": format!(
             "!(has(object.metadata.annotations) && {inject} in object.metadata.annotations && object.metadata.annotations[{inject}].lowerAscii() == 'false')",
@@ -180,80 +228,72 @@ pub fn render(config: &Config) -> anyhow::Result<Vec<Value>> {
         conditions.push(json!({"name": "has-a-subdomain", "expression": "has(object.spec.subdomain) && object.spec.subdomain != ''"}));
     }
 
-    let system: Vec<Value> = crate::inject::settings::SYSTEM_NAMESPACES
-        .iter()
-        .map(|n| json!(n))
-        .chain(
-            defaults
-                .ignore_namespaces
-                .iter()
-                .filter(|n| !crate::inject::settings::SYSTEM_NAMESPACES.contains(&n.as_str()))
-                .map(|n| json!(n)),
-        )
-        .chain([json!(NAME)])
-        .collect();
-    let (namespace_selector, object_selector) = match config.mode {
-        Mode::ClusterWide => (
-            json!({"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": system}]}),
-            json!({"matchLabels": {"kafka-listener-injector.io/inject": "true"}}),
-        ),
-        Mode::NamespaceOptIn => (
-            json!({"matchLabels": {"kafka-listener-injector.io/injection": "enabled"},
-                   "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": system}]}),
-            json!({"matchExpressions": [{"key": "kafka-listener-injector.io/inject", "operator": "NotIn", "values": ["false"]}]}),
-        ),
-    };
-    let rules = json!([{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}]);
-    let mutating = json!({
+    conditions
+}
+
+/// The namespace and object selectors of a mode.
+struct Selectors {
+    namespace: Value,
+    object: Value,
+}
+
+impl Selectors {
+    fn for_mode(config: &Config) -> Self {
+        let defaults = &config.defaults;
+        let system: Vec<Value> = crate::inject::settings::SYSTEM_NAMESPACES
+            .iter()
+            .map(|n| json!(n))
+            .chain(
+                defaults
+                    .ignore_namespaces
+                    .iter()
+                    .filter(|n| !crate::inject::settings::SYSTEM_NAMESPACES.contains(&n.as_str()))
+                    .map(|n| json!(n)),
+            )
+            .chain([json!(NAME)])
+            .collect();
+        let (namespace_selector, object_selector) = match config.mode {
+            Mode::ClusterWide => (
+                json!({"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": system}]}),
+                json!({"matchLabels": {"kafka-listener-injector.io/inject": "true"}}),
+            ),
+            Mode::NamespaceOptIn => (
+                json!({"matchLabels": {"kafka-listener-injector.io/injection": "enabled"},
+                       "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": system}]}),
+                json!({"matchExpressions": [{"key": "kafka-listener-injector.io/inject", "operator": "NotIn", "values": ["false"]}]}),
+            ),
+        };
+        Self {
+            namespace: namespace_selector,
+            object: object_selector,
+        }
+    }
+}
+
+/// Runs after mutation, on the pod as it will be stored: the advertised names must be in the
+/// broker container's protocol map when it sets one, as the webhook checks.
+fn validating_policy(name: &str, rules: &Value, selectors: &Selectors) -> Value {
+    json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingAdmissionPolicy",
-        "metadata": {"name": NAME},
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
         "spec": {
             "failurePolicy": "Fail",
-            "reinvocationPolicy": "IfNeeded",
-            "matchConstraints": {"resourceRules": rules, "namespaceSelector": namespace_selector, "objectSelector": object_selector},
-            "matchConditions": conditions,
-            "variables": variables,
-            "mutations": [{"patchType": "ApplyConfiguration", "applyConfiguration": {"expression": apply}}],
+            "matchConstraints": {"resourceRules": rules, "namespaceSelector": selectors.namespace, "objectSelector": selectors.object},
+            "matchConditions": [
+                {"name": "injected", "expression": format!("has(object.metadata.annotations) && {} in object.metadata.annotations", cel_string(RECORD_KEY))},
+            ],
+            "variables": [
+                {"name": "advertised", "expression": format!("object.metadata.annotations[{}].split(',').map(l, l.split('://')[0].upperAscii())", cel_string(RECORD_KEY))},
+                {"name": "maps", "expression": "object.spec.containers.filter(c, has(c.env)).map(c, c.env.filter(e, (e.name == 'KAFKA_LISTENER_SECURITY_PROTOCOL_MAP' || e.name == 'KAFKA_CFG_LISTENER_SECURITY_PROTOCOL_MAP') && has(e.value))).filter(l, size(l) > 0)"},
+            ],
+            "validations": [{
+                "expression": "variables.maps.all(found, variables.advertised.all(name, name in ['PLAINTEXT', 'SSL', 'SASL_PLAINTEXT', 'SASL_SSL'] || found[size(found) - 1].value.split(',').exists(pair, pair.split(':')[0].trim().upperAscii() == name)))",
+                "messageExpression": format!("'pod ' + namespaceObject.metadata.name + '/' + object.metadata.name + ': the advertised listeners ' + object.metadata.annotations[{}] + ' name a listener that is not in the container\\'s KAFKA_LISTENER_SECURITY_PROTOCOL_MAP'", cel_string(RECORD_KEY)),
+                "reason": "Invalid",
+            }],
         }
-    });
-    let binding = |kind: &str, policy: &str| {
-        let mut spec = json!({"policyName": policy});
-        if kind == "ValidatingAdmissionPolicyBinding" {
-            spec["validationActions"] = json!(["Deny"]);
-        }
-        json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": kind, "metadata": {"name": policy}, "spec": spec})
-    };
-    let mut objects = vec![mutating, binding("MutatingAdmissionPolicyBinding", NAME)];
-    if env_name.is_some() {
-        let checks = format!("{NAME}-checks");
-        // Runs after mutation, on the pod as it will be stored: the advertised names must be in
-        // the broker container's protocol map when it sets one, as the webhook checks.
-        let validating = json!({
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicy",
-            "metadata": {"name": checks},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {"resourceRules": rules, "namespaceSelector": namespace_selector, "objectSelector": object_selector},
-                "matchConditions": [
-                    {"name": "injected", "expression": format!("has(object.metadata.annotations) && {} in object.metadata.annotations", cel_string(RECORD_KEY))},
-                ],
-                "variables": [
-                    {"name": "advertised", "expression": format!("object.metadata.annotations[{}].split(',').map(l, l.split('://')[0].upperAscii())", cel_string(RECORD_KEY))},
-                    {"name": "maps", "expression": "object.spec.containers.filter(c, has(c.env)).map(c, c.env.filter(e, (e.name == 'KAFKA_LISTENER_SECURITY_PROTOCOL_MAP' || e.name == 'KAFKA_CFG_LISTENER_SECURITY_PROTOCOL_MAP') && has(e.value))).filter(l, size(l) > 0)"},
-                ],
-                "validations": [{
-                    "expression": "variables.maps.all(found, variables.advertised.all(name, name in ['PLAINTEXT', 'SSL', 'SASL_PLAINTEXT', 'SASL_SSL'] || found[size(found) - 1].value.split(',').exists(pair, pair.split(':')[0].trim().upperAscii() == name)))",
-                    "messageExpression": format!("'pod ' + namespaceObject.metadata.name + '/' + object.metadata.name + ': the advertised listeners ' + object.metadata.annotations[{}] + ' name a listener that is not in the container\\'s KAFKA_LISTENER_SECURITY_PROTOCOL_MAP'", cel_string(RECORD_KEY)),
-                    "reason": "Invalid",
-                }],
-            }
-        });
-        objects.push(validating);
-        objects.push(binding("ValidatingAdmissionPolicyBinding", &checks));
-    }
-    Ok(objects)
+    })
 }
 
 /// What the webhook does that the policy cannot, said plainly (on stderr).

@@ -5,8 +5,8 @@
 //! small review): the ceilings leave room for a dependency's change, not for a `String` per field.
 
 use base64::Engine;
-use kafka_listener_injector::admission;
 use kafka_listener_injector::inject::Defaults;
+use kafka_listener_injector::webhook::admission;
 use serde_json::Value;
 
 #[global_allocator]

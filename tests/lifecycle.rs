@@ -275,7 +275,7 @@ async fn shutdown_delay_keeps_serving_new_connections_while_unready() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preview_and_serve_agree_byte_for_byte_on_every_chart_fixture() {
-    use kafka_listener_injector::manifests::{self, Expansion};
+    use kafka_listener_injector::preview::manifests::{self, Expansion};
     let server = common::TestServer::start(&[]).await;
     let client = server.client(false);
     let charts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/charts");

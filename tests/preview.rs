@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use kafka_listener_injector::inject::{Decision, Defaults};
-use kafka_listener_injector::manifests::Source;
+use kafka_listener_injector::preview::manifests::Source;
 use kafka_listener_injector::preview::{decide_all, Decided};
 use serde_json::{json, Value};
 

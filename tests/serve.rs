@@ -241,14 +241,14 @@ async fn missing_or_mismatched_certificates_fail_fast_naming_the_flag() {
     common::issue_certs(b.path());
     let mut args = common::serve_args(a.path(), &[]);
     args.tls_key = b.path().join("tls.key");
-    let error = kafka_listener_injector::server::Server::bind(args)
+    let error = kafka_listener_injector::webhook::Server::bind(args)
         .await
         .err()
         .unwrap();
     assert!(error.to_string().contains("do not match"), "{error}");
     let mut args = common::serve_args(a.path(), &[]);
     args.tls_key = a.path().join("missing.key");
-    let error = kafka_listener_injector::server::Server::bind(args)
+    let error = kafka_listener_injector::webhook::Server::bind(args)
         .await
         .err()
         .unwrap();

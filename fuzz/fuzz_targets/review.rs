@@ -4,7 +4,7 @@
 #![no_main]
 
 use base64::Engine;
-use kafka_listener_injector::admission;
+use kafka_listener_injector::webhook::admission;
 use kafka_listener_injector::inject::Defaults;
 use libfuzzer_sys::fuzz_target;
 

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use thiserror::Error;
 
-use super::settings::clip;
+use super::text::{clip, is_dns_name};
 
 /// Security protocols Kafka accepts as listener names without a protocol-map entry.
 const STANDARD_PROTOCOLS: [&str; 4] = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
@@ -205,22 +205,6 @@ fn is_host(host: &str) -> bool {
         return inner.parse::<Ipv6Addr>().is_ok();
     }
     host.parse::<IpAddr>().is_ok() || is_dns_name(host)
-}
-
-/// An RFC 1123 DNS name: dot-separated labels of letters, digits and inner hyphens, 1-63 bytes
-/// each, 253 in all.
-pub fn is_dns_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod ordinal;
 pub mod patch;
 pub mod settings;
 pub mod template;
+pub mod text;
 pub mod view;
 
 #[cfg(test)]
@@ -421,7 +422,7 @@ fn render<'s>(
             let found =
                 listeners::validate(&value, &config).map_err(|error| InjectError::Listeners {
                     origin,
-                    value: settings::clip_to(&value, 512),
+                    value: text::clip_to(&value, 512),
                     container: broker.name.to_string(),
                     error: Box::new(error),
                 })?;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use clap::Parser;
 use kafka_listener_injector::certs;
 use kafka_listener_injector::cli::{Cli, Command};
-use kafka_listener_injector::server;
-use kafka_listener_injector::server::Server;
+use kafka_listener_injector::webhook;
+use kafka_listener_injector::webhook::Server;
 use tokio::sync::oneshot;
 
 pub const FIXTURE: &str = include_str!("../fixtures/review-statefulset-pod.json");
@@ -44,7 +44,7 @@ pub fn issue_certs(dir: &Path) -> certs::Issued {
     issued
 }
 
-pub fn serve_args(cert_dir: &Path, extra: &[&str]) -> server::Config {
+pub fn serve_args(cert_dir: &Path, extra: &[&str]) -> webhook::Config {
     let cert = cert_dir.join("tls.crt");
     let key = cert_dir.join("tls.key");
     let mut argv: Vec<String> = [

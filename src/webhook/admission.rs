@@ -388,7 +388,7 @@ mod tests {
     use base64::Engine;
     use serde_json::{json, Value};
 
-    const FIXTURE: &str = include_str!("../tests/fixtures/review-statefulset-pod.json");
+    const FIXTURE: &str = include_str!("../../tests/fixtures/review-statefulset-pod.json");
 
     fn defaults() -> Defaults {
         Defaults {
@@ -434,10 +434,10 @@ mod tests {
     fn the_sparse_parse_decides_exactly_like_the_full_pod() {
         let bodies: [&[u8]; 5] = [
             FIXTURE.as_bytes(),
-            include_bytes!("../tests/fixtures/review-1.37-statefulset-pod.json"),
-            include_bytes!("../bench/fixtures/review-20k.json"),
-            include_bytes!("../bench/fixtures/review-4-containers.json"),
-            include_bytes!("../tests/fixtures/review-deployment-pod-without-name.json"),
+            include_bytes!("../../tests/fixtures/review-1.37-statefulset-pod.json"),
+            include_bytes!("../../bench/fixtures/review-20k.json"),
+            include_bytes!("../../bench/fixtures/review-4-containers.json"),
+            include_bytes!("../../tests/fixtures/review-deployment-pod-without-name.json"),
         ];
         for body in bodies {
             let full: AdmissionReview<k8s_openapi::api::core::v1::Pod> =

@@ -18,8 +18,8 @@ use crate::inject::ordinal::POD_INDEX_LABEL;
 use crate::inject::template::{Part, Template, Values, Variable};
 use crate::inject::view::PodView;
 use crate::inject::{Decision, Defaults};
-use crate::manifests::{self, Expansion, Source, POD_NAME_LABEL};
 use crate::output::{write_objects, Format};
+use crate::preview::manifests::{self, Expansion, Source, POD_NAME_LABEL};
 
 pub const HOSTNAME_ANNOTATION: &str = "external-dns.alpha.kubernetes.io/hostname";
 /// Label on every Service this project renders; the reconciler lists its own Services by it.
@@ -388,7 +388,7 @@ fn bootstrap_service(
         ..values(first, sts_name)
     };
     let host = host.render(&values).context("--bootstrap-host")?;
-    if !crate::inject::listeners::is_dns_name(&host) {
+    if !crate::inject::text::is_dns_name(&host) {
         bail!("--bootstrap-host renders {host:?}, not a DNS name");
     }
     let mut annotations = annotations(render, &values)?;
@@ -535,54 +535,4 @@ fn is_service_name(name: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn example_statefulset() -> StatefulSet {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/manifests/examples/kafka/kafka.yaml"
-        ))
-        .unwrap();
-        let statefulset = serde_norway::Deserializer::from_str(&text)
-            .map(|d| serde_json::Value::deserialize(d).unwrap())
-            .find(|v| v["kind"] == "StatefulSet")
-            .unwrap();
-        serde_json::from_value(statefulset).unwrap()
-    }
-
-    fn render() -> Render {
-        Render {
-            defaults: Defaults::default(),
-            service_type: ServiceType::LoadBalancer,
-            annotations: Vec::new(),
-            port: None,
-            listener: "EXTERNAL".into(),
-            name_template: Template::parse("{pod}-external").unwrap(),
-            scope: Scope::Internal,
-            cloud: Some(Cloud::Gcp),
-            source_ranges: Vec::new(),
-            external_traffic_policy: None,
-            bootstrap_host: Some(Template::parse("bootstrap.{domain}").unwrap()),
-        }
-    }
-
-    use serde::Deserialize;
-
-    #[test]
-    fn a_statefulset_scaled_to_zero_needs_no_service_not_even_a_bootstrap_one() {
-        let rendered =
-            for_statefulset(&render(), &example_statefulset(), "kafka", Some(0)).unwrap();
-        assert_eq!(rendered.services().count(), 0);
-        let rendered =
-            for_statefulset(&render(), &example_statefulset(), "kafka", Some(2)).unwrap();
-        let names: Vec<_> = rendered
-            .services()
-            .map(|s| s.metadata.name.clone().unwrap())
-            .collect();
-        assert_eq!(
-            names,
-            ["kafka-0-external", "kafka-1-external", "kafka-bootstrap"]
-        );
-    }
-}
+mod tests;

@@ -1,12 +1,13 @@
 //! `preview`: what `serve` would do to each broker pod of some manifests, with no cluster.
 
+pub mod manifests;
+
 use std::io::Write;
 
 use anyhow::Context;
 
+use self::manifests::{Expansion, ManifestPod, Source};
 use crate::inject::{self, Decision, Defaults, PodView};
-use crate::manifests::Source;
-use crate::manifests::{self, Expansion, ManifestPod};
 
 /// What `preview` prints per pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

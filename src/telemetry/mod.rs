@@ -1,5 +1,13 @@
 //! Logging set-up and the Prometheus metrics registry.
 
+mod admin;
+pub mod log_format;
+pub mod log_writer;
+mod signal;
+
+pub use self::admin::admin_router;
+pub use self::signal::shutdown_signal;
+
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
@@ -20,7 +28,7 @@ pub enum LogFormat {
 }
 
 /// Which command logs: `serve` opens no spans and logs a line per review, so its JSON lines come
-/// from [`crate::log_format::JsonLines`]; `reconcile` logs inside kube-runtime's spans and keeps
+/// from [`crate::telemetry::log_format::JsonLines`]; `reconcile` logs inside kube-runtime's spans and keeps
 /// tracing-subscriber's JSON, which writes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Logger {
@@ -29,12 +37,12 @@ pub enum Logger {
 }
 
 /// Installs the global `tracing` subscriber; the level comes from `RUST_LOG` (default `info`).
-/// Lines are written to stderr in batches by a background thread (see [`crate::log_writer`]), so
+/// Lines are written to stderr in batches by a background thread (see [`crate::telemetry::log_writer`]), so
 /// a request never waits on a `write`; the returned guard writes the rest when dropped, at exit.
-pub fn init_logging(format: LogFormat, logger: Logger) -> crate::log_writer::FlushGuard {
+pub fn init_logging(format: LogFormat, logger: Logger) -> crate::telemetry::log_writer::FlushGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, guard) = crate::log_writer::batched(std::io::stderr());
+    let (writer, guard) = crate::telemetry::log_writer::batched(std::io::stderr());
     // Colour codes only for a person at a terminal, never into files or log collectors.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
@@ -44,7 +52,7 @@ pub fn init_logging(format: LogFormat, logger: Logger) -> crate::log_writer::Flu
     // A second call (tests start several servers in one process) keeps the first subscriber.
     let _ = match (format, logger) {
         (LogFormat::Json, Logger::Serve) => builder
-            .event_format(crate::log_format::JsonLines)
+            .event_format(crate::telemetry::log_format::JsonLines)
             .try_init(),
         (LogFormat::Json, Logger::Reconcile) => builder.json().flatten_event(true).try_init(),
         (LogFormat::Text, _) => builder.try_init(),

@@ -1,0 +1,79 @@
+//! The injection flags that every command which injects (or renders from the same template) shares.
+
+use clap::Args;
+
+use crate::inject::settings::DEFAULT_LISTENERS;
+use crate::inject::{Defaults, Flags};
+
+/// The injection settings: cluster defaults that pod annotations override.
+#[derive(Debug, Clone, Args)]
+pub struct InjectionArgs {
+    /// Template of the advertised listeners.
+    #[arg(long, env = "KLI_LISTENERS", default_value = DEFAULT_LISTENERS)]
+    pub listeners: String,
+    /// The Kafka DNS subdomain, for {domain}.
+    #[arg(long, env = "KLI_DOMAIN")]
+    pub domain: Option<String>,
+    /// The env var to set: auto (KAFKA_CFG_ADVERTISED_LISTENERS when the container configures
+    /// Kafka through KAFKA_CFG_*, else KAFKA_ADVERTISED_LISTENERS), none (only --env), or a name.
+    #[arg(long, env = "KLI_ENV_NAME", default_value = "auto")]
+    pub env_name: String,
+    /// A container or init container to inject into (repeatable). Default: kafka, else the pod's
+    /// only container.
+    #[arg(
+        long = "container",
+        env = "KLI_CONTAINER",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub containers: Vec<String>,
+    /// A further variable rendered from the same placeholders, as NAME=TEMPLATE (repeatable),
+    /// e.g. EXTERNAL_HOST={pod}.{domain} for a chart's own start script.
+    #[arg(long = "env", env = "KLI_ENV", value_name = "NAME=TEMPLATE")]
+    pub env: Vec<String>,
+    /// Also set this env var (e.g. KAFKA_NODE_ID) to ordinal + offset.
+    #[arg(long, env = "KLI_NODE_ID_ENV")]
+    pub node_id_env: Option<String>,
+    /// Offset added to the ordinal for the node id.
+    #[arg(
+        long,
+        env = "KLI_NODE_ID_OFFSET",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub node_id_offset: i64,
+    /// Deny pods whose injected values would not take effect (effectiveness findings), instead
+    /// of warning.
+    #[arg(long, env = "KLI_STRICT")]
+    pub strict: bool,
+    /// A namespace never to mutate (repeatable; kube-system, kube-public, kube-node-lease always).
+    #[arg(
+        long = "ignore-namespace",
+        env = "KLI_IGNORE_NAMESPACE",
+        value_delimiter = ','
+    )]
+    pub ignore_namespaces: Vec<String>,
+    /// Add the readiness gate kafka-listener-injector.io/external-name-ready to each injected
+    /// pod: it turns ready only once `reconcile` has seen its advertised name resolve to its load
+    /// balancer, so an OrderedReady StatefulSet waits for DNS. Only with `reconcile` running.
+    #[arg(long, env = "KLI_READINESS_GATE")]
+    pub readiness_gate: bool,
+}
+
+impl InjectionArgs {
+    /// Validates the flags into the cluster defaults; errors name the flag.
+    pub fn defaults(&self) -> Result<Defaults, crate::inject::settings::SettingsError> {
+        Defaults::from_flags(Flags {
+            listeners: self.listeners.clone(),
+            domain: self.domain.clone(),
+            env_name: self.env_name.clone(),
+            containers: self.containers.clone(),
+            env: self.env.clone(),
+            node_id_env: self.node_id_env.clone(),
+            node_id_offset: self.node_id_offset,
+            strict: self.strict,
+            ignore_namespaces: self.ignore_namespaces.clone(),
+            readiness_gate: self.readiness_gate,
+        })
+    }
+}

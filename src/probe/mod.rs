@@ -1,0 +1,308 @@
+//! `probe`: the cluster as a client outside sees it. Bootstraps over the Kafka protocol, then for
+//! every broker in the metadata resolves its advertised host here, connects to each address,
+//! and asks the broker who it is; names each broker such a client cannot use, and why.
+//!
+//! "Who it is": Kafka has no request that returns the answering broker's own id, but a broker
+//! answers `DescribeConfigs` for the BROKER resource only with its own id, and otherwise says
+//! "Unexpected broker id, expected N". So a load balancer that leads to the wrong broker is
+//! caught, and the broker it leads to is named.
+
+mod connection;
+mod report;
+pub mod scram;
+
+use self::connection::Connection;
+
+pub use self::report::write_reports;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::inject::template::{Template, Values};
+
+/// A validated `probe` invocation.
+#[derive(Debug)]
+pub struct Config {
+    /// `host:port` of one broker's advertised listener.
+    pub bootstrap: String,
+    /// Each step (resolve, connect, handshake, one request) gets this long.
+    pub timeout: Duration,
+    /// What each broker should advertise, rendered per broker: see [`Expectation`].
+    pub expect: Option<Expectation>,
+    pub security: Security,
+    /// Keep one connection per broker idle this long and use it again: catches load balancers
+    /// that drop idle connections sooner than Kafka's clients expect.
+    pub idle_check: Option<Duration>,
+    pub json: bool,
+}
+
+/// How to talk to the brokers: TLS (server name from the advertised host) and SASL.
+#[derive(Default)]
+pub struct Security {
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub sasl: Option<Sasl>,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("tls", &self.tls.is_some())
+            .field("sasl", &self.sasl)
+            .finish()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mechanism {
+    Plain,
+    ScramSha256,
+    ScramSha512,
+}
+
+impl Mechanism {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// SASL credentials. The password is never printed (`Debug` leaves it out).
+pub struct Sasl {
+    pub mechanism: Mechanism,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Sasl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sasl")
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The advertised address a broker should have, from the same template the webhook injects:
+/// broker `N` is pod `<statefulset>-<N - node_id_offset>`.
+#[derive(Debug)]
+pub struct Expectation {
+    pub listeners: Template,
+    pub listener: String,
+    pub statefulset: String,
+    pub namespace: String,
+    pub service: String,
+    pub domain: Option<String>,
+    pub node_id_offset: i64,
+}
+
+#[derive(Debug, Error)]
+pub enum ProbeError {
+    #[error("{what}: timed out after {after:?}")]
+    Timeout { what: String, after: Duration },
+    #[error("{0}")]
+    Io(String),
+    #[error("{0}")]
+    Protocol(String),
+}
+
+/// One broker as the probe saw it.
+#[derive(Debug, Serialize)]
+pub struct BrokerReport {
+    pub node_id: i32,
+    pub advertised: String,
+    pub addresses: Vec<AddressReport>,
+    /// Faults, each a sentence naming the broker; empty when a client here can use it.
+    pub faults: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AddressReport {
+    pub address: String,
+    /// Milliseconds to connect, when it connected.
+    pub connect_ms: Option<f64>,
+    /// The broker id that answered there, when it said.
+    pub answers_as: Option<i32>,
+    pub error: Option<String>,
+}
+
+async fn resolve(host: &str, port: i32, timeout: Duration) -> Result<Vec<SocketAddr>, String> {
+    let lookup = tokio::net::lookup_host((host, port as u16));
+    match tokio::time::timeout(timeout, lookup).await {
+        Err(_) => Err(format!("resolving it timed out after {timeout:?}")),
+        Ok(Err(_)) => Err("no DNS record here".into()),
+        Ok(Ok(addresses)) => {
+            let mut addresses: Vec<SocketAddr> = addresses.collect();
+            addresses.sort();
+            addresses.dedup();
+            Ok(addresses)
+        }
+    }
+}
+
+/// Probes the cluster; one report per broker in the metadata.
+pub async fn probe(config: &Config) -> Result<Vec<BrokerReport>, ProbeError> {
+    let (host, port) = config
+        .bootstrap
+        .rsplit_once(':')
+        .and_then(|(h, p)| {
+            Some((
+                h.trim_start_matches('[').trim_end_matches(']'),
+                p.parse::<i32>().ok()?,
+            ))
+        })
+        .ok_or_else(|| {
+            ProbeError::Io(format!("--bootstrap {}: not host:port", config.bootstrap))
+        })?;
+    let addresses = resolve(host, port, config.timeout)
+        .await
+        .map_err(|why| ProbeError::Io(format!("--bootstrap {}: {why}", config.bootstrap)))?;
+    let mut last_error = ProbeError::Io(format!("--bootstrap {}: no address", config.bootstrap));
+    let mut brokers = None;
+    for address in addresses {
+        let attempt = async {
+            let (mut connection, _) =
+                Connection::open(address, host, &config.security, config.timeout).await?;
+            connection.brokers().await
+        };
+        match attempt.await {
+            Ok(found) => {
+                brokers = Some(found);
+                break;
+            }
+            Err(error) => last_error = error,
+        }
+    }
+    let brokers = brokers.ok_or(last_error)?;
+    let mut reports = Vec::with_capacity(brokers.len());
+    let mut held = Vec::new();
+    for (node_id, host, port) in brokers {
+        let (report, connection) = check_broker(config, node_id, &host, port).await;
+        if let Some(connection) = connection {
+            held.push((reports.len(), connection));
+        }
+        reports.push(report);
+    }
+    if let Some(idle) = config.idle_check {
+        // One wait for all brokers: every held connection has been idle at least `idle`.
+        tokio::time::sleep(idle).await;
+        for (index, mut connection) in held {
+            if let Err(error) = connection.api_versions().await {
+                let report = &mut reports[index];
+                report.faults.push(format!(
+                    "broker {} advertises {}: a connection idle for {idle:?} was dropped ({error}); a load balancer's idle timeout shorter than the client's connections.max.idle.ms (9 min by default) breaks clients",
+                    report.node_id, report.advertised
+                ));
+            }
+        }
+    }
+    Ok(reports)
+}
+
+/// Checks one broker; returns its report and, for `--idle-check`, a connection to it.
+async fn check_broker(
+    config: &Config,
+    node_id: i32,
+    host: &str,
+    port: i32,
+) -> (BrokerReport, Option<Connection>) {
+    let advertised = format!("{host}:{port}");
+    let mut report = BrokerReport {
+        node_id,
+        advertised: advertised.clone(),
+        addresses: Vec::new(),
+        faults: Vec::new(),
+    };
+    let fault = |why: String| format!("broker {node_id} advertises {advertised}: {why}");
+    if let Some(expected) = config
+        .expect
+        .as_ref()
+        .and_then(|e| expected_address(e, node_id))
+    {
+        if expected != advertised {
+            report
+                .faults
+                .push(fault(format!("expected {expected} from the template (a pod created before the webhook, or a start script that overrides it)")));
+        }
+    }
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        report.faults.push(fault(
+            "an IP address, not a name: a pod IP reaches no client outside the cluster, and a load balancer's address changes with its Service".into(),
+        ));
+    }
+    let addresses = match resolve(host, port, config.timeout).await {
+        Ok(addresses) => addresses,
+        Err(why) => {
+            report.faults.push(fault(why));
+            return (report, None);
+        }
+    };
+    let mut kept = None;
+    for address in addresses {
+        let mut entry = AddressReport {
+            address: address.ip().to_string(),
+            connect_ms: None,
+            answers_as: None,
+            error: None,
+        };
+        let checked = async {
+            let (mut connection, took) =
+                Connection::open(address, host, &config.security, config.timeout).await?;
+            entry.connect_ms = Some(took.as_secs_f64() * 1000.0);
+            let identity = connection.identity(node_id).await?;
+            Ok::<_, ProbeError>((identity, connection))
+        };
+        match checked.await.map(|(identity, connection)| {
+            kept.get_or_insert(connection);
+            identity
+        }) {
+            Ok(Some(id)) => {
+                entry.answers_as = Some(id);
+                if id != node_id {
+                    report.faults.push(fault(format!(
+                        "resolves to {}, which answers as broker {id}",
+                        address.ip()
+                    )));
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                report.faults.push(fault(error.to_string()));
+                entry.error = Some(error.to_string());
+            }
+        }
+        report.addresses.push(entry);
+    }
+    (report, kept)
+}
+
+/// The `host:port` broker `node_id` should advertise on the expected listener.
+fn expected_address(expectation: &Expectation, node_id: i32) -> Option<String> {
+    let ordinal = i64::from(node_id) - expectation.node_id_offset;
+    let pod = format!("{}-{ordinal}", expectation.statefulset);
+    let value = expectation
+        .listeners
+        .render(&Values {
+            pod: Some(&pod),
+            ordinal: Some(ordinal),
+            statefulset: Some(&expectation.statefulset),
+            namespace: Some(&expectation.namespace),
+            service: Some(&expectation.service),
+            domain: expectation.domain.as_deref(),
+        })
+        .ok()?;
+    crate::inject::listeners::parse_listeners(&value)
+        .ok()?
+        .into_iter()
+        .find(|l| l.name.eq_ignore_ascii_case(&expectation.listener))
+        .map(|l| format!("{}:{}", l.host, l.port))
+}
+
+#[cfg(test)]
+mod tests;

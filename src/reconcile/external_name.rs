@@ -1,0 +1,259 @@
+//! Whether each broker's advertised name resolves to its load balancer: the resolver, the check,
+//! the Service annotation and the pod's readiness-gate condition that record the answer.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::SystemTime;
+
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::TokioResolver;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::EventType;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tracing::info;
+
+use super::steps::{annotate, exposed_host, publish};
+use super::{Context, EXTERNAL_NAME_ANNOTATION};
+use crate::inject::settings::READINESS_GATE;
+use crate::preview::manifests::POD_NAME_LABEL;
+
+/// The resolver that checks the advertised names: no cache, so a record that appears is seen at
+/// the next check, not after a negative answer's TTL.
+pub(super) fn resolver(server: Option<SocketAddr>) -> anyhow::Result<TokioResolver> {
+    let builder = match server {
+        Some(address) => {
+            let connections = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
+                .into_iter()
+                .map(|mut c| {
+                    c.port = address.port();
+                    c
+                })
+                .collect();
+            let config = ResolverConfig::from_parts(
+                None,
+                Vec::new(),
+                vec![NameServerConfig::new(address.ip(), true, connections)],
+            );
+            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+        }
+        None => TokioResolver::builder_tokio()
+            .map_err(|error| anyhow::anyhow!("reading the system's resolver: {error}"))?,
+    };
+    let mut builder = builder;
+    builder.options_mut().cache_size = 0;
+    if server.is_some() {
+        builder.options_mut().use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
+    }
+    builder
+        .build()
+        .map_err(|error| anyhow::anyhow!("--dns-server: {error}"))
+}
+
+/// Whether a broker's advertised name resolves to its load balancer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExternalName {
+    /// The name resolves to (one of) the load balancer's addresses.
+    Resolves {
+        host: String,
+        addresses: Vec<IpAddr>,
+    },
+    /// The load balancer has no address yet.
+    NoLoadBalancer,
+    /// The name does not resolve (yet): no record, or the resolver failed.
+    Unresolved { host: String, why: String },
+    /// The name resolves, but to addresses that are not the load balancer's.
+    Elsewhere {
+        host: String,
+        addresses: Vec<IpAddr>,
+        load_balancer: Vec<IpAddr>,
+    },
+    /// Not a LoadBalancer Service: nothing to compare with.
+    NotLoadBalancer,
+}
+
+impl ExternalName {
+    pub(super) fn resolves(&self) -> bool {
+        matches!(self, Self::Resolves { .. } | Self::NotLoadBalancer)
+    }
+
+    pub(super) fn reason(&self) -> &'static str {
+        match self {
+            Self::Resolves { .. } => "Resolves",
+            Self::NoLoadBalancer => "NoLoadBalancerAddress",
+            Self::Unresolved { .. } => "DoesNotResolve",
+            Self::Elsewhere { .. } => "ResolvesElsewhere",
+            Self::NotLoadBalancer => "NotLoadBalancer",
+        }
+    }
+}
+
+impl std::fmt::Display for ExternalName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |addresses: &[IpAddr]| {
+            addresses
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        match self {
+            Self::Resolves { host, addresses } => {
+                write!(f, "ready: {host} resolves to {}", list(addresses))
+            }
+            Self::NoLoadBalancer => write!(f, "pending: the load balancer has no address yet"),
+            Self::Unresolved { host, why } => write!(f, "pending: {host} does not resolve ({why})"),
+            Self::Elsewhere {
+                host,
+                addresses,
+                load_balancer,
+            } => write!(
+                f,
+                "mismatch: {host} resolves to {}, the load balancer is {}",
+                list(addresses),
+                list(load_balancer)
+            ),
+            Self::NotLoadBalancer => write!(f, "ready: not a LoadBalancer Service; not checked"),
+        }
+    }
+}
+
+pub(super) async fn external_name_state(
+    service: &Service,
+    resolver: &TokioResolver,
+) -> ExternalName {
+    if service.spec.as_ref().and_then(|s| s.type_.as_deref()) != Some("LoadBalancer") {
+        return ExternalName::NotLoadBalancer;
+    }
+    let host = exposed_host(service).to_owned();
+    let ingress = service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.clone())
+        .unwrap_or_default();
+    let mut load_balancer = Vec::new();
+    for entry in &ingress {
+        if let Some(ip) = entry.ip.as_deref().and_then(|ip| ip.parse().ok()) {
+            load_balancer.push(ip);
+        }
+        // A provider that gives a name (AWS): its addresses are the load balancer's.
+        if let Some(name) = &entry.hostname {
+            if let Ok(answer) = resolver.lookup_ip(format!("{name}.")).await {
+                load_balancer.extend(answer.iter());
+            }
+        }
+    }
+    if load_balancer.is_empty() {
+        return ExternalName::NoLoadBalancer;
+    }
+    let addresses: Vec<IpAddr> = match resolver.lookup_ip(format!("{host}.")).await {
+        Ok(answer) => answer.iter().collect(),
+        Err(error) => {
+            let why = if error.is_no_records_found() {
+                "no record".to_owned()
+            } else {
+                error.to_string()
+            };
+            return ExternalName::Unresolved { host, why };
+        }
+    };
+    if addresses.iter().any(|a| load_balancer.contains(a)) {
+        ExternalName::Resolves { host, addresses }
+    } else {
+        ExternalName::Elsewhere {
+            host,
+            addresses,
+            load_balancer,
+        }
+    }
+}
+
+/// Writes the answer on the Service, and an event when it changes.
+pub(super) async fn record_external_name(
+    api: &Api<Service>,
+    service: &Service,
+    state: &ExternalName,
+    context: &Context,
+) -> Result<(), kube::Error> {
+    let text = state.to_string();
+    if service.annotations().get(EXTERNAL_NAME_ANNOTATION) == Some(&text) {
+        return Ok(());
+    }
+    annotate(
+        api,
+        &service.name_any(),
+        EXTERNAL_NAME_ANNOTATION,
+        Some(&text),
+    )
+    .await?;
+    info!(service = %service.name_any(), state = %text, "external name");
+    let type_ = if matches!(state, ExternalName::Elsewhere { .. }) {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
+    publish(
+        context,
+        &service.object_ref(&()),
+        type_,
+        state.reason(),
+        text,
+    )
+    .await;
+    Ok(())
+}
+
+/// Sets the readiness gate's condition on the broker pod the Service selects, when the pod has
+/// the gate and the condition differs.
+pub(super) async fn set_readiness_condition(
+    service: &Service,
+    namespace: &str,
+    state: &ExternalName,
+    context: &Context,
+) -> Result<(), kube::Error> {
+    let Some(pod_name) = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .and_then(|s| s.get(POD_NAME_LABEL))
+    else {
+        return Ok(());
+    };
+    let pods = Api::<Pod>::namespaced(context.client.clone(), namespace);
+    let Some(pod) = pods.get_opt(pod_name).await? else {
+        return Ok(());
+    };
+    let gated = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.readiness_gates.as_ref())
+        .is_some_and(|gates| gates.iter().any(|g| g.condition_type == READINESS_GATE));
+    if !gated {
+        return Ok(());
+    }
+    let status = if state.resolves() { "True" } else { "False" };
+    let current = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == READINESS_GATE));
+    if current.is_some_and(|c| c.status == status && c.reason.as_deref() == Some(state.reason())) {
+        return Ok(());
+    }
+    let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let patch = json!({
+        "status": { "conditions": [{
+            "type": READINESS_GATE,
+            "status": status,
+            "reason": state.reason(),
+            "message": state.to_string(),
+            "lastTransitionTime": now,
+        }]}
+    });
+    pods.patch_status(pod_name, &PatchParams::default(), &Patch::Strategic(&patch))
+        .await?;
+    info!(namespace, pod = %pod_name, status, reason = state.reason(), "readiness gate");
+    Ok(())
+}

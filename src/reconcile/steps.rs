@@ -1,0 +1,357 @@
+//! One reconcile of one StatefulSet, as named steps over [`Run`]: render, apply, retire, check names.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::external_name::{external_name_state, record_external_name, set_readiness_condition};
+use super::{selected, Context, Error, FIELD_MANAGER, RESYNC, SCALED_DOWN_ANNOTATION};
+use crate::services::{self, HOSTNAME_ANNOTATION, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
+
+/// What one reconcile works on: the StatefulSet, its namespace's Services, and the context.
+pub(super) struct Run<'a> {
+    context: &'a Context,
+    statefulset: &'a StatefulSet,
+    reference: ObjectReference,
+    namespace: String,
+    name: String,
+    services: Api<Service>,
+}
+
+impl<'a> Run<'a> {
+    pub(super) fn new(statefulset: &'a StatefulSet, context: &'a Context) -> Self {
+        let namespace = statefulset.namespace().unwrap_or_default();
+        Self {
+            context,
+            statefulset,
+            reference: statefulset.object_ref(&()),
+            services: Api::namespaced(context.client.clone(), &namespace),
+            name: statefulset.name_any(),
+            namespace,
+        }
+    }
+
+    pub(super) fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    pub(super) async fn publish(&self, type_: EventType, reason: &str, note: String) {
+        publish(self.context, &self.reference, type_, reason, note).await;
+    }
+
+    /// The Services the StatefulSet needs: none when the webhook does not inject it. A render
+    /// fault applies and deletes nothing (the webhook denies these pods too); the StatefulSet's
+    /// events say why.
+    pub(super) async fn render(&self) -> Result<services::Rendered, Error> {
+        if !selected(self.statefulset, self.context).await? {
+            return Ok(services::Rendered::default());
+        }
+        let rendered = match services::for_statefulset(
+            &self.context.render,
+            self.statefulset,
+            &self.namespace,
+            None,
+        ) {
+            Ok(rendered) => rendered,
+            Err(error) => {
+                self.context.metrics.count_error("render");
+                self.publish(
+                    EventType::Warning,
+                    "RenderFailed",
+                    format!("no Services rendered: {error:#}"),
+                )
+                .await;
+                return Err(Error::Render(error));
+            }
+        };
+        let uid = self.statefulset.uid().unwrap_or_default();
+        for warning in &rendered.warnings {
+            let first_time = (self.context.warned.lock().expect("not poisoned"))
+                .insert((uid.clone(), warning.clone()));
+            if first_time {
+                self.publish(
+                    EventType::Warning,
+                    "UnencryptedPublicListener",
+                    warning.clone(),
+                )
+                .await;
+            }
+        }
+        Ok(rendered)
+    }
+
+    /// The Services this StatefulSet owns (its uid, not only its name), by name.
+    pub(super) async fn owned_services(&self) -> Result<BTreeMap<String, Service>, kube::Error> {
+        let uid = self.statefulset.uid().unwrap_or_default();
+        let selector = format!(
+            "{MANAGED_BY_LABEL}={MANAGED_BY},{INSTANCE_LABEL}={}",
+            self.name
+        );
+        Ok(self
+            .services
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items
+            .into_iter()
+            .filter(|s| owned_by(s, &uid))
+            .map(|s| (s.name_any(), s))
+            .collect())
+    }
+
+    /// Applies each rendered Service, except where the name belongs to someone else; returns the
+    /// Services as stored and when to look again.
+    pub(super) async fn apply(
+        &self,
+        rendered: &services::Rendered,
+        owned: &BTreeMap<String, Service>,
+    ) -> Result<(Vec<Service>, Duration), kube::Error> {
+        let mut applied = Vec::new();
+        let mut next = RESYNC;
+        for desired in rendered.services() {
+            let service_name = desired.metadata.name.clone().unwrap_or_default();
+            let mine = owned.get(&service_name);
+            let mut adopted = false;
+            if mine.is_none() {
+                if let Some(existing) = self.services.get_opt(&service_name).await? {
+                    if !(self.context.adopt && rendered_for(&existing, &self.name)) {
+                        self.context.metrics.count_error("name-taken");
+                        self.publish(
+                            EventType::Warning,
+                            "ServiceNameTaken",
+                            format!(
+                                "Service {}/{service_name} exists and is not this StatefulSet's ({}); \
+                                 it is left untouched and its broker has no Service of ours",
+                                self.namespace,
+                                describe_owner(&existing)
+                            ),
+                        )
+                        .await;
+                        // Its owner may delete it any time; that does not reach this controller.
+                        next = next.min(Duration::from_secs(10));
+                        continue;
+                    }
+                    adopted = true;
+                }
+            }
+            if mine.is_some_and(|s| s.annotations().contains_key(SCALED_DOWN_ANNOTATION)) {
+                annotate(&self.services, &service_name, SCALED_DOWN_ANNOTATION, None).await?;
+                info!(service = %service_name, "ordinal is back: scale-down mark removed");
+            }
+            let service = self
+                .services
+                .patch(
+                    &service_name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(desired),
+                )
+                .await?;
+            if mine.is_none() {
+                let (reason, verb) = if adopted {
+                    ("ServiceAdopted", "adopted")
+                } else {
+                    ("ServiceCreated", "created")
+                };
+                info!(namespace = %self.namespace, service = %service_name, "Service {verb}");
+                let host = exposed_host(&service);
+                self.publish(
+                    EventType::Normal,
+                    reason,
+                    format!("Service {service_name} {verb} for {host}"),
+                )
+                .await;
+            }
+            self.context.metrics.count_action("applied");
+            applied.push(service);
+        }
+        Ok((applied, next))
+    }
+
+    /// The owned Services no broker needs any more: marked when first seen so, deleted once the
+    /// grace has passed since. Returns how many remain and when the next one is due.
+    pub(super) async fn retire(
+        &self,
+        owned: &BTreeMap<String, Service>,
+        wanted: &BTreeSet<String>,
+    ) -> Result<(usize, Duration), kube::Error> {
+        let grace = self.context.grace;
+        let now = SystemTime::now();
+        let mut lingering = 0;
+        let mut next = RESYNC;
+        for (service_name, service) in owned.iter().filter(|(n, _)| !wanted.contains(*n)) {
+            let marked = service
+                .annotations()
+                .get(SCALED_DOWN_ANNOTATION)
+                .and_then(|at| humantime::parse_rfc3339(at).ok());
+            let elapsed = marked.map(|at| now.duration_since(at).unwrap_or_default());
+            match elapsed {
+                None => {
+                    let at = humantime::format_rfc3339_seconds(now).to_string();
+                    annotate(
+                        &self.services,
+                        service_name,
+                        SCALED_DOWN_ANNOTATION,
+                        Some(&at),
+                    )
+                    .await?;
+                    self.context.metrics.count_action("marked-scaled-down");
+                    self.publish(
+                        EventType::Normal,
+                        "ServiceScaledDown",
+                        format!(
+                            "Service {service_name} has no broker now; deleted after {} unless the ordinal returns",
+                            humantime::format_duration(grace)
+                        ),
+                    )
+                    .await;
+                    lingering += 1;
+                    next = next.min(grace.max(Duration::from_secs(1)));
+                }
+                Some(elapsed) if elapsed < grace => {
+                    lingering += 1;
+                    next = next.min(grace - elapsed + Duration::from_millis(500));
+                }
+                Some(_) => {
+                    self.delete(service_name, service).await?;
+                    self.context.metrics.count_action("deleted");
+                    info!(namespace = %self.namespace, service = %service_name, "Service deleted after the scale-down grace");
+                    self.publish(
+                        EventType::Normal,
+                        "ServiceDeleted",
+                        format!(
+                            "Service {service_name} deleted: its ordinal was gone for {}",
+                            humantime::format_duration(grace)
+                        ),
+                    )
+                    .await;
+                }
+            }
+        }
+        Ok((lingering, next))
+    }
+
+    /// Deletes exactly this Service (by uid); gone or replaced already is fine.
+    pub(super) async fn delete(
+        &self,
+        service_name: &str,
+        service: &Service,
+    ) -> Result<(), kube::Error> {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: service.uid(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match self.services.delete(service_name, &params).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Checks each broker Service's name, records the answer on it and in its pod's readiness
+    /// gate; returns how many do not resolve to their load balancer yet.
+    pub(super) async fn check_external_names(
+        &self,
+        applied: &[Service],
+    ) -> Result<usize, kube::Error> {
+        let mut pending = 0;
+        let brokers = applied.iter().filter(|s| {
+            s.labels()
+                .get(services::COMPONENT_LABEL)
+                .map(String::as_str)
+                == Some("broker")
+        });
+        for service in brokers {
+            let state = external_name_state(service, &self.context.resolver).await;
+            if !state.resolves() {
+                pending += 1;
+            }
+            record_external_name(&self.services, service, &state, self.context).await?;
+            set_readiness_condition(service, &self.namespace, &state, self.context).await?;
+        }
+        Ok(pending)
+    }
+}
+
+pub(super) fn owned_by(service: &Service, uid: &str) -> bool {
+    service
+        .owner_references()
+        .iter()
+        .any(|o| o.kind == "StatefulSet" && o.uid == uid && o.controller == Some(true))
+}
+
+/// A Service the offline `services` command rendered for this StatefulSet, applied by someone,
+/// and owned by nothing: what `--adopt` takes over (same object, so the load balancer stays).
+pub(super) fn rendered_for(service: &Service, statefulset: &str) -> bool {
+    let labels = service.labels();
+    labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+        && labels.get(INSTANCE_LABEL).map(String::as_str) == Some(statefulset)
+        && !service
+            .owner_references()
+            .iter()
+            .any(|o| o.controller == Some(true))
+}
+
+pub(super) fn describe_owner(service: &Service) -> String {
+    if service.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+        && service.owner_references().is_empty()
+    {
+        return "rendered by `services` and applied by hand: run with --adopt to take it over"
+            .into();
+    }
+    let manager = service.labels().get(MANAGED_BY_LABEL);
+    match (service.owner_references().first(), manager) {
+        (Some(owner), _) => format!("owned by {} {}", owner.kind, owner.name),
+        (None, Some(manager)) => format!("managed by {manager}"),
+        (None, None) => "created by someone else".into(),
+    }
+}
+
+pub(super) fn exposed_host(service: &Service) -> &str {
+    service
+        .annotations()
+        .get(HOSTNAME_ANNOTATION)
+        .map_or("", String::as_str)
+}
+
+/// Sets (or with `None` removes) one annotation, as a merge patch under our field manager.
+pub(super) async fn annotate(
+    api: &Api<Service>,
+    name: &str,
+    key: &str,
+    value: Option<&str>,
+) -> Result<(), kube::Error> {
+    let patch = json!({ "metadata": { "annotations": { key: value } } });
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// Publishes an event about `regarding`; a failure to publish is logged, never fatal.
+pub(super) async fn publish(
+    context: &Context,
+    regarding: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(crate::inject::text::clip_to(&note, 1024)),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(error) = context.recorder.publish(&event, regarding).await {
+        warn!(%error, reason, "could not publish an event");
+    }
+}

@@ -1,0 +1,132 @@
+use std::net::IpAddr;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+use super::external_name::{external_name_state, resolver, ExternalName};
+use super::steps::{describe_owner, owned_by, rendered_for};
+use super::*;
+use crate::services::HOSTNAME_ANNOTATION;
+
+fn service(labels: &[(&str, &str)], owner_uid: Option<&str>) -> Service {
+    Service {
+        metadata: ObjectMeta {
+            name: Some("kafka-0-external".into()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ),
+            owner_references: owner_uid.map(|uid| {
+                vec![OwnerReference {
+                    api_version: "apps/v1".into(),
+                    kind: "StatefulSet".into(),
+                    name: "kafka".into(),
+                    uid: uid.into(),
+                    controller: Some(true),
+                    block_owner_deletion: Some(true),
+                }]
+            }),
+            ..ObjectMeta::default()
+        },
+        ..Service::default()
+    }
+}
+
+const OURS: [(&str, &str); 2] = [(MANAGED_BY_LABEL, MANAGED_BY), (INSTANCE_LABEL, "kafka")];
+
+#[test]
+fn only_services_owned_by_this_statefulsets_uid_are_ours() {
+    assert!(owned_by(&service(&OURS, Some("uid-1")), "uid-1"));
+    // A StatefulSet re-created under the same name is another owner.
+    assert!(!owned_by(&service(&OURS, Some("uid-0")), "uid-1"));
+    assert!(!owned_by(&service(&OURS, None), "uid-1"));
+}
+
+#[test]
+fn adopt_takes_only_what_services_rendered_for_this_statefulset_and_nobody_owns() {
+    assert!(rendered_for(&service(&OURS, None), "kafka"));
+    assert!(!rendered_for(&service(&OURS, None), "other"));
+    assert!(!rendered_for(&service(&OURS, Some("uid-0")), "kafka"));
+    assert!(!rendered_for(&service(&[], None), "kafka"));
+    assert!(!rendered_for(
+        &service(
+            &[(MANAGED_BY_LABEL, "Helm"), (INSTANCE_LABEL, "kafka")],
+            None
+        ),
+        "kafka"
+    ));
+    assert_eq!(
+        describe_owner(&service(&[(MANAGED_BY_LABEL, "Helm")], None)),
+        "managed by Helm"
+    );
+    assert!(describe_owner(&service(&OURS, None)).contains("--adopt"));
+}
+
+#[test]
+fn external_name_states_read_as_the_annotation_says_them() {
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let ready = ExternalName::Resolves {
+        host: "kafka-3.kafka.example.com".into(),
+        addresses: vec![ip("10.77.2.13")],
+    };
+    assert_eq!(
+        ready.to_string(),
+        "ready: kafka-3.kafka.example.com resolves to 10.77.2.13"
+    );
+    assert!(ready.resolves());
+    let elsewhere = ExternalName::Elsewhere {
+        host: "kafka-3.kafka.example.com".into(),
+        addresses: vec![ip("10.77.2.11")],
+        load_balancer: vec![ip("10.77.2.13")],
+    };
+    assert_eq!(
+        elsewhere.to_string(),
+        "mismatch: kafka-3.kafka.example.com resolves to 10.77.2.11, the load balancer is 10.77.2.13"
+    );
+    assert!(!elsewhere.resolves());
+    assert_eq!(elsewhere.reason(), "ResolvesElsewhere");
+    assert!(!ExternalName::NoLoadBalancer.resolves());
+    assert!(ExternalName::NotLoadBalancer.resolves());
+}
+
+#[tokio::test]
+async fn a_name_is_checked_against_the_load_balancer_address_it_has() {
+    let mut service = service(&OURS, None);
+    service.spec = Some(k8s_openapi::api::core::v1::ServiceSpec {
+        type_: Some("LoadBalancer".into()),
+        ..Default::default()
+    });
+    service.metadata.annotations = Some(
+        [(HOSTNAME_ANNOTATION.to_owned(), "localhost".to_owned())]
+            .into_iter()
+            .collect(),
+    );
+    let resolver = resolver(None).unwrap();
+    assert_eq!(
+        external_name_state(&service, &resolver).await,
+        ExternalName::NoLoadBalancer
+    );
+    let with_address = |ip: &str| {
+        let mut service = service.clone();
+        service.status = Some(k8s_openapi::api::core::v1::ServiceStatus {
+            load_balancer: Some(k8s_openapi::api::core::v1::LoadBalancerStatus {
+                ingress: Some(vec![k8s_openapi::api::core::v1::LoadBalancerIngress {
+                    ip: Some(ip.into()),
+                    ..Default::default()
+                }]),
+            }),
+            ..Default::default()
+        });
+        service
+    };
+    // The system resolver reads /etc/hosts: localhost is 127.0.0.1 (and maybe ::1).
+    assert!(matches!(
+        external_name_state(&with_address("127.0.0.1"), &resolver).await,
+        ExternalName::Resolves { .. }
+    ));
+    assert!(matches!(
+        external_name_state(&with_address("192.0.2.7"), &resolver).await,
+        ExternalName::Elsewhere { .. }
+    ));
+}
