@@ -6,6 +6,7 @@
 //! [`render`] (the values, checked against what Kafka accepts), and the patch; beside them,
 //! [`findings`] tells whether the injected values would take effect.
 
+pub mod broker;
 pub mod findings;
 pub mod listeners;
 pub mod ordinal;
@@ -38,6 +39,8 @@ pub enum SkipReason {
     NoBrokerContainer,
     ControllerOnly,
     NoOrdinal,
+    /// The container is ZooKeeper, Connect, Schema Registry, ... or shows no sign of Kafka.
+    NotABroker,
 }
 
 impl SkipReason {
@@ -48,6 +51,7 @@ impl SkipReason {
             Self::NoBrokerContainer => "no-broker-container",
             Self::ControllerOnly => "controller-only",
             Self::NoOrdinal => "no-ordinal",
+            Self::NotABroker => "not-a-broker",
         }
     }
 }
@@ -285,6 +289,17 @@ fn gate<'p>(pod: &'p PodView, namespace: &str, defaults: &'p Defaults) -> Gate<'
         );
         return Gate::Skip(SkipReason::NoBrokerContainer, Some(warning));
     };
+    if !settings.containers_explicit {
+        let named_kafka = broker.name == settings::DEFAULT_CONTAINER;
+        if let broker::Evidence::NotABroker(what) = broker::judge(broker, named_kafka) {
+            let warning = format!(
+                "kafka-listener-injector: pod {id} not injected: container {} is not a Kafka broker: {what}; name the broker container with --container or the annotation {} if it is one",
+                broker.name,
+                settings::Setting::Container.annotation()
+            );
+            return Gate::Skip(SkipReason::NotABroker, Some(warning));
+        }
+    }
     let roles = broker.env_value(&PROCESS_ROLES);
     if roles.is_some_and(|(_, roles)| roles.trim().eq_ignore_ascii_case("controller")) {
         return Gate::Skip(SkipReason::ControllerOnly, None);

@@ -111,6 +111,16 @@ impl PodBuilder {
         self
     }
 
+    pub fn image(mut self, container: &str, image: &str) -> Self {
+        let c = self
+            .containers()
+            .iter_mut()
+            .find(|c| c.name == container)
+            .unwrap();
+        c.image = Some(image.into());
+        self
+    }
+
     pub fn rename_container(mut self, from: &str, to: &str) -> Self {
         let c = self
             .containers()

@@ -95,6 +95,9 @@ pub struct ContainerView<'a> {
     #[serde_as(as = "BorrowCow")]
     #[serde(borrow)]
     pub name: Text<'a>,
+    #[serde_as(as = "Option<BorrowCow>")]
+    #[serde(default, borrow)]
+    pub image: Option<Text<'a>>,
     #[serde(default, borrow)]
     pub env: Option<Vec<EnvView<'a>>>,
     #[serde(default, borrow)]

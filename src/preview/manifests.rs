@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use serde::Deserialize;
 use serde_json::Value;
 use thiserror::Error;
 
@@ -21,6 +20,11 @@ pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 pub enum ManifestError {
     #[error("{path}: {error}")]
     Read { path: String, error: std::io::Error },
+    #[error("{path}: {error}")]
+    Yaml {
+        path: String,
+        error: super::yaml::YamlError,
+    },
     #[error("{path}: document {index}: {error}")]
     Parse {
         path: String,
@@ -89,12 +93,11 @@ pub fn read_documents(paths: &[PathBuf]) -> Result<Vec<Document>, ManifestError>
             path: name.clone(),
             error,
         })?;
-        for (i, document) in serde_norway::Deserializer::from_str(&text).enumerate() {
-            let value = Value::deserialize(document).map_err(|e| ManifestError::Parse {
-                path: name.clone(),
-                index: i + 1,
-                error: e.to_string(),
-            })?;
+        let values = super::yaml::documents(&text).map_err(|e| ManifestError::Yaml {
+            path: name.clone(),
+            error: e,
+        })?;
+        for (i, value) in values.into_iter().enumerate() {
             if !value.is_null() {
                 documents.push(Document {
                     path: name.clone(),
@@ -143,6 +146,8 @@ pub struct Found {
     /// The StatefulSets the pods were expanded from, with their namespaces.
     pub statefulsets: Vec<(String, StatefulSet)>,
     pub other_kinds: BTreeMap<String, usize>,
+    /// Read, but worth saying (removed API versions read as their successor).
+    pub warnings: Vec<String>,
 }
 
 /// The pods of the documents: Pods as they are, StatefulSets expanded, Lists flattened; other
@@ -170,8 +175,7 @@ fn collect(value: &Value, expansion: &Expansion<'_>, found: &mut Found) -> Resul
         .unwrap_or_default();
     match (api_version, kind) {
         ("v1", "Pod") => {
-            let pod: Pod =
-                serde_json::from_value(value.clone()).map_err(|e| format!("Pod: {e}"))?;
+            let pod: Pod = typed(value, "Pod")?;
             let namespace = namespace_of(&pod.metadata, expansion);
             found.pods.push(ManifestPod {
                 namespace,
@@ -179,9 +183,20 @@ fn collect(value: &Value, expansion: &Expansion<'_>, found: &mut Found) -> Resul
                 statefulset: None,
             });
         }
-        ("apps/v1", "StatefulSet") => {
-            let statefulset: StatefulSet =
-                serde_json::from_value(value.clone()).map_err(|e| format!("StatefulSet: {e}"))?;
+        ("apps/v1" | "apps/v1beta1" | "apps/v1beta2", "StatefulSet") => {
+            let statefulset: StatefulSet = if api_version == "apps/v1" {
+                typed(value, "StatefulSet")?
+            } else {
+                let mut successor = value.clone();
+                successor["apiVersion"] = Value::from("apps/v1");
+                typed(&successor, "StatefulSet")?
+            };
+            if api_version != "apps/v1" {
+                found.warnings.push(format!(
+                    "StatefulSet {}: {api_version} was removed in Kubernetes 1.16; read as apps/v1, which the API server now requires (set spec.selector, which apps/v1 does not default)",
+                    statefulset.metadata.name.as_deref().unwrap_or_default()
+                ));
+            }
             let namespace = namespace_of(&statefulset.metadata, expansion);
             let name = statefulset.metadata.name.clone().unwrap_or_default();
             for pod in expand_statefulset(&statefulset, &namespace, expansion.replicas)? {
@@ -209,6 +224,23 @@ fn collect(value: &Value, expansion: &Expansion<'_>, found: &mut Found) -> Resul
         }
     }
     Ok(())
+}
+
+/// `value` as the Kubernetes type `kind`; a fault names the field, as the API server does.
+fn typed<T: serde::de::DeserializeOwned>(value: &Value, kind: &str) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        let hint = if inner.to_string().contains("boolean") {
+            " (YAML 1.1, as kubectl reads it, takes an unquoted yes, no, on, off, y or n for a boolean: quote it)"
+        } else {
+            ""
+        };
+        match path.as_str() {
+            "." => format!("{kind}: {inner}{hint}"),
+            _ => format!("{kind}: {path}: {inner}{hint}"),
+        }
+    })
 }
 
 fn namespace_of(meta: &ObjectMeta, expansion: &Expansion<'_>) -> String {

@@ -1,6 +1,7 @@
 //! `preview`: what `serve` would do to each broker pod of some manifests, with no cluster.
 
 pub mod manifests;
+pub mod yaml;
 
 use std::io::Write;
 
@@ -76,6 +77,9 @@ pub fn decide_all(
 
 pub fn run(config: &Config, out: &mut impl Write, err: &mut impl Write) -> anyhow::Result<Verdict> {
     let (decisions, found) = decide_all(&config.source, &config.defaults)?;
+    for warning in &found.warnings {
+        writeln!(err, "preview: warning: {warning}")?;
+    }
     let mut verdict = Verdict::NothingInjected;
     for Decided { pod, decision } in &decisions {
         let drift = live_drift(pod, decision);

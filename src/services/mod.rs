@@ -224,6 +224,9 @@ pub fn render(config: &Config, err: &mut impl Write) -> anyhow::Result<Vec<Servi
         replicas: config.source.replicas,
     };
     let found = manifests::pods(&documents, &expansion)?;
+    for warning in &found.warnings {
+        writeln!(err, "warning: {warning}")?;
+    }
     let mut services = Vec::new();
     for (namespace, statefulset) in &found.statefulsets {
         let rendered = for_statefulset(

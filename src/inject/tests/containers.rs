@@ -323,3 +323,57 @@ fn readiness_gate_is_added_once_beside_the_pods_own_gates() {
     let plain = patched(&pod, &injection(&pod, &super::tests::defaults()));
     assert!(plain["spec"].get("readinessGates").is_none());
 }
+
+#[test]
+fn zookeeper_beside_the_brokers_is_not_a_broker_and_never_denied() {
+    let zookeeper = PodBuilder::broker("zookeeper-0")
+        .owner("zookeeper")
+        .rename_container("kafka", "zookeeper")
+        .image("zookeeper", "bitnami/zookeeper:3.9")
+        .env("zookeeper", "ZOO_SERVER_ID", "1")
+        .build();
+    // No domain: were it taken for a broker, `{domain}` would deny it.
+    let no_domain = Defaults::default();
+    match inject(&view(&zookeeper), "prod", &no_domain) {
+        Decision::Skip { reason, warning } => {
+            assert_eq!(reason, SkipReason::NotABroker);
+            let warning = warning.unwrap();
+            assert!(
+                warning.contains(
+                    "container zookeeper is not a Kafka broker: ZooKeeper (env ZOO_SERVER_ID)"
+                ),
+                "{warning}"
+            );
+        }
+        other => panic!("expected a skip, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_connect_container_named_kafka_is_not_a_broker_unless_named_explicitly() {
+    let connect = PodBuilder::broker("connect-0")
+        .owner("connect")
+        .image("kafka", "confluentinc/cp-kafka-connect:7.6.0")
+        .env("kafka", "CONNECT_BOOTSTRAP_SERVERS", "kafka:9092")
+        .build();
+    assert_eq!(skip_reason(&connect), SkipReason::NotABroker);
+    let explicit = Defaults {
+        containers: vec!["kafka".into()],
+        containers_explicit: true,
+        ..defaults()
+    };
+    let decision = inject(&view(&connect), "prod", &explicit);
+    assert!(matches!(decision, Decision::Inject(_)), "{decision:?}");
+}
+
+#[test]
+fn a_broker_setting_outweighs_an_image_of_another_component() {
+    let broker_pod = broker("kafka-0")
+        .image("kafka", "registry.example.com/zookeeper-and-kafka:1")
+        .env("kafka", "KAFKA_PROCESS_ROLES", "broker")
+        .build();
+    assert!(matches!(
+        inject(&view(&broker_pod), "prod", &defaults()),
+        Decision::Inject(_)
+    ));
+}
