@@ -95,7 +95,9 @@ impl From<&InjectError> for Reason {
     fn from(error: &InjectError) -> Self {
         match error {
             InjectError::Settings(_) => Self::InvalidSetting,
-            InjectError::Render { .. } => Self::TemplateError,
+            InjectError::Render { .. } | InjectError::UndefinedReference { .. } => {
+                Self::TemplateError
+            }
             InjectError::Listeners { .. } => Self::InvalidListeners,
             InjectError::NodeIdOutOfRange { .. } | InjectError::NodeIdNotAVoter { .. } => {
                 Self::InvalidNodeId

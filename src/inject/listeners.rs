@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use thiserror::Error;
 
-use super::text::{clip, is_dns_name};
+use super::text::{clip, is_dns_name, without_references};
 
 /// Security protocols Kafka accepts as listener names without a protocol-map entry.
 const STANDARD_PROTOCOLS: [&str; 4] = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
@@ -204,7 +204,11 @@ fn is_host(host: &str) -> bool {
     if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         return inner.parse::<Ipv6Addr>().is_ok();
     }
-    host.parse::<IpAddr>().is_ok() || is_dns_name(host)
+    // A Kubernetes `$(VAR)` reference is expanded when the container starts (a downward-API pod
+    // IP, a name the chart builds): what surrounds it must still make a DNS name.
+    host.parse::<IpAddr>().is_ok()
+        || is_dns_name(host)
+        || (host.contains("$(") && is_dns_name(&without_references(host)))
 }
 
 #[cfg(test)]

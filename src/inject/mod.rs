@@ -81,6 +81,12 @@ pub enum InjectError {
     },
     #[error("node id {node_id} of this controller is not in the container's {var}, a static voter set; Kafka would refuse to start (use controller.quorum.bootstrap.servers to grow the quorum)")]
     NodeIdNotAVoter { node_id: i64, var: String },
+    #[error("{origin} refers to $({name}), which container {container} does not define: Kubernetes would leave the text as it is and the broker would refuse it; define {name} in the container's env or inject it with --env")]
+    UndefinedReference {
+        origin: Origin,
+        name: String,
+        container: String,
+    },
     #[error("--strict: {0}")]
     Strict(String),
 }
@@ -475,6 +481,7 @@ fn render<'s>(
             })?;
         extra_env.push((extra.name, value));
     }
+    check_references(gated, &listeners, &node_id, &extra_env, &mut warnings)?;
     let advertised = match &listeners {
         Some((_, value)) => Some(value.clone()),
         None => settings.listeners(defaults).render(&values).ok(),
@@ -486,6 +493,65 @@ fn render<'s>(
         extra_env,
         warnings,
     })
+}
+
+/// Every `$(NAME)` reference in an injected value must name a variable the kubelet can expand:
+/// one the container defines, or one injected with it. Else the broker would advertise the
+/// literal text, which Kafka refuses.
+fn check_references(
+    gated: &Gated<'_>,
+    listeners: &Option<(String, String)>,
+    node_id: &Option<(&str, i64, String)>,
+    extra_env: &[(&str, String)],
+    warnings: &mut Vec<String>,
+) -> Result<(), InjectError> {
+    let settings = &gated.settings;
+    let injected: Vec<&str> = listeners
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .chain(node_id.iter().map(|(name, _, _)| *name))
+        .chain(extra_env.iter().map(|(name, _)| *name))
+        .collect();
+    let listeners_value = listeners
+        .as_ref()
+        .map(|(_, value)| (settings.listeners_origin.clone(), value.as_str()));
+    let extra_values = settings
+        .extra_env
+        .iter()
+        .zip(extra_env)
+        .map(|(extra, (_, value))| (extra.origin.clone(), value.as_str()));
+    for (origin, value) in listeners_value.into_iter().chain(extra_values) {
+        for name in text::references(value) {
+            if injected.contains(&name) {
+                continue;
+            }
+            let missing = gated.targets.iter().find(|target| {
+                !target
+                    .container
+                    .env
+                    .iter()
+                    .flatten()
+                    .any(|var| var.name == name)
+            });
+            if let Some(target) = missing {
+                return Err(InjectError::UndefinedReference {
+                    origin,
+                    name: name.to_owned(),
+                    container: target.container.name.to_string(),
+                });
+            }
+        }
+    }
+    if let Some((_, value)) = listeners {
+        let referenced = text::references(value);
+        if !referenced.is_empty() {
+            warnings.push(format!(
+                "the advertised listeners refer to $({}), which Kubernetes expands when the container starts: the hosts were checked around those references, not their values",
+                referenced.join("), $(")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `KAFKA_CFG_ADVERTISED_LISTENERS` when the container configures Kafka through `KAFKA_CFG_*`

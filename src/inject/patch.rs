@@ -39,15 +39,40 @@ pub fn build_patch(pod: &PodView, target: &Target<'_>) -> (Patch, Vec<Overridden
             )
         };
         match &container.env {
-            None => ops.push(add(
-                env_path(&[]),
-                Value::Array(target.env.iter().map(|(n, v)| env_var(n, v)).collect()),
-            )),
+            None => {
+                let mut order = Vec::new();
+                for &(name, value) in target.env {
+                    let at = first_reference(&order, name).unwrap_or(order.len());
+                    order.insert(at, (name, Some(value)));
+                }
+                let list = order
+                    .iter()
+                    .map(|(name, value)| env_var(name, value.unwrap_or_default()))
+                    .collect();
+                ops.push(add(env_path(&[]), Value::Array(list)));
+            }
             Some(existing) => {
-                for (name, value) in target.env {
-                    if set_env(existing, name, value, &env_path, &mut ops) {
-                        overridden.push((container.name.to_string(), (*name).to_owned()));
+                // Existing definitions are replaced where they stand; then the absent variables
+                // are inserted, each before the first entry that refers to it.
+                let mut absent = Vec::new();
+                for &(name, value) in target.env {
+                    match replace_env(existing, name, value, &env_path, &mut ops) {
+                        Definition::Absent => absent.push((name, value)),
+                        Definition::Replaced => {
+                            overridden.push((container.name.to_string(), name.to_owned()));
+                        }
+                        Definition::Same => {}
                     }
+                }
+                let mut order: Vec<(&str, Option<&str>)> = existing
+                    .iter()
+                    .map(|var| (&*var.name, var.value.as_deref()))
+                    .collect();
+                for (name, value) in absent {
+                    let at = first_reference(&order, name);
+                    let position = at.map_or_else(|| "-".to_owned(), |at| at.to_string());
+                    ops.push(add(env_path(&[&position]), env_var(name, value)));
+                    order.insert(at.unwrap_or(order.len()), (name, Some(value)));
                 }
             }
         }
@@ -95,36 +120,52 @@ pub fn build_patch(pod: &PodView, target: &Target<'_>) -> (Patch, Vec<Overridden
     (Patch(ops), overridden)
 }
 
-/// Sets `name` in an existing env list; `true` when a different definition was replaced.
-fn set_env(
+/// What an existing env list held for a variable.
+enum Definition {
+    Absent,
+    /// Defined with exactly the injected value.
+    Same,
+    /// Defined otherwise; the patch replaces it.
+    Replaced,
+}
+
+/// Replaces every definition of `name` in an existing env list that differs from `value`.
+fn replace_env(
     existing: &[EnvView<'_>],
     name: &str,
     value: &str,
     env_path: &impl Fn(&[&str]) -> PointerBuf,
     ops: &mut Vec<PatchOperation>,
-) -> bool {
-    let mut found = false;
-    let mut replaced = false;
+) -> Definition {
+    let mut definition = Definition::Absent;
     // Every definition is replaced: with duplicates, which one a runtime honours is not ours to guess.
     for (i, var) in existing
         .iter()
         .enumerate()
         .filter(|(_, var)| var.name == name)
     {
-        found = true;
         let already = var.value.as_deref() == Some(value) && var.value_from.is_none();
-        if !already {
-            replaced = true;
+        if already {
+            if matches!(definition, Definition::Absent) {
+                definition = Definition::Same;
+            }
+        } else {
+            definition = Definition::Replaced;
             ops.push(PatchOperation::Replace(ReplaceOperation {
                 path: env_path(&[&i.to_string()]),
                 value: env_var(name, value),
             }));
         }
     }
-    if !found {
-        ops.push(add(env_path(&["-"]), env_var(name, value)));
-    }
-    replaced
+    definition
+}
+
+/// The index of the first entry whose value refers to `name` as `$(name)`: Kubernetes expands a
+/// reference only to a variable defined before it.
+fn first_reference(order: &[(&str, Option<&str>)], name: &str) -> Option<usize> {
+    order.iter().position(|(_, value)| {
+        value.is_some_and(|value| super::text::references(value).contains(&name))
+    })
 }
 
 fn add(path: PointerBuf, value: Value) -> PatchOperation {

@@ -4,6 +4,9 @@ use serde_json::{json, Value};
 use super::test_pods::PodBuilder;
 use super::*;
 
+mod containers;
+mod references;
+
 fn view(pod: &Pod) -> PodView<'static> {
     PodView::from_pod(pod).unwrap()
 }
@@ -420,5 +423,3 @@ fn statefulset_and_namespace_placeholders_render() {
         "EXTERNAL://kafka-2.prod.kafka.example.com:9094"
     );
 }
-
-mod containers;
