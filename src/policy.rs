@@ -124,10 +124,12 @@ fn listeners_env_name(defaults: &Defaults) -> Option<String> {
     match &defaults.env_name {
         EnvName::Named(name) => Some(cel_string(name)),
         EnvName::None => None,
+        // As the webhook's auto: bitnami/kafka images alias the plain name over the KAFKA_CFG_
+        // one; other images with KAFKA_CFG_* env read only those.
         EnvName::Auto => Some(format!(
-            "object.spec.containers.exists(c, c.name == variables.container && has(c.env) && c.env.exists(e, e.name.startsWith('KAFKA_CFG_'))) ? {} : {}",
-            cel_string(BITNAMI_ENV_NAME),
-            cel_string(PLAIN_ENV_NAME)
+            "object.spec.containers.exists(c, c.name == variables.container && has(c.image) && c.image.contains('bitnami/kafka')) ? {plain} : object.spec.containers.exists(c, c.name == variables.container && has(c.env) && c.env.exists(e, e.name.startsWith('KAFKA_CFG_'))) ? {bitnami} : {plain}",
+            bitnami = cel_string(BITNAMI_ENV_NAME),
+            plain = cel_string(PLAIN_ENV_NAME)
         )),
     }
 }

@@ -74,9 +74,11 @@ fn allocations_per_review() {
             patched.0, patched.1, unchanged.0, unchanged.1, skipped.0, skipped.1
         );
         // Strings borrow from the body: the count does not grow with the pod's size.
-        assert!(patched.0 <= 90, "{name}: patched took {}", patched.0);
+        // The 20 KB review maps EXTERNAL to SSL with no keystore, an effectiveness finding whose
+        // sentence costs about 15 allocations of its own.
+        assert!(patched.0 <= 100, "{name}: patched took {}", patched.0);
         assert!(
-            unchanged.0 <= 65,
+            unchanged.0 <= 75,
             "{name}: already injected took {}",
             unchanged.0
         );

@@ -19,7 +19,7 @@ pub enum Evidence {
 
 /// Settings only a broker reads (after the `KAFKA_` or `KAFKA_CFG_` prefix). JVM settings such as
 /// `KAFKA_HEAP_OPTS` are read by every Confluent image's launcher and prove nothing.
-const BROKER_SETTINGS: &[&str] = &[
+pub const BROKER_SETTINGS: &[&str] = &[
     "ADVERTISED_LISTENERS",
     "LISTENERS",
     "LISTENER_SECURITY_PROTOCOL_MAP",
@@ -108,12 +108,19 @@ struct Component {
 /// Judges `container`. `named_kafka`: it was chosen by the default name `kafka` (weak evidence
 /// of its own), not as the pod's only container.
 pub fn judge(container: &ContainerView, named_kafka: bool) -> Evidence {
-    let command = container.command_text();
+    let words = || {
+        container
+            .command
+            .iter()
+            .flatten()
+            .chain(container.args.iter().flatten())
+    };
+    let runs = |marker: &str| words().any(|word| word.contains(marker));
     let env_names = || container.env.iter().flatten().map(|e| &*e.name);
     if let Some(name) = env_names().find(|name| is_broker_setting(name)) {
         return Evidence::Broker(format!("env {name}"));
     }
-    if let Some(start) = BROKER_COMMANDS.iter().find(|c| command.contains(*c)) {
+    if let Some(start) = BROKER_COMMANDS.iter().find(|c| runs(c)) {
         return Evidence::Broker(format!("its command runs {start}"));
     }
     let image = container.image.as_deref().unwrap_or_default();
@@ -121,7 +128,7 @@ pub fn judge(container: &ContainerView, named_kafka: bool) -> Evidence {
         let evidence = component
             .commands
             .iter()
-            .find(|c| command.contains(*c))
+            .find(|c| runs(c))
             .map(|c| format!("its command runs {c}"))
             .or_else(|| {
                 env_names()
@@ -129,18 +136,18 @@ pub fn judge(container: &ContainerView, named_kafka: bool) -> Evidence {
                     .map(|name| format!("env {name}"))
             })
             .or_else(|| {
-                let lower = image.to_ascii_lowercase();
+                // Image references are lower-case (the OCI distribution spec).
                 component
                     .images
                     .iter()
-                    .any(|i| lower.contains(i))
+                    .any(|i| image.contains(i))
                     .then(|| format!("image {image}"))
             });
         if let Some(evidence) = evidence {
             return Evidence::NotABroker(format!("{} ({evidence})", component.name));
         }
     }
-    if named_kafka || image.to_ascii_lowercase().contains("kafka") {
+    if named_kafka || image.contains("kafka") {
         return Evidence::Likely;
     }
     Evidence::NotABroker(format!(

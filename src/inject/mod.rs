@@ -108,6 +108,11 @@ pub struct Injection {
     pub extra_env: Vec<(String, String)>,
     /// The short hash of the settings in force (annotation `kafka-listener-injector.io/settings`).
     pub settings_hash: String,
+    /// Why the advertised-listeners variable has its name.
+    pub env_name_choice: Option<EnvNameChoice>,
+    /// Effectiveness findings: reasons the broker may not advertise the injected values. Also
+    /// among `warnings`, where the API server shows them.
+    pub findings: Vec<String>,
     pub warnings: Vec<String>,
 }
 
@@ -168,11 +173,21 @@ pub fn inject(pod: &PodView, namespace: &str, defaults: &Defaults) -> Decision {
     };
     let mut warnings = gated.warnings.clone();
     warnings.extend(rendered.warnings.iter().cloned());
-    let findings = findings::effectiveness(&gated.targets, &rendered.env_names());
+    let names = rendered.env_names();
+    let findings = findings::effectiveness(
+        &gated.targets,
+        &findings::Injected {
+            names: &names,
+            listeners: rendered
+                .listeners
+                .as_ref()
+                .map(|(name, value)| (name.as_str(), value.as_str())),
+        },
+    );
     if gated.settings.strict && !findings.is_empty() {
         return deny(InjectError::Strict(findings.join("; ")));
     }
-    warnings.extend(findings);
+    warnings.extend(findings.iter().cloned());
 
     let env: Vec<(&str, &str)> = rendered.env_pairs();
     let settings_hash = gated.settings.fingerprint(
@@ -219,6 +234,8 @@ pub fn inject(pod: &PodView, namespace: &str, defaults: &Defaults) -> Decision {
             .map(|(name, value)| (name.to_owned(), value))
             .collect(),
         settings_hash,
+        env_name_choice: rendered.env_name_choice,
+        findings,
         warnings: warnings
             .into_iter()
             .map(|w| format!("kafka-listener-injector: {w}"))
@@ -375,6 +392,7 @@ fn find_targets<'p>(
 /// The rendered values of one pod.
 struct Rendered<'s> {
     listeners: Option<(String, String)>,
+    env_name_choice: Option<EnvNameChoice>,
     advertised: Option<String>,
     /// `(env var, node id, its text)`
     node_id: Option<(&'s str, i64, String)>,
@@ -414,10 +432,13 @@ fn render<'s>(
         service: pod.spec.as_ref().and_then(|s| s.subdomain.as_deref()),
         domain: settings.domain,
     };
-    let env_name = match &settings.env_name {
-        EnvName::None => None,
-        EnvName::Named(name) => Some(name.clone()),
-        EnvName::Auto => Some(auto_env_name(broker).to_owned()),
+    let (env_name, env_name_choice) = match &settings.env_name {
+        EnvName::None => (None, None),
+        EnvName::Named(name) => (Some(name.clone()), Some(EnvNameChoice::Named)),
+        EnvName::Auto => {
+            let (name, choice) = auto_env_name(broker);
+            (Some(name.to_owned()), Some(choice))
+        }
     };
     settings.variable_names(env_name.as_deref())?;
 
@@ -488,6 +509,7 @@ fn render<'s>(
     };
     Ok(Rendered {
         listeners,
+        env_name_choice,
         advertised,
         node_id,
         extra_env,
@@ -506,12 +528,11 @@ fn check_references(
     warnings: &mut Vec<String>,
 ) -> Result<(), InjectError> {
     let settings = &gated.settings;
-    let injected: Vec<&str> = listeners
-        .iter()
-        .map(|(name, _)| name.as_str())
-        .chain(node_id.iter().map(|(name, _, _)| *name))
-        .chain(extra_env.iter().map(|(name, _)| *name))
-        .collect();
+    let injected = |name: &str| {
+        listeners.as_ref().is_some_and(|(n, _)| n == name)
+            || node_id.as_ref().is_some_and(|(n, _, _)| *n == name)
+            || extra_env.iter().any(|(n, _)| *n == name)
+    };
     let listeners_value = listeners
         .as_ref()
         .map(|(_, value)| (settings.listeners_origin.clone(), value.as_str()));
@@ -522,7 +543,7 @@ fn check_references(
         .map(|(extra, (_, value))| (extra.origin.clone(), value.as_str()));
     for (origin, value) in listeners_value.into_iter().chain(extra_values) {
         for name in text::references(value) {
-            if injected.contains(&name) {
+            if injected(name) {
                 continue;
             }
             let missing = gated.targets.iter().find(|target| {
@@ -554,18 +575,51 @@ fn check_references(
     Ok(())
 }
 
-/// `KAFKA_CFG_ADVERTISED_LISTENERS` when the container configures Kafka through `KAFKA_CFG_*`
-/// (Bitnami-style images read only those), else `KAFKA_ADVERTISED_LISTENERS`.
-fn auto_env_name(container: &ContainerView) -> &'static str {
+/// How the advertised-listeners variable got its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvNameChoice {
+    /// `--env-name` or the annotation named it.
+    Named,
+    /// `auto`: the broker container sets a `KAFKA_CFG_*` variable (Bitnami-style images read only
+    /// those).
+    AutoBitnami,
+    /// `auto`: no `KAFKA_CFG_*` variable; the apache/kafka and cp-kafka images read
+    /// `KAFKA_ADVERTISED_LISTENERS`.
+    AutoPlain,
+    /// `auto`: a bitnami/kafka image, which copies `KAFKA_ADVERTISED_LISTENERS` over
+    /// `KAFKA_CFG_ADVERTISED_LISTENERS` after the chart's scripts have run, so the plain name
+    /// wins even over a script that exports the `KAFKA_CFG_` one.
+    AutoBitnamiAlias,
+}
+
+impl EnvNameChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Named => "named by --env-name or the env-name annotation",
+            Self::AutoBitnami => "auto: the broker container sets KAFKA_CFG_* variables, the convention of Bitnami-style images",
+            Self::AutoPlain => "auto: the broker container sets no KAFKA_CFG_* variable; apache/kafka and cp-kafka read KAFKA_ADVERTISED_LISTENERS",
+            Self::AutoBitnamiAlias => "auto: bitnami/kafka images copy KAFKA_ADVERTISED_LISTENERS over KAFKA_CFG_ADVERTISED_LISTENERS after the chart's scripts (libkafka.sh, kafka_create_alias_environment_variables), so the plain name wins",
+        }
+    }
+}
+
+fn auto_env_name(container: &ContainerView) -> (&'static str, EnvNameChoice) {
+    let bitnami_image = container
+        .image
+        .as_deref()
+        .is_some_and(|image| image.contains("bitnami/kafka"));
+    if bitnami_image {
+        return (settings::PLAIN_ENV_NAME, EnvNameChoice::AutoBitnamiAlias);
+    }
     let bitnami = container
         .env
         .iter()
         .flatten()
         .any(|var| var.name.starts_with("KAFKA_CFG_"));
     if bitnami {
-        settings::BITNAMI_ENV_NAME
+        (settings::BITNAMI_ENV_NAME, EnvNameChoice::AutoBitnami)
     } else {
-        settings::PLAIN_ENV_NAME
+        (settings::PLAIN_ENV_NAME, EnvNameChoice::AutoPlain)
     }
 }
 

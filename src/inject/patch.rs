@@ -64,6 +64,15 @@ pub fn build_patch(pod: &PodView, target: &Target<'_>) -> (Patch, Vec<Overridden
                         Definition::Same => {}
                     }
                 }
+                let refers = |value: Option<&str>| value.is_some_and(|v| v.contains("$("));
+                let no_references = existing.iter().all(|var| !refers(var.value.as_deref()))
+                    && absent.iter().all(|(_, value)| !refers(Some(value)));
+                if no_references {
+                    for (name, value) in absent {
+                        ops.push(add(env_path(&["-"]), env_var(name, value)));
+                    }
+                    continue;
+                }
                 let mut order: Vec<(&str, Option<&str>)> = existing
                     .iter()
                     .map(|var| (&*var.name, var.value.as_deref()))

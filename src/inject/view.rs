@@ -110,6 +110,29 @@ pub struct ContainerView<'a> {
     pub args: Option<Vec<Text<'a>>>,
     #[serde(default, borrow)]
     pub volume_mounts: Option<Vec<MountView<'a>>>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub ports: Vec<PortView>,
+    /// Scripts the command runs from mounted ConfigMaps, when they are known: `preview` fills
+    /// this from the ConfigMaps in its input; the webhook sees no ConfigMap and leaves it empty.
+    #[serde(skip)]
+    pub scripts: Vec<Script>,
+}
+
+/// A script a container runs, found in a ConfigMap mounted into it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Script {
+    /// Where the container finds it, and where it comes from.
+    pub path: String,
+    pub config_map: String,
+    pub text: String,
+}
+
+/// A declared container port (the images that derive their listeners bind the advertised ports).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortView {
+    #[serde(default)]
+    pub container_port: i64,
 }
 
 /// One entry of a container's `env`: a plain value, or one taken from elsewhere (`valueFrom`,
@@ -227,12 +250,18 @@ impl ContainerView<'_> {
 
     /// The command and arguments, as one text to search (shell scripts live here).
     pub fn command_text(&self) -> String {
-        self.command
+        let mut text = String::new();
+        for word in self
+            .command
             .iter()
             .flatten()
             .chain(self.args.iter().flatten())
-            .map(|word| &**word)
-            .collect::<Vec<_>>()
-            .join(" ")
+        {
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(word);
+        }
+        text
     }
 }

@@ -148,6 +148,8 @@ pub struct Found {
     pub other_kinds: BTreeMap<String, usize>,
     /// Read, but worth saying (removed API versions read as their successor).
     pub warnings: Vec<String>,
+    /// The ConfigMaps, whose scripts a container may run.
+    pub config_maps: Vec<super::scripts::ConfigMapData>,
 }
 
 /// The pods of the documents: Pods as they are, StatefulSets expanded, Lists flattened; other
@@ -207,6 +209,25 @@ fn collect(value: &Value, expansion: &Expansion<'_>, found: &mut Found) -> Resul
                 });
             }
             found.statefulsets.push((namespace, statefulset));
+        }
+        ("v1", "ConfigMap") => {
+            let meta: ObjectMeta = typed(
+                value.get("metadata").unwrap_or(&Value::Null),
+                "ConfigMap metadata",
+            )?;
+            let data = value
+                .get("data")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect();
+            found.config_maps.push(super::scripts::ConfigMapData {
+                namespace: namespace_of(&meta, expansion),
+                name: meta.name.unwrap_or_default(),
+                data,
+            });
+            *found.other_kinds.entry("ConfigMap".to_owned()).or_default() += 1;
         }
         (_, kind) if kind.ends_with("List") => {
             let items = value.get("items").and_then(Value::as_array);

@@ -1,6 +1,7 @@
 //! `preview`: what `serve` would do to each broker pod of some manifests, with no cluster.
 
 pub mod manifests;
+pub mod scripts;
 pub mod yaml;
 
 use std::io::Write;
@@ -62,13 +63,14 @@ pub fn decide_all(
     let mut found = manifests::pods(&documents, &expansion)?;
     let mut decided = Vec::with_capacity(found.pods.len());
     for pod in std::mem::take(&mut found.pods) {
-        let view = PodView::from_pod(&pod.pod).with_context(|| {
+        let mut view = PodView::from_pod(&pod.pod).with_context(|| {
             format!(
                 "{}/{}: not a valid Pod",
                 pod.namespace,
                 pod.pod.metadata.name.as_deref().unwrap_or("")
             )
         })?;
+        scripts::attach(&mut view, &pod.pod, &pod.namespace, &found.config_maps);
         let decision = inject::inject(&view, &pod.namespace, defaults);
         decided.push(Decided { pod, decision });
     }
@@ -186,6 +188,8 @@ fn json_line(id: &str, decision: &Decision) -> serde_json::Value {
             serde_json::json!({
                 "pod": id, "outcome": "inject", "containers": injection.containers,
                 "env": env, "unchanged": injection.patch.0.is_empty(),
+                "envNameReason": injection.env_name_choice.map(inject::EnvNameChoice::as_str),
+                "effective": injection.findings.is_empty(), "findings": injection.findings,
                 "warnings": injection.warnings,
             })
         }

@@ -5,6 +5,7 @@ use super::test_pods::PodBuilder;
 use super::*;
 
 mod containers;
+mod findings;
 mod references;
 
 fn view(pod: &Pod) -> PodView<'static> {
