@@ -19,6 +19,8 @@ use crate::output::{write_objects, Format};
 /// Which pods the policy binds to, as the two webhook installs.
 /// The namespace label that opts a namespace in (namespace opt-in mode).
 pub const OPT_IN_LABEL: (&str, &str) = ("kafka-listener-injector.io/injection", "enabled");
+/// The value of the same namespace label that keeps a namespace out in cluster-wide mode.
+pub const OPT_OUT_VALUE: &str = "disabled";
 
 /// Which pods are injected: the two ways to deploy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,7 +258,10 @@ impl Selectors {
             .collect();
         let (namespace_selector, object_selector) = match config.mode {
             Mode::ClusterWide => (
-                json!({"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": system}]}),
+                json!({"matchExpressions": [
+                    {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": system},
+                    {"key": OPT_IN_LABEL.0, "operator": "NotIn", "values": [OPT_OUT_VALUE]},
+                ]}),
                 json!({"matchLabels": {"kafka-listener-injector.io/inject": "true"}}),
             ),
             Mode::NamespaceOptIn => (

@@ -71,16 +71,16 @@ fn kustomize(dir: &str) -> Vec<Value> {
     objects(&String::from_utf8(out.stdout).unwrap())
 }
 
-/// Compares with a golden file; `UPDATE_GOLDENS=1` rewrites it.
+/// Compares with a golden file; `UPDATE_GOLDEN=1` rewrites it.
 fn golden(name: &str, actual: &str) {
     let path = repo(&format!("tests/golden/{name}"));
-    if std::env::var_os("UPDATE_GOLDENS").is_some() {
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, actual).unwrap();
     }
     let expected = std::fs::read_to_string(&path).unwrap();
     assert!(
         expected == actual,
-        "{name} differs from `helm template` (UPDATE_GOLDENS=1 cargo test --test chart rewrites it)"
+        "{name} differs from `helm template` (UPDATE_GOLDEN=1 cargo test --test chart rewrites it)"
     );
 }
 

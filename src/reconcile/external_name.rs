@@ -54,7 +54,7 @@ pub(super) fn resolver(server: Option<SocketAddr>) -> anyhow::Result<TokioResolv
 /// Whether a broker's advertised name resolves to its load balancer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExternalName {
-    /// The name resolves to (one of) the load balancer's addresses.
+    /// The name resolves to (one of) the load balancer's addresses, which `addresses` lists.
     Resolves {
         host: String,
         addresses: Vec<IpAddr>,
@@ -100,7 +100,11 @@ impl std::fmt::Display for ExternalName {
         };
         match self {
             Self::Resolves { host, addresses } => {
-                write!(f, "ready: {host} resolves to {}", list(addresses))
+                write!(
+                    f,
+                    "ready: {host} resolves to its load balancer ({})",
+                    list(addresses)
+                )
             }
             Self::NoLoadBalancer => write!(f, "pending: the load balancer has no address yet"),
             Self::Unresolved { host, why } => write!(f, "pending: {host} does not resolve ({why})"),
@@ -148,19 +152,45 @@ pub(super) async fn external_name_state(
     if load_balancer.is_empty() {
         return ExternalName::NoLoadBalancer;
     }
-    let addresses: Vec<IpAddr> = match resolver.lookup_ip(format!("{host}.")).await {
-        Ok(answer) => answer.iter().collect(),
-        Err(error) => {
-            let why = if error.is_no_records_found() {
-                "no record".to_owned()
-            } else {
-                error.to_string()
-            };
-            return ExternalName::Unresolved { host, why };
+    let answer = match resolver.lookup_ip(format!("{host}.")).await {
+        Ok(answer) => Ok(answer.iter().collect()),
+        // Stable words, not the resolver's message: the text is written on the Service, and a
+        // text that changed with every failure would be written anew each time.
+        Err(error) if error.is_no_records_found() => Err("no record"),
+        Err(_) => Err("no answer from the resolver"),
+    };
+    judge(host, load_balancer, answer)
+}
+
+/// Compares the answer for the broker's name with the load balancer's addresses. Both are sets:
+/// DNS servers rotate the order of several A records (CoreDNS `loadbalance`, an AWS NLB with an
+/// address per zone), and the state, written on the Service, must not change with the order or
+/// every reconcile would rewrite it and trigger the next.
+pub(super) fn judge(
+    host: String,
+    mut load_balancer: Vec<IpAddr>,
+    answer: Result<Vec<IpAddr>, &'static str>,
+) -> ExternalName {
+    load_balancer.sort_unstable();
+    load_balancer.dedup();
+    let mut addresses = match answer {
+        Ok(addresses) => addresses,
+        Err(why) => {
+            return ExternalName::Unresolved {
+                host,
+                why: why.to_owned(),
+            }
         }
     };
+    addresses.sort_unstable();
+    addresses.dedup();
     if addresses.iter().any(|a| load_balancer.contains(a)) {
-        ExternalName::Resolves { host, addresses }
+        // Only the load balancer's addresses are recorded: a resolver that answers with a
+        // subset of them, different each time, leaves the record as it is.
+        ExternalName::Resolves {
+            host,
+            addresses: load_balancer,
+        }
     } else {
         ExternalName::Elsewhere {
             host,

@@ -40,7 +40,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
 use crate::inject::settings::INJECT_KEY;
-use crate::policy::{Mode, OPT_IN_LABEL};
+use crate::policy::{Mode, OPT_IN_LABEL, OPT_OUT_VALUE};
 use crate::preview::manifests::POD_NAME_LABEL;
 use crate::services::{Render, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
 use crate::telemetry::LogFormat;
@@ -336,6 +336,9 @@ pub(super) async fn selected(
     statefulset: &StatefulSet,
     context: &Context,
 ) -> Result<bool, kube::Error> {
+    // Exactly the webhook configuration's selectors (label values compared as they are, as the
+    // API server compares them), so that the reconciler serves the StatefulSets whose pods the
+    // webhook injects, no more and no fewer.
     let template_label = |key: &str| {
         statefulset
             .spec
@@ -343,17 +346,24 @@ pub(super) async fn selected(
             .and_then(|s| s.template.metadata.as_ref())
             .and_then(|m| m.labels.as_ref())
             .and_then(|l| l.get(key))
-            .map(|v| v.trim().to_ascii_lowercase())
+            .cloned()
+    };
+    let namespace_label = || async {
+        let name = statefulset.namespace().unwrap_or_default();
+        let namespace = Api::<Namespace>::all(context.client.clone())
+            .get_opt(&name)
+            .await?;
+        let (key, _) = OPT_IN_LABEL;
+        Ok::<_, kube::Error>(namespace.and_then(|ns| ns.labels().get(key).cloned()))
     };
     Ok(match context.mode {
-        Mode::ClusterWide => template_label(INJECT_KEY).as_deref() == Some("true"),
+        Mode::ClusterWide => {
+            template_label(INJECT_KEY).as_deref() == Some("true")
+                && namespace_label().await?.as_deref() != Some(OPT_OUT_VALUE)
+        }
         Mode::NamespaceOptIn => {
-            let namespace = statefulset.namespace().unwrap_or_default();
-            let namespace = Api::<Namespace>::all(context.client.clone())
-                .get_opt(&namespace)
-                .await?;
-            let (key, value) = OPT_IN_LABEL;
-            namespace.is_some_and(|ns| ns.labels().get(key).map(String::as_str) == Some(value))
+            template_label(INJECT_KEY).as_deref() != Some("false")
+                && namespace_label().await?.as_deref() == Some(OPT_IN_LABEL.1)
         }
     })
 }
@@ -384,17 +394,26 @@ async fn reconcile_statefulset(
         .map(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()))
         .collect();
     context.metrics.retain_statefulsets(&existing);
+    // Warnings already published are remembered per StatefulSet uid: forget the deleted ones.
+    let uids: HashSet<String> = context
+        .statefulsets
+        .state()
+        .iter()
+        .filter_map(|s| s.uid())
+        .collect();
+    (context.warned.lock().expect("not poisoned")).retain(|(uid, _)| uids.contains(uid));
     if statefulset.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change()); // The garbage collector deletes its Services.
     }
-    let rendered = run.render().await?;
+    let running = run.running_brokers().await?;
+    let rendered = run.render(&running).await?;
     let owned = run.owned_services().await?;
     let (applied, mut next) = run.apply(&rendered, &owned).await?;
     let wanted: BTreeSet<String> = rendered
         .services()
         .filter_map(|s| s.metadata.name.clone())
         .collect();
-    let (lingering, retire_next) = run.retire(&owned, &wanted).await?;
+    let (lingering, retire_next) = run.retire(&owned, &wanted, &running).await?;
     next = next.min(retire_next);
     let pending = run.check_external_names(&applied).await?;
     context.metrics.set_statefulset_counts(

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
@@ -14,6 +14,9 @@ use tracing::{info, warn};
 
 use super::external_name::{external_name_state, record_external_name, set_readiness_condition};
 use super::{selected, Context, Error, FIELD_MANAGER, RESYNC, SCALED_DOWN_ANNOTATION};
+use crate::inject::listeners::parse_listeners;
+use crate::inject::ordinal::POD_INDEX_LABEL;
+use crate::inject::settings::RECORD_KEY;
 use crate::services::{self, HOSTNAME_ANNOTATION, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
 
 /// What one reconcile works on: the StatefulSet, its namespace's Services, and the context.
@@ -47,10 +50,41 @@ impl<'a> Run<'a> {
         publish(self.context, &self.reference, type_, reason, note).await;
     }
 
+    /// What the StatefulSet's running brokers advertise, by ordinal: the record the webhook left
+    /// on each pod it injected. Pods being deleted no longer count.
+    pub(super) async fn running_brokers(&self) -> Result<services::Advertised, kube::Error> {
+        let labels = self
+            .statefulset
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.match_labels.as_ref());
+        let Some(labels) = labels.filter(|l| !l.is_empty()) else {
+            return Ok(services::Advertised::new());
+        };
+        let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let pods: Api<Pod> = Api::namespaced(self.context.client.clone(), &self.namespace);
+        let listed = pods
+            .list(&ListParams::default().labels(&selector.join(",")))
+            .await?;
+        Ok(listed
+            .items
+            .iter()
+            .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+            .filter_map(|pod| {
+                let ordinal = pod.labels().get(POD_INDEX_LABEL)?.parse().ok()?;
+                let advertised = pod.annotations().get(RECORD_KEY)?;
+                Some((ordinal, advertised.clone()))
+            })
+            .collect())
+    }
+
     /// The Services the StatefulSet needs: none when the webhook does not inject it. A render
     /// fault applies and deletes nothing (the webhook denies these pods too); the StatefulSet's
     /// events say why.
-    pub(super) async fn render(&self) -> Result<services::Rendered, Error> {
+    pub(super) async fn render(
+        &self,
+        running: &services::Advertised,
+    ) -> Result<services::Rendered, Error> {
         if !selected(self.statefulset, self.context).await? {
             return Ok(services::Rendered::default());
         }
@@ -59,6 +93,7 @@ impl<'a> Run<'a> {
             self.statefulset,
             &self.namespace,
             None,
+            running,
         ) {
             Ok(rendered) => rendered,
             Err(error) => {
@@ -119,9 +154,14 @@ impl<'a> Run<'a> {
             let service_name = desired.metadata.name.clone().unwrap_or_default();
             let mine = owned.get(&service_name);
             let mut adopted = false;
+            let mut reowned = false;
             if mine.is_none() {
                 if let Some(existing) = self.services.get_opt(&service_name).await? {
-                    if !(self.context.adopt && rendered_for(&existing, &self.name)) {
+                    // Ours before an orphaning delete and re-create of the StatefulSet
+                    // (`--cascade=orphan`, to change volumeClaimTemplates): the garbage collector
+                    // removed the ownerReference; the same object keeps its load balancer.
+                    let ours = self.context.adopt || applied_by_us(&existing);
+                    if !(ours && rendered_for(&existing, &self.name)) {
                         self.context.metrics.count_error("name-taken");
                         self.publish(
                             EventType::Warning,
@@ -139,6 +179,7 @@ impl<'a> Run<'a> {
                         continue;
                     }
                     adopted = true;
+                    reowned = applied_by_us(&existing);
                 }
             }
             if mine.is_some_and(|s| s.annotations().contains_key(SCALED_DOWN_ANNOTATION)) {
@@ -154,7 +195,9 @@ impl<'a> Run<'a> {
                 )
                 .await?;
             if mine.is_none() {
-                let (reason, verb) = if adopted {
+                let (reason, verb) = if reowned {
+                    ("ServiceReowned", "owned again after its StatefulSet was re-created")
+                } else if adopted {
                     ("ServiceAdopted", "adopted")
                 } else {
                     ("ServiceCreated", "created")
@@ -176,16 +219,43 @@ impl<'a> Run<'a> {
 
     /// The owned Services no broker needs any more: marked when first seen so, deleted once the
     /// grace has passed since. Returns how many remain and when the next one is due.
+    ///
+    /// A Service whose name a running broker still advertises is never retired, whatever the
+    /// template, the labels or the namespace say now (an inject label removed while the brokers
+    /// run must not release their load balancers); nor is any while the StatefulSet is scaled to
+    /// zero, a pause after which the brokers come back under the same names.
     pub(super) async fn retire(
         &self,
         owned: &BTreeMap<String, Service>,
         wanted: &BTreeSet<String>,
+        running: &services::Advertised,
     ) -> Result<(usize, Duration), kube::Error> {
         let grace = self.context.grace;
         let now = SystemTime::now();
         let mut lingering = 0;
         let mut next = RESYNC;
+        let paused = self
+            .statefulset
+            .spec
+            .as_ref()
+            .and_then(|s| s.replicas)
+            == Some(0);
+        let still_advertised = |service: &Service| {
+            let host = exposed_host(service);
+            !host.is_empty()
+                && running.values().any(|value| {
+                    parse_listeners(value)
+                        .is_ok_and(|listeners| listeners.iter().any(|l| l.host == host))
+                })
+        };
         for (service_name, service) in owned.iter().filter(|(n, _)| !wanted.contains(*n)) {
+            if paused || still_advertised(service) {
+                lingering += 1;
+                if service.annotations().contains_key(SCALED_DOWN_ANNOTATION) {
+                    annotate(&self.services, service_name, SCALED_DOWN_ANNOTATION, None).await?;
+                }
+                continue;
+            }
             let marked = service
                 .annotations()
                 .get(SCALED_DOWN_ANNOTATION)
@@ -299,6 +369,14 @@ pub(super) fn rendered_for(service: &Service, statefulset: &str) -> bool {
             .owner_references()
             .iter()
             .any(|o| o.controller == Some(true))
+}
+
+/// Whether this reconciler wrote the Service (server-side apply under its field manager): after an
+/// orphaning delete its ownerReference is gone, but its managed fields remain.
+pub(super) fn applied_by_us(service: &Service) -> bool {
+    service.metadata.managed_fields.iter().flatten().any(|entry| {
+        entry.manager.as_deref() == Some(FIELD_MANAGER) && entry.operation.as_deref() == Some("Apply")
+    })
 }
 
 pub(super) fn describe_owner(service: &Service) -> String {

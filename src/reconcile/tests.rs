@@ -2,7 +2,7 @@ use std::net::IpAddr;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use super::external_name::{external_name_state, resolver, ExternalName};
+use super::external_name::{external_name_state, judge, resolver, ExternalName};
 use super::steps::{describe_owner, owned_by, rendered_for};
 use super::*;
 use crate::services::HOSTNAME_ANNOTATION;
@@ -72,7 +72,7 @@ fn external_name_states_read_as_the_annotation_says_them() {
     };
     assert_eq!(
         ready.to_string(),
-        "ready: kafka-3.kafka.example.com resolves to 10.77.2.13"
+        "ready: kafka-3.kafka.example.com resolves to its load balancer (10.77.2.13)"
     );
     assert!(ready.resolves());
     let elsewhere = ExternalName::Elsewhere {
@@ -88,6 +88,43 @@ fn external_name_states_read_as_the_annotation_says_them() {
     assert_eq!(elsewhere.reason(), "ResolvesElsewhere");
     assert!(!ExternalName::NoLoadBalancer.resolves());
     assert!(ExternalName::NotLoadBalancer.resolves());
+}
+
+#[test]
+fn the_recorded_state_does_not_change_with_the_order_dns_answers_in() {
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let load_balancer = vec![ip("10.77.2.13"), ip("10.77.2.11"), ip("10.77.2.12")];
+    let host = || "kafka-3.kafka.example.com".to_owned();
+    let mut seen = std::collections::BTreeSet::new();
+    // Every rotation of three A records, and answers with a subset of them, as resolvers give.
+    for answer in [
+        vec!["10.77.2.11", "10.77.2.12", "10.77.2.13"],
+        vec!["10.77.2.12", "10.77.2.13", "10.77.2.11"],
+        vec!["10.77.2.13", "10.77.2.11", "10.77.2.12"],
+        vec!["10.77.2.12"],
+        vec!["10.77.2.13", "10.77.2.11"],
+    ] {
+        let mut lb = load_balancer.clone();
+        lb.rotate_left(answer.len() % 3);
+        let state = judge(host(), lb, Ok(answer.iter().map(|a| ip(a)).collect()));
+        seen.insert(state.to_string());
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["ready: kafka-3.kafka.example.com resolves to its load balancer (10.77.2.11 10.77.2.12 10.77.2.13)"]
+    );
+    let elsewhere = |order: [&str; 2]| {
+        judge(
+            host(),
+            load_balancer.clone(),
+            Ok(order.iter().map(|a| ip(a)).collect()),
+        )
+        .to_string()
+    };
+    assert_eq!(
+        elsewhere(["10.0.0.2", "10.0.0.1"]),
+        elsewhere(["10.0.0.1", "10.0.0.2"])
+    );
 }
 
 #[tokio::test]

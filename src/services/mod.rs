@@ -146,14 +146,22 @@ struct Broker<'a> {
     container_port: u16,
 }
 
+/// What running brokers advertise, by ordinal: the value the webhook recorded on each pod when it
+/// was created (`kafka-listener-injector.io/advertised-listeners`).
+pub type Advertised = BTreeMap<i64, String>;
+
 /// The Services for the brokers of one StatefulSet (as the StatefulSet controller would create
 /// them for `replicas`, or `spec.replicas`), decided by the injection core exactly as the webhook
 /// decides them. Pods the webhook would skip get no Service; one it would deny fails the render.
+/// A broker that runs already is exposed under the name it advertises (`running`), which the
+/// template reaches only when the pod is recreated: a changed template must not re-point the
+/// Services of brokers that still advertise the old names.
 pub fn for_statefulset(
     render: &Render,
     statefulset: &StatefulSet,
     namespace: &str,
     replicas: Option<u32>,
+    running: &Advertised,
 ) -> anyhow::Result<Rendered> {
     let name = statefulset.metadata.name.as_deref().unwrap_or_default();
     let pods = manifests::expand_statefulset(statefulset, namespace, replicas)
@@ -169,18 +177,36 @@ pub fn for_statefulset(
             Decision::Skip { .. } => continue,
             Decision::Deny { message, .. } => bail!("{message}"),
         };
-        let advertised = injection.advertised.as_deref().with_context(|| {
-            format!("{id}: the listeners template does not render for this pod")
-        })?;
-        let listener = parse_listeners(advertised)?
-            .into_iter()
-            .find(|l| l.name.eq_ignore_ascii_case(&render.listener))
-            .with_context(|| {
-                format!(
-                    "{id}: no listener named {} in {advertised:?} (use --listener)",
-                    render.listener
-                )
-            })?;
+        let ordinal = ordinal_of(pod);
+        let find = |value: &str| {
+            parse_listeners(value)
+                .ok()?
+                .into_iter()
+                .find(|l| l.name.eq_ignore_ascii_case(&render.listener))
+                .map(|l| (l.host.to_owned(), l.port))
+        };
+        // A running broker's record wins; one without the exposed listener (created before it
+        // was added) falls back to the template, as its next start will.
+        let (host, port) = match running.get(&ordinal).and_then(|value| find(value)) {
+            Some(found) => found,
+            None => {
+                let advertised = injection.advertised.as_deref().with_context(|| {
+                    format!("{id}: the listeners template does not render for this pod")
+                })?;
+                parse_listeners(advertised)?;
+                find(advertised).with_context(|| {
+                    format!(
+                        "{id}: no listener named {} in {advertised:?} (use --listener)",
+                        render.listener
+                    )
+                })?
+            }
+        };
+        let listener = crate::inject::listeners::Listener {
+            name: &render.listener,
+            host: &host,
+            port,
+        };
         if let Some(warning) = unencrypted_in_public(render, pod, &injection.containers, &listener)
         {
             rendered.warnings.push(format!("{id}: {warning}"));
@@ -193,7 +219,7 @@ pub fn for_statefulset(
         brokers.push(Broker {
             pod,
             name: pod_name,
-            ordinal: ordinal_of(pod),
+            ordinal,
             domain,
             host: listener.host.to_owned(),
             advertised_port: listener.port,
@@ -234,6 +260,7 @@ pub fn render(config: &Config, err: &mut impl Write) -> anyhow::Result<Vec<Servi
             statefulset,
             namespace,
             config.source.replicas,
+            &Advertised::new(),
         )?;
         for warning in &rendered.warnings {
             writeln!(err, "warning: {warning}")?;

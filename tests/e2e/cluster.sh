@@ -42,6 +42,7 @@ start_cluster() {
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-cluster-ip-range 10.96.0.0/16 \
     --allow-privileged=true \
+    --enable-admission-plugins OwnerReferencesPermissionEnforcement,AlwaysPullImages,DenyServiceExternalIPs \
     >"$dir/apiserver.log" 2>&1 &
   PIDS+=($!)
 

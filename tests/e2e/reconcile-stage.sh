@@ -134,7 +134,7 @@ PY
   wait_for 30 external_name_ready kafka-2-external >/dev/null
   expect_contains "kafka-2-external says its name resolves to its load balancer" \
     "$(kubectl get service -n "$KAFKA_NS" kafka-2-external -o jsonpath='{.metadata.annotations.kafka-listener-injector\.io/external-name}')" \
-    "ready: kafka-2.$DOMAIN resolves to 10.77.2."
+    "ready: kafka-2.$DOMAIN resolves to its load balancer (10.77.2."
 
   log "R2. scale 3 -> 5 with the readiness gate: each new broker waits for its name"
   local scaled=$SECONDS
@@ -163,7 +163,7 @@ PY
   fi
   expect_contains "its condition says why" \
     "$(kubectl get pod -n "$KAFKA_NS" kafka-3 -o jsonpath='{.status.conditions[?(@.type=="kafka-listener-injector.io/external-name-ready")].message}')" \
-    "ready: kafka-3.$DOMAIN resolves to 10.77.2."
+    "ready: kafka-3.$DOMAIN resolves to its load balancer (10.77.2."
   expect_eq "the outside client sees broker 103 by its own name" "$(advertised_by 103)" "103 kafka-3.$DOMAIN:9094"
 
   log "R3. a Service the reconciler did not create is never modified"
