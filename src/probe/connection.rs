@@ -118,9 +118,16 @@ impl Connection {
                     .await
                     .map_err(refused)?;
                 let server_first = String::from_utf8_lossy(&server_first).into_owned();
-                let last = client
-                    .client_final(&server_first)
-                    .map_err(|e| refused(e.to_string()))?;
+                // PBKDF2 is seconds of CPU at most (the iterations are bounded): off the
+                // runtime's thread, so the probe's other timers keep running.
+                let (client_back, last) = tokio::task::spawn_blocking(move || {
+                    let last = client.client_final(&server_first);
+                    (client, last)
+                })
+                .await
+                .map_err(|e| refused(e.to_string()))?;
+                client = client_back;
+                let last = last.map_err(|e| refused(e.to_string()))?;
                 let server_final = self.sasl_step(last.into_bytes()).await.map_err(refused)?;
                 client
                     .verify(&String::from_utf8_lossy(&server_final))
@@ -225,7 +232,12 @@ impl Connection {
     }
 
     /// The id of the broker at the other end, when it says.
-    pub(super) async fn identity(&mut self, claimed: i32) -> Result<Option<i32>, ProbeError> {
+    /// Which broker answers here: the id it confirms, or why it could not be asked (an ACL that
+    /// denies DescribeConfigs, an old broker), which leaves the route unverified.
+    pub(super) async fn identity(
+        &mut self,
+        claimed: i32,
+    ) -> Result<Result<i32, String>, ProbeError> {
         let resource = DescribeConfigsResource::default()
             .with_resource_type(4) // BROKER
             .with_resource_name(StrBytes::from_string(claimed.to_string()))
@@ -233,18 +245,25 @@ impl Connection {
         let request = DescribeConfigsRequest::default().with_resources(vec![resource]);
         let response = self.call(&request, 4).await?;
         let Some(result) = response.results.first() else {
-            return Ok(None);
+            return Ok(Err("the broker's DescribeConfigs answer is empty".into()));
         };
         if result.error_code == 0 {
-            return Ok(Some(claimed));
+            return Ok(Ok(claimed));
         }
         // "Unexpected broker id, expected 100 or empty string, but received 102"
         let message = result.error_message.as_deref().unwrap_or("");
-        Ok(message
+        let other = message
             .rsplit("expected ")
             .next()
             .filter(|_| message.contains(", expected "))
             .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|id| id.parse().ok()))
+            .and_then(|id| id.parse().ok());
+        Ok(match other {
+            Some(id) => Ok(id),
+            None => Err(match result.error_code {
+                29 | 31 => "the probe's identity may not describe the broker's configuration (an ACL denies DescribeConfigs), so which broker answers here is unknown: grant DESCRIBE_CONFIGS on the cluster to check the route".to_owned(),
+                code => format!("the broker did not say which broker it is (DescribeConfigs error {code}: {message})"),
+            }),
+        })
     }
 }

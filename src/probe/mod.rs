@@ -136,7 +136,16 @@ async fn resolve(host: &str, port: i32, timeout: Duration) -> Result<Vec<SocketA
     let lookup = tokio::net::lookup_host((host, port as u16));
     match tokio::time::timeout(timeout, lookup).await {
         Err(_) => Err(format!("resolving it timed out after {timeout:?}")),
-        Ok(Err(_)) => Err("no DNS record here".into()),
+        // getaddrinfo's words: EAI_NONAME and EAI_NODATA are "no record", anything else (a
+        // timeout, SERVFAIL, no resolver) is the resolver's fault, not the name's.
+        Ok(Err(error)) => {
+            let text = error.to_string();
+            if text.contains("not known") || text.contains("No address associated") {
+                Err("no DNS record here".into())
+            } else {
+                Err(format!("the resolver here failed: {text}"))
+            }
+        }
         Ok(Ok(addresses)) => {
             let mut addresses: Vec<SocketAddr> = addresses.collect();
             addresses.sort();
@@ -262,7 +271,7 @@ async fn check_broker(
             kept.get_or_insert(connection);
             identity
         }) {
-            Ok(Some(id)) => {
+            Ok(Ok(id)) => {
                 entry.answers_as = Some(id);
                 if id != node_id {
                     report.faults.push(fault(format!(
@@ -271,7 +280,12 @@ async fn check_broker(
                     )));
                 }
             }
-            Ok(None) => {}
+            Ok(Err(unverified)) => {
+                report
+                    .faults
+                    .push(fault(format!("{}: {unverified}", address.ip())));
+                entry.error = Some(unverified);
+            }
             Err(error) => {
                 report.faults.push(fault(error.to_string()));
                 entry.error = Some(error.to_string());

@@ -49,7 +49,13 @@ pub enum ScramError {
     Rejected(String),
     #[error("the server's signature is wrong: it does not know the password")]
     BadServerSignature,
+    #[error("the server asks for {0} PBKDF2 iterations; Kafka uses at most {MAX_ITERATIONS}, so this is no Kafka broker (or a hostile one) and the probe stops")]
+    TooManyIterations(u32),
 }
+
+/// Kafka's own bound on SCRAM iterations (`ScramMechanism`: 4096 to 16384). A server that asks
+/// for more would make the probe hash for minutes or hours.
+pub const MAX_ITERATIONS: u32 = 16_384;
 
 /// One SCRAM exchange, client side.
 pub struct Client {
@@ -95,6 +101,9 @@ impl Client {
         let (Some(nonce), Some(salt), Some(iterations)) = (nonce, salt, iterations) else {
             return Err(ScramError::MalformedServerFirst);
         };
+        if iterations > MAX_ITERATIONS {
+            return Err(ScramError::TooManyIterations(iterations));
+        }
         let iterations =
             std::num::NonZeroU32::new(iterations).ok_or(ScramError::MalformedServerFirst)?;
         if !nonce.starts_with(&self.nonce) || nonce.len() == self.nonce.len() {
@@ -149,6 +158,19 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_iteration_count_is_refused_before_any_hashing() {
+        let mut client = Client::new(Hash::Sha512, "user", "secret", "abc");
+        let started = std::time::Instant::now();
+        let error = client
+            .client_final("r=abcdef,s=c2FsdA==,i=4294967295")
+            .unwrap_err();
+        assert_eq!(error, ScramError::TooManyIterations(4_294_967_295));
+        assert!(error.to_string().contains("Kafka uses at most 16384"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(client.client_final("r=abcdef,s=c2FsdA==,i=16384").is_ok());
+    }
 
     /// The SCRAM-SHA-256 exchange of RFC 7677, section 3.
     #[test]

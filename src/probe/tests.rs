@@ -43,6 +43,8 @@ struct Fake {
     plain: Option<(String, String)>,
     /// Closes a connection idle this long, as some load balancers do.
     idle_close: Option<Duration>,
+    /// Answers DescribeConfigs with Kafka's CLUSTER_AUTHORIZATION_FAILED, as an ACL does.
+    deny_describe: bool,
 }
 
 async fn fake(fake: Fake) -> i32 {
@@ -130,7 +132,13 @@ impl Fake {
             ApiKey::DescribeConfigs => {
                 let request = DescribeConfigsRequest::decode(buf, version).unwrap();
                 let asked = request.resources[0].resource_name.to_string();
-                let result = if asked == self.own_id.to_string() {
+                let result = if self.deny_describe {
+                    DescribeConfigsResult::default()
+                        .with_error_code(31)
+                        .with_error_message(Some(StrBytes::from_static_str(
+                            "Cluster authorization failed.",
+                        )))
+                } else if asked == self.own_id.to_string() {
                     DescribeConfigsResult::default()
                 } else {
                     DescribeConfigsResult::default()
@@ -298,6 +306,26 @@ async fn an_address_other_than_the_template_renders_is_named() {
             && out.contains("expected kafka-1.kafka.example.com:9094 from the template"),
         "{out}"
     );
+}
+
+#[tokio::test]
+async fn a_broker_whose_acl_denies_the_identity_check_is_not_called_ok() {
+    // Broker 1's address leads to broker 0, whose ACLs deny DescribeConfigs: the misrouted load
+    // balancer must not pass as healthy.
+    let advertised: Advertised = Arc::default();
+    let zero = fake(Fake {
+        own_id: 0,
+        advertised: advertised.clone(),
+        deny_describe: true,
+        ..Fake::default()
+    })
+    .await;
+    *advertised.lock().unwrap() =
+        vec![(0, "localhost".into(), zero), (1, "localhost".into(), zero)];
+    let (healthy, out) = probed(&single(zero)).await;
+    assert!(!healthy, "{out}");
+    assert!(out.contains("an ACL denies DescribeConfigs"), "{out}");
+    assert!(out.contains("grant DESCRIBE_CONFIGS"), "{out}");
 }
 
 fn single(config_port: i32) -> Config {

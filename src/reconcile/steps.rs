@@ -196,7 +196,10 @@ impl<'a> Run<'a> {
                 .await?;
             if mine.is_none() {
                 let (reason, verb) = if reowned {
-                    ("ServiceReowned", "owned again after its StatefulSet was re-created")
+                    (
+                        "ServiceReowned",
+                        "owned again after its StatefulSet was re-created",
+                    )
                 } else if adopted {
                     ("ServiceAdopted", "adopted")
                 } else {
@@ -234,12 +237,7 @@ impl<'a> Run<'a> {
         let now = SystemTime::now();
         let mut lingering = 0;
         let mut next = RESYNC;
-        let paused = self
-            .statefulset
-            .spec
-            .as_ref()
-            .and_then(|s| s.replicas)
-            == Some(0);
+        let paused = self.statefulset.spec.as_ref().and_then(|s| s.replicas) == Some(0);
         let still_advertised = |service: &Service| {
             let host = exposed_host(service);
             !host.is_empty()
@@ -374,9 +372,15 @@ pub(super) fn rendered_for(service: &Service, statefulset: &str) -> bool {
 /// Whether this reconciler wrote the Service (server-side apply under its field manager): after an
 /// orphaning delete its ownerReference is gone, but its managed fields remain.
 pub(super) fn applied_by_us(service: &Service) -> bool {
-    service.metadata.managed_fields.iter().flatten().any(|entry| {
-        entry.manager.as_deref() == Some(FIELD_MANAGER) && entry.operation.as_deref() == Some("Apply")
-    })
+    service
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .any(|entry| {
+            entry.manager.as_deref() == Some(FIELD_MANAGER)
+                && entry.operation.as_deref() == Some("Apply")
+        })
 }
 
 pub(super) fn describe_owner(service: &Service) -> String {

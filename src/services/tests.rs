@@ -33,9 +33,23 @@ use serde::Deserialize;
 
 #[test]
 fn a_statefulset_scaled_to_zero_needs_no_service_not_even_a_bootstrap_one() {
-    let rendered = for_statefulset(&render(), &example_statefulset(), "kafka", Some(0), &Advertised::new()).unwrap();
+    let rendered = for_statefulset(
+        &render(),
+        &example_statefulset(),
+        "kafka",
+        Some(0),
+        &Advertised::new(),
+    )
+    .unwrap();
     assert_eq!(rendered.services().count(), 0);
-    let rendered = for_statefulset(&render(), &example_statefulset(), "kafka", Some(2), &Advertised::new()).unwrap();
+    let rendered = for_statefulset(
+        &render(),
+        &example_statefulset(),
+        "kafka",
+        Some(2),
+        &Advertised::new(),
+    )
+    .unwrap();
     let names: Vec<_> = rendered
         .services()
         .map(|s| s.metadata.name.clone().unwrap())

@@ -20,8 +20,8 @@ reconcile_cleanup() {
   DNS_PID=
 }
 
-start_reconciler() { # start_reconciler NAME ADMIN_PORT: prints the pid
-  KUBECONFIG=$rdir/kubeconfig "$kli" reconcile --adopt --bootstrap-host 'bootstrap-{statefulset}.{domain}' \
+start_reconciler() { # start_reconciler NAME ADMIN_PORT [FLAG...]: prints the pid
+  KUBECONFIG=$rdir/kubeconfig "$kli" reconcile "${@:3}" --bootstrap-host 'bootstrap-{statefulset}.{domain}' \
     --dns-server "127.0.0.1:$DNS_PORT" --dns-check-interval 1s --scale-down-grace 20s \
     --lease-name kli-services --lease-namespace kafka-listener-injector --identity "$1" \
     --admin-listen "127.0.0.1:$2" --log-format json >>"$rdir/$1.log" 2>&1 &
@@ -52,6 +52,10 @@ wait_for() { # wait_for SECONDS COMMAND...: until COMMAND succeeds; prints the s
 }
 
 has_service() { kubectl get service -n "$KAFKA_NS" "$1" >/dev/null 2>&1; }
+service_uids() { # the uids of StatefulSet kafka's Services, by name
+  kubectl get services -n "$KAFKA_NS" -l app.kubernetes.io/instance=kafka -o json \
+    | jq -r '.items[] | "\(.metadata.name)=\(.metadata.uid)"' | sort | tr '\n' ' '
+}
 no_service() { ! has_service "$1"; }
 pod_ready() {
   [ "$(kubectl get pod -n "$KAFKA_NS" "$1" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]
@@ -110,8 +114,8 @@ PY
   uid_before=$(kubectl get service -n "$KAFKA_NS" kafka-0-external -o jsonpath='{.metadata.uid}')
 
   local a b
-  a=$(start_reconciler reconciler-a 29191)
-  b=$(start_reconciler reconciler-b 29192)
+  a=$(start_reconciler reconciler-a 29191 --adopt)
+  b=$(start_reconciler reconciler-b 29192 --adopt)
   RECONCILE_PIDS=("$a" "$b")
 
   log "R1. the Services kubectl applied from \`services\` are adopted; a bootstrap Service appears"
@@ -210,7 +214,44 @@ PY
     "$(kubectl get services -A -l app.kubernetes.io/managed-by=kafka-listener-injector -o json \
       | jq '[.items[] | select(any(.metadata.ownerReferences[]?; .kind == "StatefulSet"))] | length')"
 
-  log "R5. deleting the StatefulSet leaves no Service of it behind"
+  log "R5. the namespace opted out while its brokers run: their load balancers and names stay"
+  local uids_before
+  uids_before=$(service_uids)
+  kubectl label namespace "$KAFKA_NS" kafka-listener-injector.io/injection=disabled >/dev/null
+  sleep 26 # past the 20 s scale-down grace
+  expect_eq "kafka-0..2-external and the bootstrap Service are the same objects after the grace" \
+    "$(service_uids)" "$uids_before"
+  expect_eq "none is marked scaled down" \
+    "$(kubectl get services -n "$KAFKA_NS" -l app.kubernetes.io/instance=kafka -o json \
+      | jq '[.items[] | select(.metadata.annotations["kafka-listener-injector.io/scaled-down-at"] != null)] | length')" 0
+  kubectl label namespace "$KAFKA_NS" kafka-listener-injector.io/injection- >/dev/null
+
+  log "R6. the StatefulSet deleted with --cascade=orphan and re-created: its Services are owned again"
+  # A reconciler without --adopt: its own Services, orphaned, are still its own.
+  kill -TERM "${RECONCILE_PIDS[@]}" 2>/dev/null
+  wait "${RECONCILE_PIDS[@]}" 2>/dev/null
+  local c
+  c=$(start_reconciler reconciler-c 29193)
+  RECONCILE_PIDS=("$c")
+  took=$(wait_for 60 leads 29193)
+  local taken_before
+  taken_before=$(events_of "$KAFKA_NS" kafka ServiceNameTaken | wc -l)
+  kubectl get statefulset -n "$KAFKA_NS" kafka -o json \
+    | jq 'del(.metadata.uid, .metadata.resourceVersion, .metadata.creationTimestamp, .metadata.managedFields, .metadata.generation, .status)' \
+    >"$rdir/kafka-statefulset.json"
+  kubectl delete statefulset -n "$KAFKA_NS" kafka --cascade=orphan >/dev/null
+  kubectl create -f "$rdir/kafka-statefulset.json" >/dev/null
+  took=$(wait_for 60 services_are "kafka-0-external kafka-1-external kafka-2-external kafka-bootstrap ")
+  expect_eq "the new StatefulSet owns kafka-0..2-external and the bootstrap Service (after ${took} s)" \
+    "$(managed_services)" "kafka-0-external kafka-1-external kafka-2-external kafka-bootstrap "
+  expect_eq "the same objects: their load balancer addresses stay" "$(service_uids)" "$uids_before"
+  expect_eq "no name was called taken" \
+    "$(events_of "$KAFKA_NS" kafka ServiceNameTaken | wc -l)" "$taken_before"
+  expect_contains "an event says they were owned again" \
+    "$(wait_for 30 events_exist "$KAFKA_NS" kafka ServiceReowned >/dev/null; events_of "$KAFKA_NS" kafka ServiceReowned | head -n 1)" \
+    "owned again after its StatefulSet was re-created"
+
+  log "R7. deleting the StatefulSet leaves no Service of it behind"
   kubectl delete statefulset -n "$KAFKA_NS" kafka --wait=false >/dev/null
   took=$(wait_for 60 services_are "")
   expect_eq "no Service of kafka remains (${took} s)" "$(managed_services)" ""
