@@ -392,3 +392,68 @@ fn live_pods_are_reported_up_to_date_or_with_what_would_change_and_node_id_chang
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("kafka/kafka-2:   ERROR node id 102 -> 2: the broker would refuse to start on its volume (meta.properties holds 102); set node-id-offset to keep it"), "{out}");
 }
+
+/// The findings of each injected pod of `yaml`, read as `preview` reads a file.
+fn findings_of(yaml: &str) -> Vec<Vec<String>> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let manifests = Source {
+        files: vec![file],
+        replicas: None,
+        namespace: "kafka".into(),
+    };
+    let defaults = Defaults {
+        domain: Some("kafka.example.com".into()),
+        ..Defaults::default()
+    };
+    let (decisions, _) = decide_all(&manifests, &defaults).unwrap();
+    decisions
+        .into_iter()
+        .filter_map(|d| match d.decision {
+            Decision::Inject(injection) => Some(injection.findings),
+            _ => None,
+        })
+        .collect()
+}
+
+// In the shape of confluentinc/cp-helm-charts with a Service named after the brokers, as
+// several community manifests have it.
+const CP_KAFKA_WITH_A_KAFKA_SERVICE: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: kafka}
+spec: {ports: [{port: 9092}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: kafka}
+spec:
+  serviceName: kafka-headless
+  replicas: 1
+  selector: {matchLabels: {app: kafka}}
+  template:
+    metadata: {labels: {app: kafka}}
+    spec:
+      containers:
+        - name: kafka
+          image: confluentinc/cp-kafka:7.8.0
+          env: [{name: KAFKA_LISTENER_SECURITY_PROTOCOL_MAP, value: "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT"}]
+"#;
+
+#[test]
+fn a_service_named_kafka_links_a_variable_cp_kafka_refuses() {
+    let found = findings_of(CP_KAFKA_WITH_A_KAFKA_SERVICE);
+    assert_eq!(found.len(), 1);
+    assert!(
+        found[0]
+            .iter()
+            .any(|f| f.contains("service-link variable KAFKA_PORT=tcp://...")),
+        "{found:?}"
+    );
+    let unlinked = CP_KAFKA_WITH_A_KAFKA_SERVICE.replace(
+        "    spec:\n      containers:",
+        "    spec:\n      enableServiceLinks: false\n      containers:",
+    );
+    assert_eq!(findings_of(&unlinked), vec![Vec::<String>::new()]);
+}

@@ -183,6 +183,21 @@ pub fn validate(
             }
         }
     }
+    // A listener the broker binds but no longer advertises: clients that bootstrap through it
+    // get no endpoint of it in the metadata (the controller listener is never advertised).
+    if let Some((var, _, names)) = &bound {
+        let mut dropped: Vec<&String> = names
+            .iter()
+            .filter(|name| !seen.contains(*name))
+            .filter(|name| !controller.as_ref().is_some_and(|(_, c)| c.contains(*name)))
+            .collect();
+        dropped.sort();
+        for name in dropped {
+            warnings.push(format!(
+                "listener {name} is in the container's {var} but not in the advertised value: clients that bootstrap through it get no address of this broker; advertise it too (e.g. {name}://{{pod}}.{{service}}.{{namespace}}.svc:PORT)"
+            ));
+        }
+    }
     if let Some((var, name)) = config.inter_broker_name {
         if !seen.contains(&name.trim().to_ascii_uppercase()) {
             return Err(ListenerError::InterBrokerNotAdvertised {
@@ -233,6 +248,28 @@ mod tests {
 
     fn err(value: &str) -> ListenerError {
         validate(value, &mapped()).unwrap_err()
+    }
+
+    #[test]
+    fn a_bound_listener_left_out_of_the_advertised_value_is_a_warning() {
+        let config = BrokerListenerConfig {
+            listeners: Some((
+                "KAFKA_LISTENERS",
+                "INTERNAL://:9092,A://:9093,EXTERNAL://:9094,CONTROLLER://:9095",
+            )),
+            controller_names: Some(("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER")),
+            ..mapped()
+        };
+        let warnings = validate("INTERNAL://a:9092,EXTERNAL://b:9094", &config).unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with(
+            "listener A is in the container's KAFKA_LISTENERS but not in the advertised value"
+        ));
+        assert!(
+            validate("INTERNAL://a:9092,A://a:9093,EXTERNAL://b:9094", &config)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

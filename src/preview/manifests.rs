@@ -150,6 +150,8 @@ pub struct Found {
     pub warnings: Vec<String>,
     /// The ConfigMaps, whose scripts a container may run.
     pub config_maps: Vec<super::scripts::ConfigMapData>,
+    /// `(namespace, name)` of every Service: their service-link variables reach the pods.
+    pub services: Vec<(String, String)>,
 }
 
 /// The pods of the documents: Pods as they are, StatefulSets expanded, Lists flattened; other
@@ -209,6 +211,17 @@ fn collect(value: &Value, expansion: &Expansion<'_>, found: &mut Found) -> Resul
                 });
             }
             found.statefulsets.push((namespace, statefulset));
+        }
+        ("v1", "Service") => {
+            let meta: ObjectMeta = typed(
+                value.get("metadata").unwrap_or(&Value::Null),
+                "Service metadata",
+            )?;
+            found.services.push((
+                namespace_of(&meta, expansion),
+                meta.name.unwrap_or_default(),
+            ));
+            *found.other_kinds.entry("Service".to_owned()).or_default() += 1;
         }
         ("v1", "ConfigMap") => {
             let meta: ObjectMeta = typed(

@@ -71,10 +71,72 @@ pub fn decide_all(
             )
         })?;
         scripts::attach(&mut view, &pod.pod, &pod.namespace, &found.config_maps);
-        let decision = inject::inject(&view, &pod.namespace, defaults);
+        let mut decision = inject::inject(&view, &pod.namespace, defaults);
+        if let Decision::Inject(injection) = &mut decision {
+            for finding in service_links(&pod, &view, &found.services, &injection.containers) {
+                injection
+                    .warnings
+                    .push(format!("kafka-listener-injector: {finding}"));
+                injection.findings.push(finding);
+            }
+        }
         decided.push(Decided { pod, decision });
     }
     Ok((decided, found))
+}
+
+/// The variables Kubernetes links into every container for each Service of its namespace
+/// (`<NAME>_PORT=tcp://...`), which cp-kafka's configure refuses for `KAFKA_PORT` and
+/// `KAFKA_ADVERTISED_PORT` (deprecated settings: it exits 1). Only `preview` sees the input's
+/// Services; the webhook cannot.
+fn service_links(
+    pod: &ManifestPod,
+    view: &PodView<'_>,
+    services: &[(String, String)],
+    injected: &[String],
+) -> Vec<String> {
+    let links_on = pod.pod.spec.as_ref().and_then(|s| s.enable_service_links) != Some(false);
+    let refused = [
+        ("kafka", "KAFKA_PORT"),
+        ("kafka-advertised", "KAFKA_ADVERTISED_PORT"),
+    ];
+    let linked: Vec<(&str, &str)> = refused
+        .into_iter()
+        .filter(|(service, _)| {
+            services
+                .iter()
+                .any(|(ns, name)| *ns == pod.namespace && name == service)
+        })
+        .collect();
+    if !links_on || linked.is_empty() {
+        return Vec::new();
+    }
+    let confluent = |image: &str| {
+        [
+            "confluentinc/cp-kafka",
+            "confluentinc/cp-server",
+            "confluentinc/cp-enterprise-kafka",
+        ]
+        .iter()
+        .any(|i| image.contains(i))
+    };
+    view.containers()
+        .iter()
+        .chain(view.init_containers())
+        .filter(|c| injected.iter().any(|name| *name == c.name))
+        .filter(|c| confluent(c.image.as_deref().unwrap_or_default()))
+        .flat_map(|c| {
+            let command = c.command_text();
+            linked.iter().filter_map(move |(service, var)| {
+                (!command.contains(&format!("unset {var}"))).then(|| {
+                    format!(
+                        "Service {service} in namespace {} gives container {} the service-link variable {var}=tcp://..., which cp-kafka's configure refuses (it exits); set enableServiceLinks: false in the pod template",
+                        pod.namespace, c.name
+                    )
+                })
+            })
+        })
+        .collect()
 }
 
 pub fn run(config: &Config, out: &mut impl Write, err: &mut impl Write) -> anyhow::Result<Verdict> {
