@@ -127,14 +127,15 @@ fn service_links(
         .filter(|c| confluent(c.image.as_deref().unwrap_or_default()))
         .flat_map(|c| {
             let command = c.command_text();
-            linked.iter().filter_map(move |(service, var)| {
-                (!command.contains(&format!("unset {var}"))).then(|| {
+            linked
+                .iter()
+                .filter(move |(_, var)| !command.contains(&format!("unset {var}")))
+                .map(move |(service, var)| {
                     format!(
                         "Service {service} in namespace {} gives container {} the service-link variable {var}=tcp://..., which cp-kafka's configure refuses (it exits); set enableServiceLinks: false in the pod template",
                         pod.namespace, c.name
                     )
                 })
-            })
         })
         .collect()
 }
