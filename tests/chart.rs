@@ -138,6 +138,10 @@ fn the_schema_refuses_bad_values_naming_them() {
             "servicesReconciler.scaleDownGrace=ten minutes",
             "at '/servicesReconciler/scaleDownGrace'",
         ),
+        (
+            "injection.readinessGate=true",
+            "injection.readinessGate needs servicesReconciler.enabled=true",
+        ),
     ];
     for (set, expected) in cases {
         let error = template(&["--set", set]).expect_err(set);

@@ -235,8 +235,7 @@ pub(super) async fn record_external_name(
     Ok(())
 }
 
-/// Sets the readiness gate's condition on the broker pod the Service selects, when the pod has
-/// the gate and the condition differs.
+/// Records the external-name check in the readiness-gate condition of the Service's broker pod.
 pub(super) async fn set_readiness_condition(
     service: &Service,
     namespace: &str,
@@ -251,6 +250,30 @@ pub(super) async fn set_readiness_condition(
     else {
         return Ok(());
     };
+    let gate = Gate {
+        ready: state.resolves(),
+        reason: state.reason(),
+        message: state.to_string(),
+    };
+    set_gate(pod_name, namespace, &gate, context).await
+}
+
+/// The readiness-gate condition to set on a broker pod.
+pub(super) struct Gate {
+    pub ready: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Sets the readiness-gate condition of a pod that carries the gate; pods without it, or gone,
+/// are left alone. Every gated pod the reconciler cannot serve gets `False` with the reason, so
+/// that its status says why it waits.
+pub(super) async fn set_gate(
+    pod_name: &str,
+    namespace: &str,
+    gate: &Gate,
+    context: &Context,
+) -> Result<(), kube::Error> {
     let pods = Api::<Pod>::namespaced(context.client.clone(), namespace);
     let Some(pod) = pods.get_opt(pod_name).await? else {
         return Ok(());
@@ -263,13 +286,13 @@ pub(super) async fn set_readiness_condition(
     if !gated {
         return Ok(());
     }
-    let status = if state.resolves() { "True" } else { "False" };
+    let status = if gate.ready { "True" } else { "False" };
     let current = pod
         .status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .and_then(|c| c.iter().find(|c| c.type_ == READINESS_GATE));
-    if current.is_some_and(|c| c.status == status && c.reason.as_deref() == Some(state.reason())) {
+    if current.is_some_and(|c| c.status == status && c.reason.as_deref() == Some(gate.reason)) {
         return Ok(());
     }
     let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
@@ -277,13 +300,13 @@ pub(super) async fn set_readiness_condition(
         "status": { "conditions": [{
             "type": READINESS_GATE,
             "status": status,
-            "reason": state.reason(),
-            "message": state.to_string(),
+            "reason": gate.reason,
+            "message": crate::inject::text::clip_to(&gate.message, 1024),
             "lastTransitionTime": now,
         }]}
     });
     pods.patch_status(pod_name, &PatchParams::default(), &Patch::Strategic(&patch))
         .await?;
-    info!(namespace, pod = %pod_name, status, reason = state.reason(), "readiness gate");
+    info!(namespace, pod = %pod_name, status, reason = gate.reason, "readiness gate");
     Ok(())
 }

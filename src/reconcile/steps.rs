@@ -12,7 +12,9 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::external_name::{external_name_state, record_external_name, set_readiness_condition};
+use super::external_name::{
+    external_name_state, record_external_name, set_gate, set_readiness_condition, Gate,
+};
 use super::{selected, Context, Error, FIELD_MANAGER, RESYNC, SCALED_DOWN_ANNOTATION};
 use crate::inject::listeners::parse_listeners;
 use crate::inject::ordinal::POD_INDEX_LABEL;
@@ -98,12 +100,20 @@ impl<'a> Run<'a> {
             Ok(rendered) => rendered,
             Err(error) => {
                 self.context.metrics.count_error("render");
-                self.publish(
-                    EventType::Warning,
-                    "RenderFailed",
-                    format!("no Services rendered: {error:#}"),
-                )
-                .await;
+                let message = format!("no Services rendered: {error:#}");
+                self.publish(EventType::Warning, "RenderFailed", message.clone())
+                    .await;
+                let gate = Gate {
+                    ready: false,
+                    reason: "RenderFailed",
+                    message,
+                };
+                for ordinal in running.keys() {
+                    let pod = format!("{}-{ordinal}", self.name);
+                    if let Err(error) = set_gate(&pod, &self.namespace, &gate, self.context).await {
+                        warn!(%error, %pod, "could not set the readiness gate");
+                    }
+                }
                 return Err(Error::Render(error));
             }
         };
@@ -121,6 +131,29 @@ impl<'a> Run<'a> {
             }
         }
         Ok(rendered)
+    }
+
+    /// Sets the readiness gate of the broker behind a Service this run cannot apply to `False`.
+    async fn gate_unserved(&self, desired: &Service, reason: &'static str, why: &str) {
+        let pod = desired
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .and_then(|s| s.get(crate::preview::manifests::POD_NAME_LABEL));
+        let Some(pod) = pod else {
+            return;
+        };
+        let gate = Gate {
+            ready: false,
+            reason,
+            message: format!(
+                "Service {} has no load balancer of ours: {why}",
+                desired.metadata.name.as_deref().unwrap_or_default()
+            ),
+        };
+        if let Err(error) = set_gate(pod, &self.namespace, &gate, self.context).await {
+            warn!(%error, %pod, "could not set the readiness gate");
+        }
     }
 
     /// The Services this StatefulSet owns (its uid, not only its name), by name.
@@ -174,6 +207,8 @@ impl<'a> Run<'a> {
                             ),
                         )
                         .await;
+                        self.gate_unserved(desired, "ServiceNameTaken", &describe_owner(&existing))
+                            .await;
                         // Its owner may delete it any time; that does not reach this controller.
                         next = next.min(Duration::from_secs(10));
                         continue;

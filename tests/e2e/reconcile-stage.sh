@@ -178,6 +178,9 @@ PY
   expect_eq "the foreign kafka-4-external is untouched" \
     "$(kubectl get service -n "$KAFKA_NS" kafka-4-external -o jsonpath='{.metadata.resourceVersion}')" "$foreign_version"
   expect_eq "so kafka-4 stays unready: no load balancer, no name" "$(pod_ready kafka-4 && echo ready || echo waiting)" waiting
+  expect_eq "and its readiness-gate condition says why" \
+    "$(kubectl get pod -n "$KAFKA_NS" kafka-4 -o jsonpath='{.status.conditions[?(@.type=="kafka-listener-injector.io/external-name-ready")].reason}')" \
+    ServiceNameTaken
   kubectl delete service -n "$KAFKA_NS" kafka-4-external >/dev/null
   took=$(wait_for 60 pod_ready kafka-4)
   expect_eq "once it is gone, the reconciler's own Service and name follow; kafka-4 ready after ${took} s" \
