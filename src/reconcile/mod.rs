@@ -189,22 +189,33 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             () = run => {},
             () = &mut shutdown => {},
         },
-        Some((mut leading, _task)) => {
+        Some((mut leading, task)) => {
             let lost = async {
                 while leading.changed().await.is_ok() {
                     if !*leading.borrow() {
-                        return;
+                        return true;
                     }
                 }
+                false
             };
-            tokio::select! {
-                () = run => {},
-                () = &mut shutdown => {},
-                () = lost => {
-                    // Another replica leads now: stop at once, and let the pod restart as standby.
-                    metrics.leader.set(0);
-                    anyhow::bail!("lost the lease; exiting so that only the new leader writes");
-                }
+            let lost = tokio::select! {
+                () = run => false,
+                () = &mut shutdown => false,
+                lost = lost => lost,
+            };
+            if lost {
+                // Another replica leads now: stop at once, and let the pod restart as standby.
+                metrics.leader.set(0);
+                anyhow::bail!("lost the lease; exiting so that only the new leader writes");
+            }
+            // Closing the channel makes the lease task release the Lease, so that the standby
+            // leads at once instead of after the lease expires.
+            drop(leading);
+            match tokio::time::timeout(Duration::from_secs(5), task).await {
+                Ok(Ok(Ok(_))) => info!("lease released"),
+                Ok(Ok(Err(error))) => warn!(%error, "could not release the lease"),
+                Ok(Err(error)) => warn!(%error, "the lease task failed"),
+                Err(_) => warn!("the lease was not released within 5 s"),
             }
         }
     }

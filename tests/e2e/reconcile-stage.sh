@@ -237,6 +237,11 @@ PY
   c=$(start_reconciler reconciler-c 29193)
   RECONCILE_PIDS=("$c")
   took=$(wait_for 60 leads 29193)
+  if [ "$took" != timeout ] && [ "$took" -le 5 ]; then
+    pass "the replica stopped by SIGTERM released the Lease: the next one leads after ${took} s"
+  else
+    fail "the next replica led after ${took} s: the Lease was not released on SIGTERM"
+  fi
   local taken_before
   taken_before=$(events_of "$KAFKA_NS" kafka ServiceNameTaken | wc -l)
   kubectl get statefulset -n "$KAFKA_NS" kafka -o json \
