@@ -332,14 +332,24 @@ fn error_policy(statefulset: Arc<StatefulSet>, error: &Error, context: Arc<Conte
     warn!(
         statefulset = %ObjectRef::from_obj(&*statefulset),
         %error,
-        "reconcile failed; retrying in 15 s"
+        "reconcile failed; retrying in 10-20 s"
     );
     context
         .metrics
         .runs
         .get_or_create(&ResultLabels { result: "error" })
         .inc();
-    Action::requeue(Duration::from_secs(15))
+    Action::requeue(retry_delay())
+}
+
+/// 10 to 20 s, at random: replicas and StatefulSets that failed together (an API server that
+/// was away) do not all come back in the same second.
+fn retry_delay() -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    Duration::from_millis(10_000 + random % 10_000)
 }
 
 /// Whether the webhook injects this StatefulSet's pods in `mode`.

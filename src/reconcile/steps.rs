@@ -183,6 +183,7 @@ impl<'a> Run<'a> {
     ) -> Result<(Vec<Service>, Duration), kube::Error> {
         let mut applied = Vec::new();
         let mut next = RESYNC;
+        let mut refused = None;
         for desired in rendered.services() {
             let service_name = desired.metadata.name.clone().unwrap_or_default();
             let mine = owned.get(&service_name);
@@ -221,14 +222,37 @@ impl<'a> Run<'a> {
                 annotate(&self.services, &service_name, SCALED_DOWN_ANNOTATION, None).await?;
                 info!(service = %service_name, "ordinal is back: scale-down mark removed");
             }
-            let service = self
+            let applied_now = self
                 .services
                 .patch(
                     &service_name,
                     &PatchParams::apply(FIELD_MANAGER).force(),
                     &Patch::Apply(desired),
                 )
-                .await?;
+                .await;
+            // One refused Service (a quota, an admission policy, a bad annotation) must not
+            // keep the other brokers from theirs: it is named in an event, its broker's gate says
+            // why, and the run goes on; the error comes back at the end for a retry.
+            let service = match applied_now {
+                Ok(service) => service,
+                Err(error) => {
+                    self.context.metrics.count_error("apply");
+                    let why = error.to_string();
+                    self.publish(
+                        EventType::Warning,
+                        "ServiceApplyFailed",
+                        format!(
+                            "Service {}/{service_name} was refused: {why}",
+                            self.namespace
+                        ),
+                    )
+                    .await;
+                    self.gate_unserved(desired, "ServiceApplyFailed", &why)
+                        .await;
+                    refused.get_or_insert(error);
+                    continue;
+                }
+            };
             if mine.is_none() {
                 let (reason, verb) = if reowned {
                     (
@@ -252,7 +276,10 @@ impl<'a> Run<'a> {
             self.context.metrics.count_action("applied");
             applied.push(service);
         }
-        Ok((applied, next))
+        match refused {
+            Some(error) => Err(error),
+            None => Ok((applied, next)),
+        }
     }
 
     /// The owned Services no broker needs any more: marked when first seen so, deleted once the

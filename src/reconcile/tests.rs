@@ -167,3 +167,11 @@ async fn a_name_is_checked_against_the_load_balancer_address_it_has() {
         ExternalName::Elsewhere { .. }
     ));
 }
+
+#[test]
+fn retries_are_spread_over_ten_seconds() {
+    let delays: std::collections::BTreeSet<_> =
+        (0..50).map(|_| retry_delay().as_millis()).collect();
+    assert!(delays.iter().all(|d| (10_000..20_000).contains(d)));
+    assert!(delays.len() > 10, "{delays:?}");
+}
