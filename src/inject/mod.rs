@@ -11,6 +11,10 @@ pub mod findings;
 pub mod listeners;
 pub mod ordinal;
 pub mod patch;
+mod render;
+
+use self::render::render;
+pub use self::render::EnvNameChoice;
 pub mod settings;
 pub mod template;
 pub mod text;
@@ -22,12 +26,12 @@ pub(crate) mod test_pods;
 use json_patch::Patch;
 use thiserror::Error;
 
-use self::listeners::{BrokerListenerConfig, ListenerError};
+use self::listeners::ListenerError;
 pub use self::settings::{Defaults, Flags};
 use self::settings::{
-    EnvName, Origin, Resolved, SettingsError, INJECT_KEY, READINESS_GATE, RECORD_KEY, SETTINGS_KEY,
+    Origin, Resolved, SettingsError, INJECT_KEY, READINESS_GATE, RECORD_KEY, SETTINGS_KEY,
 };
-use self::template::{TemplateError, Values};
+use self::template::TemplateError;
 pub use self::view::PodView;
 use self::view::{ContainerList, ContainerView};
 
@@ -173,17 +177,7 @@ pub fn inject(pod: &PodView, namespace: &str, defaults: &Defaults) -> Decision {
     };
     let mut warnings = gated.warnings.clone();
     warnings.extend(rendered.warnings.iter().cloned());
-    let names = rendered.env_names();
-    let findings = findings::effectiveness(
-        &gated.targets,
-        &findings::Injected {
-            names: &names,
-            listeners: rendered
-                .listeners
-                .as_ref()
-                .map(|(name, value)| (name.as_str(), value.as_str())),
-        },
-    );
+    let findings = rendered.findings(&gated.targets);
     if gated.settings.strict && !findings.is_empty() {
         return deny(InjectError::Strict(findings.join("; ")));
     }
@@ -387,265 +381,6 @@ fn find_targets<'p>(
         warnings.clear(); // the skip's warning names them all
     }
     (targets, warnings)
-}
-
-/// The rendered values of one pod.
-struct Rendered<'s> {
-    listeners: Option<(String, String)>,
-    env_name_choice: Option<EnvNameChoice>,
-    advertised: Option<String>,
-    /// `(env var, node id, its text)`
-    node_id: Option<(&'s str, i64, String)>,
-    extra_env: Vec<(&'s str, String)>,
-    warnings: Vec<String>,
-}
-
-impl Rendered<'_> {
-    fn env_pairs(&self) -> Vec<(&str, &str)> {
-        self.listeners
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .chain(self.node_id.iter().map(|(n, _, text)| (*n, text.as_str())))
-            .chain(self.extra_env.iter().map(|(n, v)| (*n, v.as_str())))
-            .collect()
-    }
-
-    fn env_names(&self) -> Vec<&str> {
-        self.env_pairs().into_iter().map(|(name, _)| name).collect()
-    }
-}
-
-/// Step 2: renders every value and checks it against what Kafka accepts.
-fn render<'s>(
-    pod: &PodView,
-    namespace: &str,
-    defaults: &'s Defaults,
-    gated: &'s Gated<'_>,
-) -> Result<Rendered<'s>, InjectError> {
-    let settings = &gated.settings;
-    let broker = gated.broker;
-    let values = Values {
-        pod: pod.metadata.name.as_deref(),
-        ordinal: Some(gated.ordinal.index),
-        statefulset: gated.ordinal.statefulset,
-        namespace: Some(namespace),
-        service: pod.spec.as_ref().and_then(|s| s.subdomain.as_deref()),
-        domain: settings.domain,
-    };
-    let (env_name, env_name_choice) = match &settings.env_name {
-        EnvName::None => (None, None),
-        EnvName::Named(name) => (Some(name.clone()), Some(EnvNameChoice::Named)),
-        EnvName::Auto => {
-            let (name, choice) = auto_env_name(broker);
-            (Some(name.to_owned()), Some(choice))
-        }
-    };
-    settings.variable_names(env_name.as_deref())?;
-
-    let mut warnings = Vec::new();
-    let listeners = match env_name {
-        // No variable, no checks: the chart's own script builds the value.
-        None => None,
-        Some(env_name) => {
-            let origin = settings.listeners_origin.clone();
-            let value = settings
-                .listeners(defaults)
-                .render(&values)
-                .map_err(|error| InjectError::Render {
-                    origin: origin.clone(),
-                    error,
-                })?;
-            let config = BrokerListenerConfig {
-                protocol_map: broker.env_value(&PROTOCOL_MAP),
-                controller_names: broker.env_value(&CONTROLLER_NAMES),
-                listeners: broker.env_value(&LISTENERS),
-                inter_broker_name: broker.env_value(&INTER_BROKER_NAME),
-            };
-            let found =
-                listeners::validate(&value, &config).map_err(|error| InjectError::Listeners {
-                    origin,
-                    value: text::clip_to(&value, 512),
-                    container: broker.name.to_string(),
-                    error: Box::new(error),
-                })?;
-            warnings.extend(found);
-            Some((env_name, value))
-        }
-    };
-
-    let node_id = match settings.node_id_env {
-        None => None,
-        Some(env) => {
-            let ordinal = gated.ordinal.index;
-            let offset = settings.node_id_offset;
-            let node_id = ordinal.saturating_add(offset);
-            if !(0..=i64::from(i32::MAX)).contains(&node_id) {
-                return Err(InjectError::NodeIdOutOfRange {
-                    node_id,
-                    ordinal,
-                    offset,
-                });
-            }
-            check_voter(broker, node_id)?;
-            Some((env, node_id, node_id.to_string()))
-        }
-    };
-
-    let mut extra_env = Vec::with_capacity(settings.extra_env.len());
-    for extra in &settings.extra_env {
-        let value = extra
-            .template
-            .render(&values)
-            .map_err(|error| InjectError::Render {
-                origin: extra.origin.clone(),
-                error,
-            })?;
-        extra_env.push((extra.name, value));
-    }
-    check_references(gated, &listeners, &node_id, &extra_env, &mut warnings)?;
-    let advertised = match &listeners {
-        Some((_, value)) => Some(value.clone()),
-        None => settings.listeners(defaults).render(&values).ok(),
-    };
-    Ok(Rendered {
-        listeners,
-        env_name_choice,
-        advertised,
-        node_id,
-        extra_env,
-        warnings,
-    })
-}
-
-/// Every `$(NAME)` reference in an injected value must name a variable the kubelet can expand:
-/// one the container defines, or one injected with it. Else the broker would advertise the
-/// literal text, which Kafka refuses.
-fn check_references(
-    gated: &Gated<'_>,
-    listeners: &Option<(String, String)>,
-    node_id: &Option<(&str, i64, String)>,
-    extra_env: &[(&str, String)],
-    warnings: &mut Vec<String>,
-) -> Result<(), InjectError> {
-    let settings = &gated.settings;
-    let injected = |name: &str| {
-        listeners.as_ref().is_some_and(|(n, _)| n == name)
-            || node_id.as_ref().is_some_and(|(n, _, _)| *n == name)
-            || extra_env.iter().any(|(n, _)| *n == name)
-    };
-    let listeners_value = listeners
-        .as_ref()
-        .map(|(_, value)| (settings.listeners_origin.clone(), value.as_str()));
-    let extra_values = settings
-        .extra_env
-        .iter()
-        .zip(extra_env)
-        .map(|(extra, (_, value))| (extra.origin.clone(), value.as_str()));
-    for (origin, value) in listeners_value.into_iter().chain(extra_values) {
-        for name in text::references(value) {
-            if injected(name) {
-                continue;
-            }
-            let missing = gated.targets.iter().find(|target| {
-                !target
-                    .container
-                    .env
-                    .iter()
-                    .flatten()
-                    .any(|var| var.name == name)
-            });
-            if let Some(target) = missing {
-                return Err(InjectError::UndefinedReference {
-                    origin,
-                    name: name.to_owned(),
-                    container: target.container.name.to_string(),
-                });
-            }
-        }
-    }
-    if let Some((_, value)) = listeners {
-        let referenced = text::references(value);
-        if !referenced.is_empty() {
-            warnings.push(format!(
-                "the advertised listeners refer to $({}), which Kubernetes expands when the container starts: the hosts were checked around those references, not their values",
-                referenced.join("), $(")
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// How the advertised-listeners variable got its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EnvNameChoice {
-    /// `--env-name` or the annotation named it.
-    Named,
-    /// `auto`: the broker container sets a `KAFKA_CFG_*` variable (Bitnami-style images read only
-    /// those).
-    AutoBitnami,
-    /// `auto`: no `KAFKA_CFG_*` variable; the apache/kafka and cp-kafka images read
-    /// `KAFKA_ADVERTISED_LISTENERS`.
-    AutoPlain,
-    /// `auto`: a bitnami/kafka image, which copies `KAFKA_ADVERTISED_LISTENERS` over
-    /// `KAFKA_CFG_ADVERTISED_LISTENERS` after the chart's scripts have run, so the plain name
-    /// wins even over a script that exports the `KAFKA_CFG_` one.
-    AutoBitnamiAlias,
-}
-
-impl EnvNameChoice {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Named => "named by --env-name or the env-name annotation",
-            Self::AutoBitnami => "auto: the broker container sets KAFKA_CFG_* variables, the convention of Bitnami-style images",
-            Self::AutoPlain => "auto: the broker container sets no KAFKA_CFG_* variable; apache/kafka and cp-kafka read KAFKA_ADVERTISED_LISTENERS",
-            Self::AutoBitnamiAlias => "auto: bitnami/kafka images copy KAFKA_ADVERTISED_LISTENERS over KAFKA_CFG_ADVERTISED_LISTENERS after the chart's scripts (libkafka.sh, kafka_create_alias_environment_variables), so the plain name wins",
-        }
-    }
-}
-
-fn auto_env_name(container: &ContainerView) -> (&'static str, EnvNameChoice) {
-    let bitnami_image = container
-        .image
-        .as_deref()
-        .is_some_and(|image| image.contains("bitnami/kafka"));
-    if bitnami_image {
-        return (settings::PLAIN_ENV_NAME, EnvNameChoice::AutoBitnamiAlias);
-    }
-    let bitnami = container
-        .env
-        .iter()
-        .flatten()
-        .any(|var| var.name.starts_with("KAFKA_CFG_"));
-    if bitnami {
-        (settings::BITNAMI_ENV_NAME, EnvNameChoice::AutoBitnami)
-    } else {
-        (settings::PLAIN_ENV_NAME, EnvNameChoice::AutoPlain)
-    }
-}
-
-/// A controller-role node with a static voter set must be one of the voters.
-fn check_voter(broker: &ContainerView, node_id: i64) -> Result<(), InjectError> {
-    let is_controller = broker.env_value(&PROCESS_ROLES).is_some_and(|(_, roles)| {
-        roles
-            .split(',')
-            .any(|role| role.trim().eq_ignore_ascii_case("controller"))
-    });
-    let Some((var, voters)) = broker.env_value(&QUORUM_VOTERS).filter(|_| is_controller) else {
-        return Ok(());
-    };
-    let id = node_id.to_string();
-    let listed = voters
-        .split(',')
-        .filter_map(|voter| voter.split_once('@'))
-        .any(|(voter_id, _)| voter_id.trim() == id);
-    if listed {
-        Ok(())
-    } else {
-        Err(InjectError::NodeIdNotAVoter {
-            node_id,
-            var: var.to_owned(),
-        })
-    }
 }
 
 /// Cuts `text` to at most `max` bytes at a character boundary, marking the cut.

@@ -38,53 +38,13 @@ pub fn build_patch(pod: &PodView, target: &Target<'_>) -> (Patch, Vec<Overridden
                     .chain(rest.iter().copied()),
             )
         };
-        match &container.env {
-            None => {
-                let mut order = Vec::new();
-                for &(name, value) in target.env {
-                    let at = first_reference(&order, name).unwrap_or(order.len());
-                    order.insert(at, (name, Some(value)));
-                }
-                let list = order
-                    .iter()
-                    .map(|(name, value)| env_var(name, value.unwrap_or_default()))
-                    .collect();
-                ops.push(add(env_path(&[]), Value::Array(list)));
-            }
-            Some(existing) => {
-                // Existing definitions are replaced where they stand; then the absent variables
-                // are inserted, each before the first entry that refers to it.
-                let mut absent = Vec::new();
-                for &(name, value) in target.env {
-                    match replace_env(existing, name, value, &env_path, &mut ops) {
-                        Definition::Absent => absent.push((name, value)),
-                        Definition::Replaced => {
-                            overridden.push((container.name.to_string(), name.to_owned()));
-                        }
-                        Definition::Same => {}
-                    }
-                }
-                let refers = |value: Option<&str>| value.is_some_and(|v| v.contains("$("));
-                let no_references = existing.iter().all(|var| !refers(var.value.as_deref()))
-                    && absent.iter().all(|(_, value)| !refers(Some(value)));
-                if no_references {
-                    for (name, value) in absent {
-                        ops.push(add(env_path(&["-"]), env_var(name, value)));
-                    }
-                    continue;
-                }
-                let mut order: Vec<(&str, Option<&str>)> = existing
-                    .iter()
-                    .map(|var| (&*var.name, var.value.as_deref()))
-                    .collect();
-                for (name, value) in absent {
-                    let at = first_reference(&order, name);
-                    let position = at.map_or_else(|| "-".to_owned(), |at| at.to_string());
-                    ops.push(add(env_path(&[&position]), env_var(name, value)));
-                    order.insert(at.unwrap_or(order.len()), (name, Some(value)));
-                }
-            }
-        }
+        env_ops(
+            container.env.as_deref(),
+            target.env,
+            &env_path,
+            &mut ops,
+            &mut |name| overridden.push((container.name.to_string(), name.to_owned())),
+        );
     }
 
     match &pod.metadata.annotations {
@@ -127,6 +87,63 @@ pub fn build_patch(pod: &PodView, target: &Target<'_>) -> (Patch, Vec<Overridden
         }
     }
     (Patch(ops), overridden)
+}
+
+/// The operations that set `env` in one container's existing env list (absent, or a list).
+/// Existing definitions are replaced where they stand; absent variables are inserted, each
+/// before the first entry that refers to it. `replaced` hears of each definition replaced.
+fn env_ops(
+    existing: Option<&[EnvView<'_>]>,
+    env: &[(&str, &str)],
+    env_path: &impl Fn(&[&str]) -> PointerBuf,
+    ops: &mut Vec<PatchOperation>,
+    replaced: &mut impl FnMut(&str),
+) {
+    match existing {
+        None => {
+            let mut order = Vec::new();
+            for &(name, value) in env {
+                let at = first_reference(&order, name).unwrap_or(order.len());
+                order.insert(at, (name, Some(value)));
+            }
+            let list = order
+                .iter()
+                .map(|(name, value)| env_var(name, value.unwrap_or_default()))
+                .collect();
+            ops.push(add(env_path(&[]), Value::Array(list)));
+        }
+        Some(existing) => {
+            // Existing definitions are replaced where they stand; then the absent variables
+            // are inserted, each before the first entry that refers to it.
+            let mut absent = Vec::new();
+            for &(name, value) in env {
+                match replace_env(existing, name, value, env_path, ops) {
+                    Definition::Absent => absent.push((name, value)),
+                    Definition::Replaced => replaced(name),
+                    Definition::Same => {}
+                }
+            }
+            let refers = |value: Option<&str>| value.is_some_and(|v| v.contains("$("));
+            let no_references = existing.iter().all(|var| !refers(var.value.as_deref()))
+                && absent.iter().all(|(_, value)| !refers(Some(value)));
+            if no_references {
+                for (name, value) in absent {
+                    ops.push(add(env_path(&["-"]), env_var(name, value)));
+                }
+                return;
+            }
+            let mut order: Vec<(&str, Option<&str>)> = existing
+                .iter()
+                .map(|var| (&*var.name, var.value.as_deref()))
+                .collect();
+            for (name, value) in absent {
+                let at = first_reference(&order, name);
+                let position = at.map_or_else(|| "-".to_owned(), |at| at.to_string());
+                ops.push(add(env_path(&[&position]), env_var(name, value)));
+                order.insert(at.unwrap_or(order.len()), (name, Some(value)));
+            }
+        }
+    }
 }
 
 /// What an existing env list held for a variable.

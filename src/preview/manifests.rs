@@ -188,29 +188,7 @@ fn collect(value: &Value, expansion: &Expansion<'_>, found: &mut Found) -> Resul
             });
         }
         ("apps/v1" | "apps/v1beta1" | "apps/v1beta2", "StatefulSet") => {
-            let statefulset: StatefulSet = if api_version == "apps/v1" {
-                typed(value, "StatefulSet")?
-            } else {
-                let mut successor = value.clone();
-                successor["apiVersion"] = Value::from("apps/v1");
-                typed(&successor, "StatefulSet")?
-            };
-            if api_version != "apps/v1" {
-                found.warnings.push(format!(
-                    "StatefulSet {}: {api_version} was removed in Kubernetes 1.16; read as apps/v1, which the API server now requires (set spec.selector, which apps/v1 does not default)",
-                    statefulset.metadata.name.as_deref().unwrap_or_default()
-                ));
-            }
-            let namespace = namespace_of(&statefulset.metadata, expansion);
-            let name = statefulset.metadata.name.clone().unwrap_or_default();
-            for pod in expand_statefulset(&statefulset, &namespace, expansion.replicas)? {
-                found.pods.push(ManifestPod {
-                    namespace: namespace.clone(),
-                    pod,
-                    statefulset: Some(name.clone()),
-                });
-            }
-            found.statefulsets.push((namespace, statefulset));
+            collect_statefulset(value, api_version, expansion, found)?;
         }
         ("v1", "Service") => {
             let meta: ObjectMeta = typed(
@@ -224,22 +202,7 @@ fn collect(value: &Value, expansion: &Expansion<'_>, found: &mut Found) -> Resul
             *found.other_kinds.entry("Service".to_owned()).or_default() += 1;
         }
         ("v1", "ConfigMap") => {
-            let meta: ObjectMeta = typed(
-                value.get("metadata").unwrap_or(&Value::Null),
-                "ConfigMap metadata",
-            )?;
-            let data = value
-                .get("data")
-                .and_then(Value::as_object)
-                .into_iter()
-                .flatten()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                .collect();
-            found.config_maps.push(super::scripts::ConfigMapData {
-                namespace: namespace_of(&meta, expansion),
-                name: meta.name.unwrap_or_default(),
-                data,
-            });
+            found.config_maps.push(config_map(value, expansion)?);
             *found.other_kinds.entry("ConfigMap".to_owned()).or_default() += 1;
         }
         (_, kind) if kind.ends_with("List") => {
@@ -258,6 +221,62 @@ fn collect(value: &Value, expansion: &Expansion<'_>, found: &mut Found) -> Resul
         }
     }
     Ok(())
+}
+
+/// A StatefulSet (of a removed API version too, read as `apps/v1` with a warning) and the pods
+/// its controller would create.
+fn collect_statefulset(
+    value: &Value,
+    api_version: &str,
+    expansion: &Expansion<'_>,
+    found: &mut Found,
+) -> Result<(), String> {
+    let statefulset: StatefulSet = if api_version == "apps/v1" {
+        typed(value, "StatefulSet")?
+    } else {
+        let mut successor = value.clone();
+        successor["apiVersion"] = Value::from("apps/v1");
+        let statefulset: StatefulSet = typed(&successor, "StatefulSet")?;
+        found.warnings.push(format!(
+            "StatefulSet {}: {api_version} was removed in Kubernetes 1.16; read as apps/v1, which the API server now requires (set spec.selector, which apps/v1 does not default)",
+            statefulset.metadata.name.as_deref().unwrap_or_default()
+        ));
+        statefulset
+    };
+    let namespace = namespace_of(&statefulset.metadata, expansion);
+    let name = statefulset.metadata.name.clone().unwrap_or_default();
+    for pod in expand_statefulset(&statefulset, &namespace, expansion.replicas)? {
+        found.pods.push(ManifestPod {
+            namespace: namespace.clone(),
+            pod,
+            statefulset: Some(name.clone()),
+        });
+    }
+    found.statefulsets.push((namespace, statefulset));
+    Ok(())
+}
+
+/// A ConfigMap's name, namespace and text data (the scripts a container may run).
+fn config_map(
+    value: &Value,
+    expansion: &Expansion<'_>,
+) -> Result<super::scripts::ConfigMapData, String> {
+    let meta: ObjectMeta = typed(
+        value.get("metadata").unwrap_or(&Value::Null),
+        "ConfigMap metadata",
+    )?;
+    let data = value
+        .get("data")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+        .collect();
+    Ok(super::scripts::ConfigMapData {
+        namespace: namespace_of(&meta, expansion),
+        name: meta.name.unwrap_or_default(),
+        data,
+    })
 }
 
 /// `value` as the Kubernetes type `kind`; a fault names the field, as the API server does.

@@ -189,35 +189,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             () = run => {},
             () = &mut shutdown => {},
         },
-        Some((mut leading, task)) => {
-            let lost = async {
-                while leading.changed().await.is_ok() {
-                    if !*leading.borrow() {
-                        return true;
-                    }
-                }
-                false
-            };
-            let lost = tokio::select! {
-                () = run => false,
-                () = &mut shutdown => false,
-                lost = lost => lost,
-            };
-            if lost {
-                // Another replica leads now: stop at once, and let the pod restart as standby.
-                metrics.leader.set(0);
-                anyhow::bail!("lost the lease; exiting so that only the new leader writes");
-            }
-            // Closing the channel makes the lease task release the Lease, so that the standby
-            // leads at once instead of after the lease expires.
-            drop(leading);
-            match tokio::time::timeout(Duration::from_secs(5), task).await {
-                Ok(Ok(Ok(_))) => info!("lease released"),
-                Ok(Ok(Err(error))) => warn!(%error, "could not release the lease"),
-                Ok(Err(error)) => warn!(%error, "the lease task failed"),
-                Err(_) => warn!("the lease was not released within 5 s"),
-            }
-        }
+        Some((leading, task)) => lead(run, &mut shutdown, leading, task, &metrics).await?,
     }
     info!("reconcile: stopped");
     Ok(())
@@ -247,6 +219,43 @@ async fn serve_admin(
             warn!(%error, "admin port stopped");
         }
     });
+    Ok(())
+}
+
+/// Runs the controller while this replica leads, until SIGTERM (then releases the Lease, so that
+/// the standby leads at once) or until the Lease is lost (then fails, to restart as standby).
+async fn lead(
+    run: impl std::future::Future<Output = ()>,
+    shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    mut leading: tokio::sync::watch::Receiver<bool>,
+    task: LeaseTask,
+    metrics: &Metrics,
+) -> anyhow::Result<()> {
+    let lost = async {
+        while leading.changed().await.is_ok() {
+            if !*leading.borrow() {
+                return true;
+            }
+        }
+        false
+    };
+    let lost = tokio::select! {
+        () = run => false,
+        () = shutdown.as_mut() => false,
+        lost = lost => lost,
+    };
+    if lost {
+        metrics.leader.set(0);
+        anyhow::bail!("lost the lease; exiting so that only the new leader writes");
+    }
+    // Closing the channel makes the lease task release the Lease.
+    drop(leading);
+    match tokio::time::timeout(Duration::from_secs(5), task).await {
+        Ok(Ok(Ok(_))) => info!("lease released"),
+        Ok(Ok(Err(error))) => warn!(%error, "could not release the lease"),
+        Ok(Err(error)) => warn!(%error, "the lease task failed"),
+        Err(_) => warn!("the lease was not released within 5 s"),
+    }
     Ok(())
 }
 
