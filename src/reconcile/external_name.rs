@@ -14,7 +14,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::info;
 
-use super::steps::{annotate, exposed_host, publish};
+use super::objects::{annotate, exposed_host, publish};
 use super::{Context, EXTERNAL_NAME_ANNOTATION};
 use crate::inject::settings::READINESS_GATE;
 use crate::preview::manifests::POD_NAME_LABEL;

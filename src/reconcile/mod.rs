@@ -16,6 +16,7 @@
 
 mod external_name;
 mod metrics;
+mod objects;
 mod steps;
 
 use self::external_name::resolver;

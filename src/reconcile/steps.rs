@@ -7,19 +7,19 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
 use tracing::{info, warn};
 
 use super::external_name::{
     external_name_state, record_external_name, set_gate, set_readiness_condition, Gate,
 };
+use super::objects::{annotate, exposed_host, publish};
 use super::{selected, Context, Error, FIELD_MANAGER, RESYNC, SCALED_DOWN_ANNOTATION};
 use crate::inject::listeners::parse_listeners;
 use crate::inject::ordinal::POD_INDEX_LABEL;
 use crate::inject::settings::RECORD_KEY;
-use crate::services::{self, HOSTNAME_ANNOTATION, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
+use crate::services::{self, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
 
 /// What one reconcile works on: the StatefulSet, its namespace's Services, and the context.
 pub(super) struct Run<'a> {
@@ -457,45 +457,5 @@ pub(super) fn describe_owner(service: &Service) -> String {
         (Some(owner), _) => format!("owned by {} {}", owner.kind, owner.name),
         (None, Some(manager)) => format!("managed by {manager}"),
         (None, None) => "created by someone else".into(),
-    }
-}
-
-pub(super) fn exposed_host(service: &Service) -> &str {
-    service
-        .annotations()
-        .get(HOSTNAME_ANNOTATION)
-        .map_or("", String::as_str)
-}
-
-/// Sets (or with `None` removes) one annotation, as a merge patch under our field manager.
-pub(super) async fn annotate(
-    api: &Api<Service>,
-    name: &str,
-    key: &str,
-    value: Option<&str>,
-) -> Result<(), kube::Error> {
-    let patch = json!({ "metadata": { "annotations": { key: value } } });
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    Ok(())
-}
-
-/// Publishes an event about `regarding`; a failure to publish is logged, never fatal.
-pub(super) async fn publish(
-    context: &Context,
-    regarding: &ObjectReference,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(crate::inject::text::clip_to(&note, 1024)),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(error) = context.recorder.publish(&event, regarding).await {
-        warn!(%error, reason, "could not publish an event");
     }
 }

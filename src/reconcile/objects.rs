@@ -1,0 +1,54 @@
+//! What the reconcile steps and the external-name check share: the host a Service exposes, one
+//! annotation set or removed, an event published.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use tracing::warn;
+
+use super::Context;
+use crate::services::HOSTNAME_ANNOTATION;
+
+/// The host a Service is named for (its external-dns hostname), or "" for none.
+pub(super) fn exposed_host(service: &Service) -> &str {
+    service
+        .annotations()
+        .get(HOSTNAME_ANNOTATION)
+        .map_or("", String::as_str)
+}
+
+/// Sets (or with `None` removes) one annotation, as a merge patch under our field manager.
+pub(super) async fn annotate(
+    api: &Api<Service>,
+    name: &str,
+    key: &str,
+    value: Option<&str>,
+) -> Result<(), kube::Error> {
+    let patch = json!({ "metadata": { "annotations": { key: value } } });
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// Publishes an event about `regarding`; a failure to publish is logged, never fatal.
+pub(super) async fn publish(
+    context: &Context,
+    regarding: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(crate::inject::text::clip_to(&note, 1024)),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(error) = context.recorder.publish(&event, regarding).await {
+        warn!(%error, reason, "could not publish an event");
+    }
+}
