@@ -418,7 +418,8 @@ fn findings_of(yaml: &str) -> Vec<Vec<String>> {
 }
 
 // In the shape of confluentinc/cp-helm-charts with a Service named after the brokers, as
-// several community manifests have it.
+// several community manifests have it. cp-kafka's configure exits on KAFKA_PORT
+// (confluentinc/kafka-images kafka/include/etc/confluent/docker/configure:71-75, f8e3015).
 const CP_KAFKA_WITH_A_KAFKA_SERVICE: &str = r#"
 apiVersion: v1
 kind: Service

@@ -15,7 +15,8 @@ fn cp_kafka(name: &str) -> PodBuilder {
 
 #[test]
 fn an_argument_the_run_script_exports_is_a_finding() {
-    // confluentinc/kafka-images kafka/include/etc/confluent/docker/run: `export "$var"` per argument.
+    // confluentinc/kafka-images kafka/include/etc/confluent/docker/run:19-25 (f8e3015, 2026-04-15)
+    // and apache/kafka docker/resources/common-scripts/run: `export "$var"` per argument.
     let pod = cp_kafka("kafka-0")
         .command(
             "kafka",
@@ -108,6 +109,8 @@ fn settings_only_in_the_other_convention_are_named() {
 
 #[test]
 fn bitnami_images_get_the_plain_name_which_they_copy_over_the_cfg_one() {
+    // bitnami/containers bitnami/kafka/3.3/debian-11/rootfs/opt/bitnami/scripts/kafka/setup.sh:21
+    // runs kafka_create_alias_environment_variables (libkafka.sh), after the chart's scripts.
     let pod = broker("kafka-0")
         .image("kafka", "docker.io/bitnami/kafka:3.3.2-debian-11-r0")
         .env("kafka", "KAFKA_CFG_LISTENER_SECURITY_PROTOCOL_MAP", MAP.1)
@@ -126,7 +129,8 @@ fn bitnami_images_get_the_plain_name_which_they_copy_over_the_cfg_one() {
 
 #[test]
 fn a_derived_listener_on_an_undeclared_port_is_a_finding() {
-    // apache/kafka docker/resources/common-scripts/configure: KAFKA_LISTENERS from the advertised value.
+    // apache/kafka docker/resources/common-scripts/configure:59-62 (1eb7644, 2024-10-25):
+    // KAFKA_LISTENERS from the advertised value, every host replaced by 0.0.0.0.
     let mut pod = cp_kafka("kafka-0")
         .image("kafka", "apache/kafka:3.9.0")
         .build();
@@ -146,6 +150,8 @@ fn a_derived_listener_on_an_undeclared_port_is_a_finding() {
 
 #[test]
 fn an_ssl_listener_not_named_ssl_gets_no_keystore_from_the_image() {
+    // confluentinc/kafka-images kafka/include/etc/confluent/docker/configure:77-78 and apache/kafka
+    // docker/resources/common-scripts/configure:67-68: the keystore only `== *"SSL://"*`.
     let pod = broker("kafka-0")
         .image("kafka", "confluentinc/cp-kafka:7.8.0")
         .env("kafka", MAP.0, "INTERNAL:PLAINTEXT,EXTERNAL:SSL")
