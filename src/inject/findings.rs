@@ -29,11 +29,16 @@ pub fn effectiveness(targets: &[TargetContainer<'_>], injected: &Injected<'_>) -
         let container = target.container;
         let command = container.command_text();
         // The command and the scripts it runs from ConfigMaps in the input (preview only).
-        let mut script = command.clone();
-        for known in &container.scripts {
-            script.push('\n');
-            script.push_str(&known.text);
-        }
+        let script: std::borrow::Cow<'_, str> = if container.scripts.is_empty() {
+            command.as_str().into()
+        } else {
+            let mut script = command.clone();
+            for known in &container.scripts {
+                script.push('\n');
+                script.push_str(&known.text);
+            }
+            script.into()
+        };
         for name in injected.names {
             let assigner = if assigns(&command, name) {
                 Some(format!("the command of container {}", container.name))
