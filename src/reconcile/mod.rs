@@ -168,7 +168,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     metrics.leader.set(1);
     ready.store(true, Ordering::SeqCst);
 
-    let controller = controller(client.clone(), config.mode);
+    let controller = controller(client.clone());
     let context = Arc::new(Context::new(
         client,
         config,
@@ -293,7 +293,7 @@ async fn await_leadership(
     Ok(Some((leading, task)))
 }
 
-fn controller(client: Client, mode: Mode) -> Controller<StatefulSet> {
+fn controller(client: Client) -> Controller<StatefulSet> {
     let statefulsets = Api::<StatefulSet>::all(client.clone());
     let controller = Controller::new(statefulsets, watcher::Config::default())
         // By label rather than ownerReference: Services rendered offline (no owner yet) count too.
@@ -317,9 +317,8 @@ fn controller(client: Client, mode: Mode) -> Controller<StatefulSet> {
                     .map(|o| ObjectRef::new(&o.name).within(&namespace))
             },
         );
-    if mode != Mode::NamespaceOptIn {
-        return controller.shutdown_on_signal();
-    }
+    // Both modes read a namespace label (opt-in, or `injection: disabled`): a change of it
+    // reconciles the namespace's StatefulSets at once.
     let store = controller.store();
     controller
         .watches(
