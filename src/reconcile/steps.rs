@@ -300,7 +300,16 @@ impl<'a> Run<'a> {
         let mut lingering = 0;
         let mut next = RESYNC;
         let paused = self.statefulset.spec.as_ref().and_then(|s| s.replicas) == Some(0);
+        // The bootstrap Service serves every running broker; a broker's Service, the one that
+        // advertises its name.
         let still_advertised = |service: &Service| {
+            let bootstrap = service
+                .labels()
+                .get(services::COMPONENT_LABEL)
+                .is_some_and(|c| c == "bootstrap");
+            if bootstrap {
+                return !running.is_empty();
+            }
             let host = exposed_host(service);
             !host.is_empty()
                 && running.values().any(|value| {
