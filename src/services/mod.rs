@@ -135,6 +135,7 @@ impl Rendered {
 }
 
 /// A broker of the StatefulSet, as its Service sees it.
+#[derive(Clone)]
 struct Broker<'a> {
     pod: &'a Pod,
     name: &'a str,
@@ -144,6 +145,9 @@ struct Broker<'a> {
     host: String,
     advertised_port: u16,
     container_port: u16,
+    /// The port the template gives this broker: the bootstrap Service's, which must reach every
+    /// broker after a rollout, not only the ones already recreated.
+    template_port: u16,
 }
 
 /// What running brokers advertise, by ordinal: the value the webhook recorded on each pod when it
@@ -185,23 +189,22 @@ pub fn for_statefulset(
                 .find(|l| l.name.eq_ignore_ascii_case(&render.listener))
                 .map(|l| (l.host.to_owned(), l.port))
         };
-        // A running broker's record wins; one without the exposed listener (created before it
-        // was added) falls back to the template, as its next start will.
-        let (host, port) = match running.get(&ordinal).and_then(|value| find(value)) {
-            Some(found) => found,
-            None => {
-                let advertised = injection.advertised.as_deref().with_context(|| {
-                    format!("{id}: the listeners template does not render for this pod")
-                })?;
-                parse_listeners(advertised)?;
-                find(advertised).with_context(|| {
-                    format!(
-                        "{id}: no listener named {} in {advertised:?} (use --listener)",
-                        render.listener
-                    )
-                })?
-            }
-        };
+        let advertised = injection.advertised.as_deref().with_context(|| {
+            format!("{id}: the listeners template does not render for this pod")
+        })?;
+        parse_listeners(advertised)?;
+        let (template_host, template_port) = find(advertised).with_context(|| {
+            format!(
+                "{id}: no listener named {} in {advertised:?} (use --listener)",
+                render.listener
+            )
+        })?;
+        // A running broker's record wins for its own Service; one without the exposed listener
+        // (created before it was added) gets the template's, as its next start will.
+        let (host, port) = running
+            .get(&ordinal)
+            .and_then(|value| find(value))
+            .unwrap_or((template_host, template_port));
         let listener = crate::inject::listeners::Listener {
             name: &render.listener,
             host: &host,
@@ -224,6 +227,7 @@ pub fn for_statefulset(
             host: listener.host.to_owned(),
             advertised_port: listener.port,
             container_port: render.port.unwrap_or(listener.port),
+            template_port,
         });
     }
     for broker in &brokers {
@@ -394,18 +398,25 @@ fn bootstrap_service(
     let Some(first) = brokers.first() else {
         bail!("no broker to bootstrap from");
     };
-    if let Some(other) = brokers.iter().find(|b| {
-        (b.advertised_port, b.container_port) != (first.advertised_port, first.container_port)
-    }) {
+    if let Some(other) = brokers
+        .iter()
+        .find(|b| b.template_port != first.template_port)
+    {
         bail!(
             "brokers {} and {} expose listener {} on different ports ({} and {}); one Service cannot reach both",
             first.name,
             other.name,
             render.listener,
-            first.advertised_port,
-            other.advertised_port
+            first.template_port,
+            other.template_port
         );
     }
+    // The port the StatefulSet converges to, even while running brokers still advertise another.
+    let first = &Broker {
+        advertised_port: first.template_port,
+        container_port: render.port.unwrap_or(first.template_port),
+        ..first.clone()
+    };
     let selector = statefulset
         .spec
         .as_ref()

@@ -29,6 +29,7 @@ fn render() -> Render {
     }
 }
 
+use kube::ResourceExt;
 use serde::Deserialize;
 
 #[test]
@@ -58,4 +59,30 @@ fn a_statefulset_scaled_to_zero_needs_no_service_not_even_a_bootstrap_one() {
         names,
         ["kafka-0-external", "kafka-1-external", "kafka-bootstrap"]
     );
+}
+
+#[test]
+fn a_running_broker_keeps_the_name_it_advertises_until_it_is_recreated() {
+    // Broker 0 still runs with the old domain and port; broker 1 was recreated already.
+    let running = Advertised::from([(
+        0,
+        "INTERNAL://kafka-0.kafka-headless.kafka.svc:9092,EXTERNAL://kafka-0.kafka.old.example.com:9095"
+            .to_owned(),
+    )]);
+    let rendered = for_statefulset(
+        &render(),
+        &example_statefulset(),
+        "kafka",
+        Some(2),
+        &running,
+    )
+    .unwrap();
+    let host = |service: &Service| service.annotations()[HOSTNAME_ANNOTATION].clone();
+    let port = |service: &Service| service.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port;
+    assert_eq!(host(&rendered.brokers[0]), "kafka-0.kafka.old.example.com");
+    assert_eq!(port(&rendered.brokers[0]), 9095);
+    assert_eq!(host(&rendered.brokers[1]), "kafka-1.kafka.example.com");
+    assert_eq!(port(&rendered.brokers[1]), 9094);
+    // The bootstrap Service takes the port the StatefulSet converges to, not a mix.
+    assert_eq!(port(rendered.bootstrap.as_ref().unwrap()), 9094);
 }
