@@ -217,24 +217,13 @@ PY
     "$(kubectl get services -A -l app.kubernetes.io/managed-by=kafka-listener-injector -o json \
       | jq '[.items[] | select(any(.metadata.ownerReferences[]?; .kind == "StatefulSet"))] | length')"
 
-  log "R5. the namespace opted out while its brokers run: their load balancers and names stay"
+  # A scenario for a namespace opted out while its brokers run (their Services must stay) was
+  # written here, but it stayed green with the product broken on purpose: removed until it can
+  # fail. See the issue notes.
   local uids_before
   uids_before=$(service_uids)
-  kubectl label namespace "$KAFKA_NS" kafka-listener-injector.io/injection=disabled >/dev/null
-  # A change of the StatefulSet's own metadata (not its pod template: no rollout) makes certain
-  # that a reconcile runs in the window; without one this check could not fail.
-  kubectl annotate statefulset -n "$KAFKA_NS" kafka e2e.example.com/touched="$(date +%s)" --overwrite >/dev/null
-  sleep 26 # past the 20 s scale-down grace
-  kubectl annotate statefulset -n "$KAFKA_NS" kafka e2e.example.com/touched="$(date +%s)" --overwrite >/dev/null
-  sleep 2
-  expect_eq "kafka-0..2-external and the bootstrap Service are the same objects after the grace" \
-    "$(service_uids)" "$uids_before"
-  expect_eq "none is marked scaled down" \
-    "$(kubectl get services -n "$KAFKA_NS" -l app.kubernetes.io/instance=kafka -o json \
-      | jq '[.items[] | select(.metadata.annotations["kafka-listener-injector.io/scaled-down-at"] != null)] | length')" 0
-  kubectl label namespace "$KAFKA_NS" kafka-listener-injector.io/injection- >/dev/null
 
-  log "R6. the StatefulSet deleted with --cascade=orphan and re-created: its Services are owned again"
+  log "R5. the StatefulSet deleted with --cascade=orphan and re-created: its Services are owned again"
   # A reconciler without --adopt: its own Services, orphaned, are still its own.
   kill -TERM "${RECONCILE_PIDS[@]}" 2>/dev/null
   wait "${RECONCILE_PIDS[@]}" 2>/dev/null
@@ -264,7 +253,7 @@ PY
     "$(wait_for 30 events_exist "$KAFKA_NS" kafka ServiceReowned >/dev/null; events_of "$KAFKA_NS" kafka ServiceReowned | head -n 1)" \
     "owned again after its StatefulSet was re-created"
 
-  log "R7. deleting the StatefulSet leaves no Service of it behind"
+  log "R6. deleting the StatefulSet leaves no Service of it behind"
   kubectl delete statefulset -n "$KAFKA_NS" kafka --wait=false >/dev/null
   took=$(wait_for 60 services_are "")
   expect_eq "no Service of kafka remains (${took} s)" "$(managed_services)" ""
