@@ -15,11 +15,14 @@
 //! Deleting the StatefulSet deletes its Services through their ownerReference.
 
 mod external_name;
+mod lease;
 mod metrics;
 mod objects;
 mod steps;
 
 use self::external_name::resolver;
+use self::lease::Leadership;
+pub use self::lease::Lease;
 use self::metrics::{Metrics, ResultLabels};
 use self::steps::Run;
 
@@ -40,7 +43,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
-use crate::inject::settings::INJECT_KEY;
+use crate::inject::settings::{INJECT_KEY, RECORD_KEY};
 use crate::policy::{Mode, OPT_IN_LABEL, OPT_OUT_VALUE};
 use crate::preview::manifests::POD_NAME_LABEL;
 use crate::services::{Render, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
@@ -71,14 +74,6 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-/// Leader election through a `coordination.k8s.io` Lease.
-#[derive(Debug)]
-pub struct Lease {
-    pub name: String,
-    pub namespace: String,
-    pub identity: String,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
@@ -99,7 +94,12 @@ pub(super) struct Context {
     metrics: Arc<Metrics>,
     /// Warnings already published, per StatefulSet uid: an event each, not one per reconcile.
     warned: Mutex<HashSet<(String, String)>>,
-    /// The controller's cache of StatefulSets: the gauges keep only those that still exist.
+}
+
+/// One leadership term: the shared context and this term's controller cache of StatefulSets
+/// (the gauges and the warnings keep only those that still exist).
+struct Term {
+    context: Arc<Context>,
     statefulsets: Store<StatefulSet>,
 }
 
@@ -110,7 +110,6 @@ impl Context {
         identity: String,
         resolver: TokioResolver,
         metrics: Arc<Metrics>,
-        statefulsets: Store<StatefulSet>,
     ) -> Self {
         Self {
             recorder: Recorder::new(
@@ -129,12 +128,11 @@ impl Context {
             resolver,
             metrics,
             warned: Mutex::default(),
-            statefulsets,
         }
     }
 }
 
-/// Runs the reconciler until SIGTERM: the admin port at once, the controller once this replica
+/// Runs the reconciler until SIGTERM: the admin port at once, the controller while this replica
 /// leads (or at once without `--lease-name`).
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let client = Client::try_default().await.map_err(|error| {
@@ -151,53 +149,68 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .lease
         .as_ref()
         .map_or_else(|| "standalone".to_owned(), |l| l.identity.clone());
-
-    let shutdown = crate::telemetry::shutdown_signal();
-    tokio::pin!(shutdown);
-    // A standby replica is healthy and ready: it serves metrics and waits its turn.
-    let lease = match &config.lease {
+    let mut leadership = match &config.lease {
+        Some(lease) => Some(Leadership::start(&client, lease).await?),
         None => None,
-        Some(lease) => {
-            ready.store(true, Ordering::SeqCst);
-            match await_leadership(&client, lease, &mut shutdown).await? {
-                Some(leading) => Some(leading),
-                None => return Ok(()),
-            }
-        }
     };
-    metrics.leader.set(1);
-    ready.store(true, Ordering::SeqCst);
-
-    let controller = controller(client.clone());
     let context = Arc::new(Context::new(
-        client,
+        client.clone(),
         config,
         identity,
         resolver,
         metrics.clone(),
-        controller.store(),
     ));
-    let run = controller
-        .run(reconcile, error_policy, context.clone())
-        .for_each(|result| async {
-            match result {
-                Ok((object, _)) => tracing::debug!(statefulset = %object, "reconciled"),
-                Err(error) => warn!(%error, "reconcile failed"),
+
+    let shutdown = crate::telemetry::shutdown_signal();
+    tokio::pin!(shutdown);
+    // A standby replica is healthy and ready: it serves metrics and waits its turn.
+    ready.store(true, Ordering::SeqCst);
+    loop {
+        if let Some(leadership) = &mut leadership {
+            if !leadership.acquired(&mut shutdown).await? {
+                break;
             }
+        }
+        metrics.leader.set(1);
+        // A new controller each term: its caches start from what the API server says now.
+        let controller = controller(client.clone());
+        let term = Arc::new(Term {
+            context: context.clone(),
+            statefulsets: controller.store(),
         });
-    match lease {
-        None => tokio::select! {
-            () = run => {},
-            () = &mut shutdown => {},
-        },
-        Some((leading, task)) => lead(run, &mut shutdown, leading, task, &metrics).await?,
+        let run = controller
+            .run(reconcile, error_policy, term)
+            .for_each(|result| async {
+                match result {
+                    Ok((object, _)) => tracing::debug!(statefulset = %object, "reconciled"),
+                    Err(error) => warn!(%error, "reconcile failed"),
+                }
+            });
+        let lost = async {
+            match &mut leadership {
+                Some(leadership) => leadership.lost().await,
+                None => std::future::pending().await,
+            }
+        };
+        // Dropping the controller mid-reconcile stops its writes: nothing is written after the
+        // term ends.
+        let term_ended = tokio::select! {
+            () = run => true,
+            () = &mut shutdown => true,
+            () = lost => false,
+        };
+        metrics.leader.set(0);
+        if term_ended {
+            break;
+        }
+    }
+    if let Some(leadership) = leadership {
+        leadership.release().await;
     }
     info!("reconcile: stopped");
     Ok(())
 }
 
-/// The controller: StatefulSets, the Services they own, their pods (the readiness gate, and a new
-/// pod's first check) and namespaces (the opt-in label).
 /// Serves the admin port (health, readiness, metrics) in the background.
 async fn serve_admin(
     listen: SocketAddr,
@@ -223,76 +236,8 @@ async fn serve_admin(
     Ok(())
 }
 
-/// Runs the controller while this replica leads, until SIGTERM (then releases the Lease, so that
-/// the standby leads at once) or until the Lease is lost (then fails, to restart as standby).
-async fn lead(
-    run: impl std::future::Future<Output = ()>,
-    shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
-    mut leading: tokio::sync::watch::Receiver<bool>,
-    task: LeaseTask,
-    metrics: &Metrics,
-) -> anyhow::Result<()> {
-    let lost = async {
-        while leading.changed().await.is_ok() {
-            if !*leading.borrow() {
-                return true;
-            }
-        }
-        false
-    };
-    let lost = tokio::select! {
-        () = run => false,
-        () = shutdown.as_mut() => false,
-        lost = lost => lost,
-    };
-    if lost {
-        metrics.leader.set(0);
-        anyhow::bail!("lost the lease; exiting so that only the new leader writes");
-    }
-    // Closing the channel makes the lease task release the Lease.
-    drop(leading);
-    match tokio::time::timeout(Duration::from_secs(5), task).await {
-        Ok(Ok(Ok(_))) => info!("lease released"),
-        Ok(Ok(Err(error))) => warn!(%error, "could not release the lease"),
-        Ok(Err(error)) => warn!(%error, "the lease task failed"),
-        Err(_) => warn!("the lease was not released within 5 s"),
-    }
-    Ok(())
-}
-
-/// The task that keeps renewing a held Lease.
-type LeaseTask =
-    tokio::task::JoinHandle<kube_lease_manager::Result<kube_lease_manager::LeaseManager>>;
-
-/// Waits until this replica holds the Lease; `None` when shutdown comes first. The returned
-/// receiver turns false when the Lease is lost; the task keeps renewing it.
-async fn await_leadership(
-    client: &Client,
-    lease: &Lease,
-    shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
-) -> anyhow::Result<Option<(tokio::sync::watch::Receiver<bool>, LeaseTask)>> {
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &lease.name)
-        .with_namespace(&lease.namespace)
-        .with_identity(&lease.identity)
-        .with_duration(15)
-        .with_grace(5)
-        .build()
-        .await?;
-    let (mut leading, task) = manager.watch().await;
-    info!(lease = %lease.name, identity = %lease.identity, "waiting for leadership");
-    loop {
-        if *leading.borrow_and_update() {
-            break;
-        }
-        tokio::select! {
-            changed = leading.changed() => changed?,
-            () = shutdown.as_mut() => return Ok(None),
-        }
-    }
-    info!(lease = %lease.name, "leading");
-    Ok(Some((leading, task)))
-}
-
+/// The controller: StatefulSets, the Services they own, the pods the webhook injected (the
+/// readiness gate, the names running brokers advertise) and namespaces (the opt-in label).
 fn controller(client: Client) -> Controller<StatefulSet> {
     let statefulsets = Api::<StatefulSet>::all(client.clone());
     let controller = Controller::new(statefulsets, watcher::Config::default())
@@ -310,6 +255,11 @@ fn controller(client: Client) -> Controller<StatefulSet> {
             Api::<Pod>::all(client.clone()),
             watcher::Config::default().labels(POD_NAME_LABEL),
             |pod| {
+                // Only the pods the webhook injected (they carry its record): a status change
+                // of any other StatefulSet pod in the cluster costs no API call.
+                if !pod.annotations().contains_key(RECORD_KEY) {
+                    return None;
+                }
                 let namespace = pod.namespace()?;
                 pod.owner_references()
                     .iter()
@@ -337,13 +287,13 @@ fn controller(client: Client) -> Controller<StatefulSet> {
         .shutdown_on_signal()
 }
 
-fn error_policy(statefulset: Arc<StatefulSet>, error: &Error, context: Arc<Context>) -> Action {
+fn error_policy(statefulset: Arc<StatefulSet>, error: &Error, term: Arc<Term>) -> Action {
     warn!(
         statefulset = %ObjectRef::from_obj(&*statefulset),
         %error,
         "reconcile failed; retrying in 10-20 s"
     );
-    context
+    term.context
         .metrics
         .runs
         .get_or_create(&ResultLabels { result: "error" })
@@ -398,9 +348,9 @@ pub(super) async fn selected(
     })
 }
 
-async fn reconcile(statefulset: Arc<StatefulSet>, context: Arc<Context>) -> Result<Action, Error> {
-    let action = reconcile_statefulset(&statefulset, &context).await?;
-    context
+async fn reconcile(statefulset: Arc<StatefulSet>, term: Arc<Term>) -> Result<Action, Error> {
+    let action = reconcile_statefulset(&statefulset, &term.context, &term.statefulsets).await?;
+    term.context
         .metrics
         .runs
         .get_or_create(&ResultLabels { result: "ok" })
@@ -413,11 +363,11 @@ async fn reconcile(statefulset: Arc<StatefulSet>, context: Arc<Context>) -> Resu
 async fn reconcile_statefulset(
     statefulset: &StatefulSet,
     context: &Context,
+    statefulsets: &Store<StatefulSet>,
 ) -> Result<Action, Error> {
     let run = Run::new(statefulset, context);
     // A StatefulSet deleted since (its Services go with it) leaves the gauges.
-    let existing: HashSet<String> = context
-        .statefulsets
+    let existing: HashSet<String> = statefulsets
         .state()
         .iter()
         .filter(|s| s.meta().deletion_timestamp.is_none())
@@ -425,8 +375,7 @@ async fn reconcile_statefulset(
         .collect();
     context.metrics.retain_statefulsets(&existing);
     // Warnings already published are remembered per StatefulSet uid: forget the deleted ones.
-    let uids: HashSet<String> = context
-        .statefulsets
+    let uids: HashSet<String> = statefulsets
         .state()
         .iter()
         .filter_map(|s| s.uid())

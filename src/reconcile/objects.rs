@@ -41,14 +41,28 @@ pub(super) async fn publish(
     reason: &str,
     note: String,
 ) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(crate::inject::text::clip_to(&note, 1024)),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
+    let event = event(type_, reason, &note);
     if let Err(error) = context.recorder.publish(&event, regarding).await {
         warn!(%error, reason, "could not publish an event");
+    }
+}
+
+/// The event for one note. The recorder counts repeats of an event as a series and keeps the
+/// text it first sent, keyed by reason and action but not by note: the action carries a digest
+/// of the note, so a new text (another render fault, say) is a new event, and the same text
+/// again only counts up.
+pub(super) fn event(type_: EventType, reason: &str, note: &str) -> Event {
+    // The same note gives the same action in every replica and release.
+    let digest = ring::digest::digest(&ring::digest::SHA256, note.as_bytes());
+    let short: String = digest.as_ref()[..4]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    Event {
+        type_,
+        reason: reason.into(),
+        note: Some(crate::inject::text::clip_to(note, 1024)),
+        action: format!("Reconcile/{short}"),
+        secondary: None,
     }
 }

@@ -175,3 +175,32 @@ fn retries_are_spread_over_ten_seconds() {
     assert!(delays.iter().all(|d| (10_000..20_000).contains(d)));
     assert!(delays.len() > 10, "{delays:?}");
 }
+
+#[test]
+fn a_new_note_of_a_reason_is_a_new_event_and_the_same_note_a_repeat() {
+    use kube::runtime::events::EventType;
+    let first = super::objects::event(
+        EventType::Warning,
+        "RenderFailed",
+        "listener EXTERNAL is missing",
+    );
+    let again = super::objects::event(
+        EventType::Warning,
+        "RenderFailed",
+        "listener EXTERNAL is missing",
+    );
+    let other = super::objects::event(
+        EventType::Warning,
+        "RenderFailed",
+        "--domain is not a DNS name",
+    );
+    // The recorder keys its series by reason and action: the same action counts up the first
+    // event, another one starts a new event with the new text.
+    assert_eq!(first.action, again.action);
+    assert_ne!(first.action, other.action);
+    assert!(
+        first.action.len() <= 128,
+        "the API's limit for an event's action"
+    );
+    assert_eq!(other.note.as_deref(), Some("--domain is not a DNS name"));
+}

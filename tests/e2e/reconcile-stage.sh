@@ -3,7 +3,9 @@
 # controller and real brokers. Two reconcilers share one Lease and run as the reconciler's service
 # account (impersonated), with exactly the RBAC of manifests/services-reconciler. A DNS server
 # (dnsmasq) serves the outside resolver's records, which the rig's "cloud" publishes a few seconds
-# after each load balancer, as external-dns does; the webhook adds the external-name readiness gate.
+# after each load balancer, as external-dns does: two addresses per load balancer, in an order
+# that changes from answer to answer, with a 5 s TTL. The webhook adds the external-name readiness
+# gate.
 
 RECONCILE_PIDS=()
 DNS_PID=
@@ -12,6 +14,7 @@ RECONCILER_SA=system:serviceaccount:kafka-listener-injector:kafka-listener-injec
 
 reconcile_cleanup() {
   local pid
+  cut_api_proxy
   for pid in "${RECONCILE_PIDS[@]}" $DNS_PID; do
     kill -TERM "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
@@ -21,11 +24,26 @@ reconcile_cleanup() {
 }
 
 start_reconciler() { # start_reconciler NAME ADMIN_PORT [FLAG...]: prints the pid
-  KUBECONFIG=$rdir/kubeconfig "$kli" reconcile "${@:3}" --bootstrap-host 'bootstrap-{statefulset}.{domain}' \
+  KUBECONFIG=${RECONCILE_KUBECONFIG:-$rdir/kubeconfig} "$kli" reconcile "${@:3}" --bootstrap-host 'bootstrap-{statefulset}.{domain}' \
     --dns-server "127.0.0.1:$DNS_PORT" --dns-check-interval 1s --scale-down-grace 20s \
     --lease-name kli-services --lease-namespace kafka-listener-injector --identity "$1" \
     --admin-listen "127.0.0.1:$2" --log-format json >>"$rdir/$1.log" 2>&1 &
   echo $!
+}
+
+API_PROXY_PORT=36444
+API_PROXY_PID=
+open_api_proxy() { # a TCP relay to the API server, which cut_api_proxy takes down with its connections
+  setsid socat "TCP-LISTEN:$API_PROXY_PORT,bind=127.0.0.1,reuseaddr,fork" "TCP:127.0.0.1:$APISERVER_PORT" &
+  API_PROXY_PID=$!
+  wait_for 10 port_open "$API_PROXY_PORT" >/dev/null
+}
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+cut_api_proxy() {
+  [ -n "$API_PROXY_PID" ] || return 0
+  kill -KILL -- "-$API_PROXY_PID" 2>/dev/null
+  wait "$API_PROXY_PID" 2>/dev/null
+  API_PROXY_PID=
 }
 
 metric() { # metric ADMIN_PORT NAME: the sample's value, or nothing
@@ -63,10 +81,39 @@ pod_ready() {
 containers_ready() {
   [ "$(kubectl get pod -n "$KAFKA_NS" "$1" -o jsonpath='{.status.conditions[?(@.type=="ContainersReady")].status}' 2>/dev/null)" == True ]
 }
+dig_outside() { # the addresses the reconciler's DNS server answers for a name, in its order, on one line
+  python3 - "$1" "$DNS_PORT" <<'PY'
+import socket, struct, sys
+name, port = sys.argv[1], int(sys.argv[2])
+query = struct.pack(">HHHHHH", 1, 0x100, 1, 0, 0, 0) + b"".join(
+    bytes([len(label)]) + label.encode() for label in name.split(".")) + b"\0" + struct.pack(">HH", 1, 1)
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.settimeout(2)
+sock.sendto(query, ("127.0.0.1", port))
+reply = sock.recv(4096)
+offset, addresses = len(query), []
+for _ in range(struct.unpack(">H", reply[6:8])[0]):
+    offset += 2  # a compressed pointer to the name
+    kind, _, _, length = struct.unpack(">HHIH", reply[offset:offset + 10])
+    offset += 10
+    if kind == 1:
+        addresses.append(".".join(map(str, reply[offset:offset + length])))
+    offset += length
+print(" ".join(addresses))
+PY
+}
 name_resolves() { # as the reconciler's resolver answers
   [ -n "$(outside getent hosts "$1")" ]
 }
 events_exist() { [ -n "$(events_of "$@")" ]; }
+our_event_count() { # events the reconciler published in the namespace, repeats counted
+  kubectl get events -n "$KAFKA_NS" -o json \
+    | jq '[.items[] | select(.reportingComponent == "kafka-listener-injector") | (.series.count // .count // 1)] | add // 0'
+}
+service_versions() { # name=resourceVersion of StatefulSet kafka's Services
+  kubectl get services -n "$KAFKA_NS" -l app.kubernetes.io/instance=kafka -o json \
+    | jq -r '.items[] | "\(.metadata.name)=\(.metadata.resourceVersion)"' | sort | tr '\n' ' '
+}
 services_are() { [ "$(managed_services)" == "$1" ]; }
 leads() { [ "$(metric "$1" kafka_listener_injector_reconcile_leader)" == 1 ]; }
 external_name_ready() {
@@ -76,6 +123,42 @@ leader_count() { # how many of the reconcilers say they lead
   local port n=0
   for port in "$@"; do [ "$(metric "$port" kafka_listener_injector_reconcile_leader)" == 1 ] && n=$((n + 1)); done
   echo "$n"
+}
+
+# The leader cut off from the API server for 20 s while a standby reaches it: the standby takes
+# the Lease once it runs out, so the old leader must have stopped writing by then. Sampled twice a
+# second, the replicas that say they lead are never two. Leaves RECONCILE_PIDS as the two replicas.
+run_partition_scenario() {
+  log "R5. the leader cut off from the API server for 20 s: never two writers, and it stands by"
+  local kubeconfig_via_proxy=$rdir/kubeconfig-via-proxy
+  sed "s#127.0.0.1:$APISERVER_PORT#127.0.0.1:$API_PROXY_PORT#" "$rdir/kubeconfig" >"$kubeconfig_via_proxy"
+  open_api_proxy || { fail "the API proxy did not start"; return; }
+  local p q took
+  p=$(RECONCILE_KUBECONFIG=$kubeconfig_via_proxy start_reconciler reconciler-p 29194)
+  kill -TERM "${RECONCILE_PIDS[@]}" 2>/dev/null
+  wait "${RECONCILE_PIDS[@]}" 2>/dev/null
+  RECONCILE_PIDS=("$p")
+  took=$(wait_for 60 leads 29194)
+  expect_eq "the replica behind the proxy leads (after ${took} s)" "$(leader_count 29194)" 1
+  q=$(start_reconciler reconciler-q 29195)
+  RECONCILE_PIDS=("$p" "$q")
+  wait_for 30 curl -fs http://127.0.0.1:29195/readyz >/dev/null
+  cut_api_proxy
+  local most=0 count stepped_down= took_over= start=$SECONDS
+  while [ $((SECONDS - start)) -lt 20 ]; do
+    count=$(leader_count 29194 29195)
+    [ "$count" -gt "$most" ] && most=$count
+    [ -z "$stepped_down" ] && [ "$(metric 29194 kafka_listener_injector_reconcile_leader)" == 0 ] && stepped_down=$((SECONDS - start))
+    [ -z "$took_over" ] && leads 29195 && took_over=$((SECONDS - start))
+    sleep 0.5
+  done
+  open_api_proxy || { fail "the API proxy did not start again"; return; }
+  expect_eq "never two replicas said they lead (the cut-off one stopped at ${stepped_down:-never} s, the standby led at ${took_over:-never} s)" \
+    "$most" 1
+  expect_eq "the standby took over while the leader was cut off" "$([ -n "$took_over" ] && echo yes)" yes
+  sleep 5
+  expect_eq "with the API server back, the old leader stands by (it did not exit)" \
+    "$(kill -0 "$p" 2>/dev/null && echo running) $(leader_count 29194) $(leader_count 29195)" "running 0 1"
 }
 
 run_reconcile_stage() {
@@ -99,7 +182,7 @@ PY
     "$(KUBECONFIG=$rdir/kubeconfig kubectl auth can-i patch pods -n "$KAFKA_NS" 2>/dev/null)" no
   dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --no-poll \
     --hostsdir="$kdir/outside-dns" --local="/$DOMAIN/" --listen-address=127.0.0.1 \
-    --bind-interfaces --port="$DNS_PORT" --cache-size=0 --local-ttl=0 --user=root \
+    --bind-interfaces --port="$DNS_PORT" --cache-size=0 --local-ttl=5 --user=root \
     --pid-file= --log-facility=- >"$rdir/dnsmasq.log" 2>&1 &
   DNS_PID=$!
   echo 15 >"$kdir/dns-delay"
@@ -139,6 +222,19 @@ PY
   expect_contains "kafka-2-external says its name resolves to its load balancer" \
     "$(kubectl get service -n "$KAFKA_NS" kafka-2-external -o jsonpath='{.metadata.annotations.kafka-listener-injector\.io/external-name}')" \
     "ready: kafka-2.$DOMAIN resolves to its load balancer (10.77.2."
+
+  local service
+  for service in kafka-0-external kafka-1-external kafka-2-external; do
+    wait_for 60 external_name_ready "$service" >/dev/null
+  done
+  local versions_before events_before answers
+  versions_before=$(service_versions)
+  events_before=$(our_event_count)
+  answers=$(for _ in 1 2 3 4; do dig_outside "kafka-0.$DOMAIN"; sleep 1; done | sort -u | wc -l)
+  expect_eq "kafka-0.$DOMAIN has two addresses, answered in changing order" "$answers" 2
+  sleep 60
+  expect_eq "60 s of rotating answers: no Service of kafka was written" "$(service_versions)" "$versions_before"
+  expect_eq "and the reconciler published no event" "$(our_event_count)" "$events_before"
 
   log "R2. scale 3 -> 5 with the readiness gate: each new broker waits for its name"
   local scaled=$SECONDS
@@ -223,7 +319,9 @@ PY
   local uids_before
   uids_before=$(service_uids)
 
-  log "R5. the StatefulSet deleted with --cascade=orphan and re-created: its Services are owned again"
+  run_partition_scenario
+
+  log "R6. the StatefulSet deleted with --cascade=orphan and re-created: its Services are owned again"
   # A reconciler without --adopt: its own Services, orphaned, are still its own.
   kill -TERM "${RECONCILE_PIDS[@]}" 2>/dev/null
   wait "${RECONCILE_PIDS[@]}" 2>/dev/null
@@ -253,7 +351,7 @@ PY
     "$(wait_for 30 events_exist "$KAFKA_NS" kafka ServiceReowned >/dev/null; events_of "$KAFKA_NS" kafka ServiceReowned | head -n 1)" \
     "owned again after its StatefulSet was re-created"
 
-  log "R6. deleting the StatefulSet leaves no Service of it behind"
+  log "R7. deleting the StatefulSet leaves no Service of it behind"
   kubectl delete statefulset -n "$KAFKA_NS" kafka --wait=false >/dev/null
   took=$(wait_for 60 services_are "")
   expect_eq "no Service of kafka remains (${took} s)" "$(managed_services)" ""

@@ -15,11 +15,13 @@ envFrom ConfigMaps, command and args. A pod the webhook did not inject gets no e
 Cluster DNS: one hosts file, shared by every pod namespace, with `<pod>.<subdomain>.<ns>.svc`
 (and `.svc.cluster.local`) for each running pod, rewritten in place as pods come and go.
 
-It also plays the cloud around the cluster: each Service of type LoadBalancer gets an address of
-its own (on the rig's "outside" link) forwarding to the pod its selector names, written to the
-Service's status as a cloud controller does; and, as external-dns does, the outside resolver
-(a hosts file used only by the outside namespace) gets a record for each
-`external-dns.alpha.kubernetes.io/hostname` annotation pointing at that address, after the delay
+It also plays the cloud around the cluster: each Service of type LoadBalancer gets two addresses
+of its own (one per "zone", as an AWS NLB has; on the rig's "outside" link) forwarding to the pod
+its selector names, written to the Service's status as a cloud controller does; and, as
+external-dns does, the outside resolver (a hosts file used only by the outside namespace) gets
+records for each `external-dns.alpha.kubernetes.io/hostname` annotation pointing at those
+addresses, in an order that rotates every second as CoreDNS' loadbalance plugin and round-robin
+resolvers answer, after the delay
 written in --dns-delay-file (seconds; none without the file), as external-dns' sync interval
 delays a real record. A Service that selects pods by other labels than the pod name (a bootstrap
 Service) forwards to the first running pod it selects.
@@ -202,7 +204,8 @@ class Cloud:
     def __init__(self, args):
         self.args = args
         self.next_host = 10
-        self.balancers = {}  # service uid -> dict(ip, procs, hostnames, name, created)
+        self.balancers = {}  # service uid -> dict(ips, procs, hostnames, name, created)
+        self.rotation = 0
 
     def dns_delay(self):
         try:
@@ -243,28 +246,30 @@ class Cloud:
         self.write_hosts()
 
     def add(self, svc, backend):
-        ip = f"{self.args.lb_subnet}.{self.next_host}"
+        ips = [f"{self.args.lb_subnet}.{self.next_host}", f"{self.args.lb_subnet}.{self.next_host + 100}"]
         self.next_host += 1
-        sh("ip", "-n", self.args.bridge_ns, "addr", "add", f"{ip}/32", "dev", self.args.lb_dev)
-        procs = self.forward(svc, ip, backend)
+        for ip in ips:
+            sh("ip", "-n", self.args.bridge_ns, "addr", "add", f"{ip}/32", "dev", self.args.lb_dev)
+        procs = self.forward(svc, ips, backend)
         name = svc["metadata"]["name"]
         hostnames = self.hostnames(svc)
-        self.balancers[svc["metadata"]["uid"]] = {"ip": ip, "procs": procs, "hostnames": hostnames,
+        self.balancers[svc["metadata"]["uid"]] = {"ips": ips, "procs": procs, "hostnames": hostnames,
                                                   "name": name, "backend": backend,
                                                   "created": time.monotonic()}
-        body = {"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}}
+        body = {"status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in ips]}}}
         kubectl("patch", "service", "-n", svc["metadata"]["namespace"], name, "--subresource=status",
                 "--type=merge", "-p", json.dumps(body), check=False)
-        log(f"service {name}: load balancer {ip} -> {backend}; DNS {', '.join(hostnames) or '-'}")
+        log(f"service {name}: load balancer {' '.join(ips)} -> {backend}; DNS {', '.join(hostnames) or '-'}")
 
-    def forward(self, svc, ip, backend):
+    def forward(self, svc, ips, backend):
         procs = []
-        for port in svc["spec"]["ports"]:
-            target = port.get("targetPort", port["port"])
-            procs.append(subprocess.Popen(
-                ["ip", "netns", "exec", self.args.bridge_ns, "socat",
-                 f"TCP-LISTEN:{port['port']},bind={ip},fork,reuseaddr", f"TCP:{backend}:{target}"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        for ip in ips:
+            for port in svc["spec"]["ports"]:
+                target = port.get("targetPort", port["port"])
+                procs.append(subprocess.Popen(
+                    ["ip", "netns", "exec", self.args.bridge_ns, "socat",
+                     f"TCP-LISTEN:{port['port']},bind={ip},fork,reuseaddr", f"TCP:{backend}:{target}"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
         return procs
 
     def retarget(self, svc, backend):
@@ -272,9 +277,9 @@ class Cloud:
         for proc in entry["procs"]:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait()
-        entry["procs"] = self.forward(svc, entry["ip"], backend)
+        entry["procs"] = self.forward(svc, entry["ips"], backend)
         entry["backend"] = backend
-        log(f"service {entry['name']}: load balancer {entry['ip']} now -> {backend}")
+        log(f"service {entry['name']}: load balancer {' '.join(entry['ips'])} now -> {backend}")
 
     def hostnames(self, svc):
         value = (svc["metadata"].get("annotations") or {}).get(self.HOSTNAME, "")
@@ -285,13 +290,22 @@ class Cloud:
         for proc in entry["procs"]:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait()
-        sh("ip", "-n", self.args.bridge_ns, "addr", "del", f"{entry['ip']}/32", "dev", self.args.lb_dev, check=False)
-        log(f"service {entry['name']}: load balancer {entry['ip']} removed")
+        for ip in entry["ips"]:
+            sh("ip", "-n", self.args.bridge_ns, "addr", "del", f"{ip}/32", "dev", self.args.lb_dev, check=False)
+        log(f"service {entry['name']}: load balancer {' '.join(entry['ips'])} removed")
 
     def write_hosts(self):
         published = time.monotonic() - self.dns_delay()
-        lines = [f"{e['ip']} {h}" for e in self.balancers.values() for h in e["hostnames"]
-                 if e["created"] <= published]
+        # A name's records in another order each second: the answer set is the same, its order
+        # is not, as a client of a round-robin resolver sees.
+        self.rotation = int(time.monotonic())
+        lines = []
+        for e in self.balancers.values():
+            if e["created"] > published:
+                continue
+            turn = self.rotation % len(e["ips"])
+            ips = e["ips"][turn:] + e["ips"][:turn]
+            lines += [f"{ip} {h}" for h in e["hostnames"] for ip in ips]
         text = "\n".join(lines) + "\n"
         if text == getattr(self, "written", None):
             return
