@@ -74,6 +74,11 @@ pub struct ProbeArgs {
     /// never printed.
     #[arg(long, env = "KLI_SASL_PASSWORD_FILE")]
     pub sasl_password_file: Option<PathBuf>,
+    /// Send a PLAIN password without --tls. The probe connects to every address a broker name
+    /// resolves to, including the wrong ones it exists to find: without TLS each of them reads
+    /// the password.
+    #[arg(long, env = "KLI_ALLOW_PLAINTEXT_PASSWORD")]
+    pub allow_plaintext_password: bool,
 }
 
 impl ProbeArgs {
@@ -153,6 +158,14 @@ impl ProbeArgs {
                         bail!("--sasl-mechanism {other}: not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
                     }
                 };
+                if mechanism == Mechanism::Plain && tls.is_none() && !self.allow_plaintext_password
+                {
+                    bail!(
+                        "--sasl-mechanism PLAIN without --tls would send the password in clear \
+                         text to every address the probe tries, the wrong ones included; add \
+                         --tls, use SCRAM, or pass --allow-plaintext-password on a network you trust"
+                    );
+                }
                 let password = match &self.sasl_password_file {
                     Some(path) => std::fs::read_to_string(path)
                         .map_err(|e| {

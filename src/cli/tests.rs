@@ -23,3 +23,34 @@ fn cli_definition_is_consistent() {
     use clap::CommandFactory;
     Cli::command().debug_assert();
 }
+
+#[test]
+fn a_plain_password_without_tls_is_refused_unless_allowed() {
+    let parse = |extra: &[&str]| {
+        let mut args = vec![
+            "kafka-listener-injector",
+            "probe",
+            "--bootstrap",
+            "kafka-0.kafka.example.com:9094",
+            "--sasl-mechanism",
+            "PLAIN",
+            "--sasl-username",
+            "alice",
+            "--sasl-password-file",
+            "Cargo.toml",
+        ];
+        args.extend_from_slice(extra);
+        let Command::Probe(probe) = Cli::try_parse_from(args).unwrap().command else {
+            unreachable!()
+        };
+        probe.config().map(|_| ()).map_err(|e| e.to_string())
+    };
+    let refused = parse(&[]).unwrap_err();
+    assert!(refused.contains("PLAIN without --tls"), "{refused}");
+    parse(&["--allow-plaintext-password"]).unwrap();
+    let ca = std::env::temp_dir().join(format!("kli-probe-ca-{}.pem", std::process::id()));
+    let certified = rcgen::generate_simple_self_signed(vec!["ca.example.com".into()]).unwrap();
+    std::fs::write(&ca, certified.cert.pem()).unwrap();
+    parse(&["--tls", "--ca-file", ca.to_str().unwrap()]).unwrap();
+    std::fs::remove_file(ca).unwrap();
+}

@@ -1,14 +1,16 @@
 //! One connection to one broker over the Kafka protocol, plain or TLS, speaking just the requests
 //! the probe needs (ApiVersions, Metadata, DescribeConfigs, SASL).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::{
-    ApiVersionsRequest, DescribeConfigsRequest, MetadataRequest, RequestHeader, ResponseHeader,
-    SaslAuthenticateRequest, SaslHandshakeRequest,
+    ApiKey, ApiVersionsRequest, DescribeConfigsRequest, MetadataRequest, RequestHeader,
+    ResponseHeader, SaslAuthenticateRequest, SaslHandshakeRequest,
 };
 use kafka_protocol::protocol::{
     encode_request_header_into_buffer, Decodable, HeaderVersion, Request, StrBytes,
@@ -19,6 +21,17 @@ use tokio::net::TcpStream;
 use super::{Mechanism, ProbeError, Sasl, Security};
 
 const CLIENT_ID: &str = "kafka-listener-injector-probe";
+
+/// The versions of each request the probe speaks; the highest the broker also speaks is used.
+/// Metadata from v1 (where an empty topic list means none, not all).
+const METADATA: RangeInclusive<i16> = 1..=12;
+const DESCRIBE_CONFIGS: RangeInclusive<i16> = 1..=4;
+const SASL_HANDSHAKE: RangeInclusive<i16> = 1..=1;
+const SASL_AUTHENTICATE: RangeInclusive<i16> = 0..=2;
+/// ApiVersions v3 (Kafka 2.4+); a broker that does not speak it answers UNSUPPORTED_VERSION and
+/// is asked again at v0.
+const API_VERSIONS: i16 = 3;
+const UNSUPPORTED_VERSION: i16 = 35;
 
 /// A broker connection's byte stream, plain or TLS.
 pub(super) trait Stream:
@@ -32,6 +45,8 @@ pub(super) struct Connection {
     stream: Box<dyn Stream>,
     correlation: i32,
     timeout: Duration,
+    /// The versions the broker speaks, per api key, from its ApiVersions answer.
+    offered: BTreeMap<i16, RangeInclusive<i16>>,
 }
 
 impl Connection {
@@ -73,6 +88,7 @@ impl Connection {
             stream,
             correlation: 0,
             timeout,
+            offered: BTreeMap::new(),
         };
         connection.api_versions().await?;
         if let Some(sasl) = &security.sasl {
@@ -87,7 +103,7 @@ impl Connection {
             |what: String| ProbeError::Protocol(format!("SASL {}: {what}", sasl.mechanism.name()));
         let handshake = SaslHandshakeRequest::default()
             .with_mechanism(StrBytes::from_static_str(sasl.mechanism.name()));
-        let response = self.call(&handshake, 1).await?;
+        let response = self.call_negotiated(&handshake, SASL_HANDSHAKE).await?;
         if response.error_code != 0 {
             let offered: Vec<String> = response.mechanisms.iter().map(|m| m.to_string()).collect();
             return Err(refused(format!(
@@ -140,7 +156,10 @@ impl Connection {
     /// One SaslAuthenticate round trip; the server's bytes, or why it refused.
     pub(super) async fn sasl_step(&mut self, token: Vec<u8>) -> Result<Vec<u8>, String> {
         let request = SaslAuthenticateRequest::default().with_auth_bytes(bytes::Bytes::from(token));
-        let response = self.call(&request, 2).await.map_err(|e| e.to_string())?;
+        let response = self
+            .call_negotiated(&request, SASL_AUTHENTICATE)
+            .await
+            .map_err(|e| e.to_string())?;
         if response.error_code != 0 {
             return Err(format!(
                 "authentication failed: {}",
@@ -151,6 +170,16 @@ impl Connection {
             ));
         }
         Ok(response.auth_bytes.to_vec())
+    }
+
+    /// Sends `request` at the highest version of `ours` that the broker speaks.
+    async fn call_negotiated<R: Request>(
+        &mut self,
+        request: &R,
+        ours: RangeInclusive<i16>,
+    ) -> Result<R::Response, ProbeError> {
+        let version = negotiate(&self.offered, R::KEY, ours)?;
+        self.call(request, version).await
     }
 
     /// Sends `request` at `version` and reads its response.
@@ -208,20 +237,30 @@ impl Connection {
         let request = ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str(CLIENT_ID))
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-        let response = self.call(&request, 3).await?;
+        let response = match self.call(&request, API_VERSIONS).await {
+            Ok(response) if response.error_code != UNSUPPORTED_VERSION => response,
+            // An older broker answers in the v0 format, which does not decode as v3.
+            Ok(_) | Err(ProbeError::Protocol(_)) => self.call(&request, 0).await?,
+            Err(error) => return Err(error),
+        };
         if response.error_code != 0 {
             return Err(ProbeError::Protocol(format!(
                 "ApiVersions error code {}",
                 response.error_code
             )));
         }
+        self.offered = response
+            .api_keys
+            .iter()
+            .map(|api| (api.api_key, api.min_version..=api.max_version))
+            .collect();
         Ok(())
     }
 
     /// The brokers in the metadata: `(node id, host, port)`.
     pub(super) async fn brokers(&mut self) -> Result<Vec<(i32, String, i32)>, ProbeError> {
         let request = MetadataRequest::default().with_topics(Some(vec![]));
-        let response = self.call(&request, 12).await?;
+        let response = self.call_negotiated(&request, METADATA).await?;
         let mut brokers: Vec<(i32, String, i32)> = response
             .brokers
             .iter()
@@ -243,7 +282,7 @@ impl Connection {
             .with_resource_name(StrBytes::from_string(claimed.to_string()))
             .with_configuration_keys(Some(vec![StrBytes::from_static_str("broker.id")]));
         let request = DescribeConfigsRequest::default().with_resources(vec![resource]);
-        let response = self.call(&request, 4).await?;
+        let response = self.call_negotiated(&request, DESCRIBE_CONFIGS).await?;
         let Some(result) = response.results.first() else {
             return Ok(Err("the broker's DescribeConfigs answer is empty".into()));
         };
@@ -266,4 +305,32 @@ impl Connection {
             }),
         })
     }
+}
+
+/// The highest version of `ours` that the broker's `offered` ranges allow for `key`, or the
+/// fault that names both ranges.
+pub(super) fn negotiate(
+    offered: &BTreeMap<i16, RangeInclusive<i16>>,
+    key: i16,
+    ours: RangeInclusive<i16>,
+) -> Result<i16, ProbeError> {
+    let name =
+        ApiKey::try_from(key).map_or_else(|_| format!("api key {key}"), |k| format!("{k:?}"));
+    let Some(theirs) = offered.get(&key) else {
+        return Err(ProbeError::Protocol(format!(
+            "the broker does not offer {name} (its ApiVersions answer lists {} APIs)",
+            offered.len()
+        )));
+    };
+    let version = (*ours.end()).min(*theirs.end());
+    if version < *ours.start() || version < *theirs.start() {
+        return Err(ProbeError::Protocol(format!(
+            "the broker speaks {name} versions {} to {}, the probe {} to {}: no version in common",
+            theirs.start(),
+            theirs.end(),
+            ours.start(),
+            ours.end()
+        )));
+    }
+    Ok(version)
 }

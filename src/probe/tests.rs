@@ -1,6 +1,7 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, BytesMut};
+use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
 use kafka_protocol::messages::{
@@ -45,6 +46,11 @@ struct Fake {
     idle_close: Option<Duration>,
     /// Answers DescribeConfigs with Kafka's CLUSTER_AUTHORIZATION_FAILED, as an ACL does.
     deny_describe: bool,
+    /// The Metadata versions it speaks, when not all that the crate knows.
+    metadata_versions: Option<(i16, i16)>,
+    /// Speaks ApiVersions only up to v2, as brokers before Kafka 2.4: a v3 request gets
+    /// UNSUPPORTED_VERSION in the v0 format.
+    old_api_versions: bool,
 }
 
 async fn fake(fake: Fake) -> i32 {
@@ -105,7 +111,33 @@ impl Fake {
     ) -> i16 {
         match key {
             ApiKey::ApiVersions => {
+                let (version, error) = if self.old_api_versions && version >= 3 {
+                    (0, 35)
+                } else {
+                    (version, 0)
+                };
+                let offered = [
+                    (ApiKey::ApiVersions, 0, 4),
+                    (ApiKey::Metadata, 0, 13),
+                    (ApiKey::DescribeConfigs, 0, 4),
+                    (ApiKey::SaslHandshake, 0, 1),
+                    (ApiKey::SaslAuthenticate, 0, 2),
+                ]
+                .into_iter()
+                .map(|(key, min, max)| {
+                    let (min, max) = match (key, self.metadata_versions) {
+                        (ApiKey::Metadata, Some(range)) => range,
+                        _ => (min, max),
+                    };
+                    ApiVersion::default()
+                        .with_api_key(key as i16)
+                        .with_min_version(min)
+                        .with_max_version(max)
+                })
+                .collect();
                 ApiVersionsResponse::default()
+                    .with_error_code(error)
+                    .with_api_keys(offered)
                     .encode(body, version)
                     .unwrap();
                 ApiVersionsResponse::header_version(version)
@@ -450,4 +482,46 @@ async fn idle_check_names_a_broker_whose_path_drops_idle_connections() {
         "{out}"
     );
     assert!(!out.contains("broker 0 advertises"), "{out}");
+}
+
+#[tokio::test]
+async fn a_broker_without_a_version_in_common_is_named_and_an_old_one_is_asked_at_v0() {
+    let advertised: Advertised = Arc::default();
+    let port = fake(Fake {
+        advertised: advertised.clone(),
+        metadata_versions: Some((0, 0)),
+        ..Fake::default()
+    })
+    .await;
+    *advertised.lock().unwrap() = vec![(0, "localhost".into(), port)];
+    let error = probe(&single(port)).await.unwrap_err().to_string();
+    assert_eq!(
+        error,
+        "the broker speaks Metadata versions 0 to 0, the probe 1 to 12: no version in common"
+    );
+
+    // Before Kafka 2.4 a broker answers ApiVersions v3 with UNSUPPORTED_VERSION (in the v0
+    // format); asked again at v0, it says what it speaks, and the probe goes on.
+    let port = fake(Fake {
+        advertised: advertised.clone(),
+        metadata_versions: Some((0, 8)),
+        old_api_versions: true,
+        ..Fake::default()
+    })
+    .await;
+    *advertised.lock().unwrap() = vec![(0, "localhost".into(), port)];
+    let (healthy, out) = probed(&single(port)).await;
+    assert!(healthy, "{out}");
+}
+
+#[test]
+fn the_highest_version_both_speak_is_used() {
+    use super::connection::negotiate;
+    let offered = [(3, 0..=13), (32, 1..=2)].into_iter().collect();
+    assert_eq!(negotiate(&offered, 3, 1..=12).unwrap(), 12);
+    assert_eq!(negotiate(&offered, 32, 1..=4).unwrap(), 2);
+    assert_eq!(
+        negotiate(&offered, 17, 1..=1).unwrap_err().to_string(),
+        "the broker does not offer SaslHandshake (its ApiVersions answer lists 2 APIs)"
+    );
 }
