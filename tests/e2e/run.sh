@@ -400,15 +400,23 @@ helm=$(tests/tools/go-tool.sh helm) || fail "building helm"
 kubectl delete -k "$(overlay cluster-wide)" --wait=true >/dev/null 2>&1
 # The chart, called by URL on loopback like the manifests above; its caBundle is the running
 # webhook's CA (certificates.mode=secret).
+# The Secret is a real one, made by the user before the install as the chart's README says: the
+# running webhook's certificate and key.
 chart_values=(--set webhook.url="https://127.0.0.1:$WEBHOOK_PORT/mutate" --set certificates.mode=secret
-  --set certificates.existingSecret=kafka-listener-injector-tls --set certificates.caBundle="$ca_bundle")
-if out=$("$helm" install kli charts/kafka-listener-injector -n kafka-listener-injector --create-namespace \
+  --set certificates.existingSecret=e2e-webhook-tls --set certificates.caBundle="$ca_bundle")
+kubectl create namespace kafka-listener-injector --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl create secret tls -n kafka-listener-injector e2e-webhook-tls \
+  --cert "$work/certs/live/tls.crt" --key "$work/certs/live/tls.key" >/dev/null || fail "creating the webhook's Secret"
+if out=$("$helm" install kli charts/kafka-listener-injector -n kafka-listener-injector \
     "${chart_values[@]}" 2>&1); then
   pass "helm install"
 else
   fail "helm install: $out"
 fi
 expect_contains "NOTES show the next step" "$out" 'kafka-listener-injector.io/inject: "true"'
+expect_eq "the webhook's pods mount the user's Secret" \
+  "$(kubectl get deployment -n kafka-listener-injector kafka-listener-injector -o json \
+    | jq -r '[.spec.template.spec.volumes[]? | .secret.secretName // empty] | join(" ")')" e2e-webhook-tls
 kubectl create namespace helm-installed >/dev/null
 statefulset "$example" helm-installed | kubectl apply -f - >/dev/null
 wait_pod helm-installed kafka-0 || fail "helm-installed/kafka-0 was not created"
@@ -428,6 +436,7 @@ kubectl delete pod -n helm-installed kafka-2 --wait=false >/dev/null
 wait_pod helm-installed kafka-2 || fail "helm-installed/kafka-2 was not re-created"
 expect_eq "broker pods are created again, uninjected, once it is gone" \
   "$(env_of helm-installed kafka-2 KAFKA_ADVERTISED_LISTENERS)" ""
+kubectl delete secret -n kafka-listener-injector e2e-webhook-tls >/dev/null
 expect_eq "nothing of the release is left in its namespace" \
   "$(kubectl get deployment,service,secret,networkpolicy,poddisruptionbudget,resourcequota -n kafka-listener-injector -o name 2>/dev/null | grep -c kafka-listener-injector)" 0
 
@@ -438,8 +447,17 @@ ca_of_release() {
 "$helm" install kli charts/kafka-listener-injector -n kafka-listener-injector --set certificates.mode=helm \
   --set webhook.url="https://127.0.0.1:$WEBHOOK_PORT/mutate" >/dev/null 2>&1 || fail "helm install (certificates.mode=helm)"
 ca_first=$(ca_of_release)
-expect_eq "the generated CA signed the Secret's certificate" \
-  "$(kubectl get secret -n kafka-listener-injector kafka-listener-injector-tls -o jsonpath='{.data.ca\.crt}')" "$ca_first"
+# The caBundle the API server trusts must verify the certificate the webhook's pods serve, for the
+# name the API server calls (the Service's), as openssl checks it.
+echo "$ca_first" | base64 -d >"$work/helm-ca.crt"
+kubectl get secret -n kafka-listener-injector kafka-listener-injector-tls -o jsonpath='{.data.tls\.crt}' \
+  | base64 -d >"$work/helm-tls.crt"
+expect_eq "the caBundle verifies the Secret's certificate for kafka-listener-injector.kafka-listener-injector.svc" \
+  "$(openssl verify -CAfile "$work/helm-ca.crt" -verify_hostname kafka-listener-injector.kafka-listener-injector.svc \
+    "$work/helm-tls.crt" 2>&1)" "$work/helm-tls.crt: OK"
+expect_contains "and no other name" \
+  "$(openssl verify -CAfile "$work/helm-ca.crt" -verify_hostname kafka.example.com "$work/helm-tls.crt" 2>&1)" \
+  "hostname mismatch"
 "$helm" upgrade kli charts/kafka-listener-injector -n kafka-listener-injector --reuse-values \
   --set replicaCount=3 >/dev/null 2>&1 || fail "helm upgrade (certificates.mode=helm)"
 expect_eq "helm upgrade keeps the CA" "$(ca_of_release | sha256sum)" "$(echo -n "$ca_first" | sha256sum)"
