@@ -12,12 +12,14 @@ use tracing::warn;
 use super::Context;
 use crate::services::HOSTNAME_ANNOTATION;
 
-/// The host a Service is named for (its external-dns hostname), or "" for none.
+/// The host a Service's broker advertises now (the first of its external-dns hostnames; a
+/// second is the name its next pod will advertise), or "" for none.
 pub(super) fn exposed_host(service: &Service) -> &str {
     service
         .annotations()
         .get(HOSTNAME_ANNOTATION)
-        .map_or("", String::as_str)
+        .and_then(|names| names.split(',').next())
+        .map_or("", str::trim)
 }
 
 /// Sets (or with `None` removes) one annotation, as a merge patch under our field manager.

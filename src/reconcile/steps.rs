@@ -101,8 +101,12 @@ impl<'a> Run<'a> {
             Err(error) => {
                 self.context.metrics.count_error("render");
                 let message = format!("no Services rendered: {error:#}");
-                self.publish(EventType::Warning, "RenderFailed", message.clone())
-                    .await;
+                // Once per fault: the retries that follow find the same one until the
+                // StatefulSet or a namespace label changes.
+                if self.first_time(&message) {
+                    self.publish(EventType::Warning, "RenderFailed", message.clone())
+                        .await;
+                }
                 let gate = Gate {
                     ready: false,
                     reason: "RenderFailed",
@@ -117,11 +121,8 @@ impl<'a> Run<'a> {
                 return Err(Error::Render(error));
             }
         };
-        let uid = self.statefulset.uid().unwrap_or_default();
         for warning in &rendered.warnings {
-            let first_time = (self.context.warned.lock().expect("not poisoned"))
-                .insert((uid.clone(), warning.clone()));
-            if first_time {
+            if self.first_time(warning) {
                 self.publish(
                     EventType::Warning,
                     "UnencryptedPublicListener",
@@ -131,6 +132,12 @@ impl<'a> Run<'a> {
             }
         }
         Ok(rendered)
+    }
+
+    /// Whether `message` is news for this StatefulSet: each is published once, not per run.
+    fn first_time(&self, message: &str) -> bool {
+        let uid = self.statefulset.uid().unwrap_or_default();
+        (self.context.warned.lock().expect("not poisoned")).insert((uid, message.to_owned()))
     }
 
     /// Sets the readiness gate of the broker behind a Service this run cannot apply to `False`.

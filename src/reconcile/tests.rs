@@ -204,3 +204,30 @@ fn a_new_note_of_a_reason_is_a_new_event_and_the_same_note_a_repeat() {
     );
     assert_eq!(other.note.as_deref(), Some("--domain is not a DNS name"));
 }
+
+#[test]
+fn the_name_a_service_is_checked_by_is_the_one_its_broker_advertises_now() {
+    let mut service = service(&OURS, None);
+    let named = |service: &mut Service, names: &str| {
+        service.metadata.annotations = Some(
+            [(HOSTNAME_ANNOTATION.to_owned(), names.to_owned())]
+                .into_iter()
+                .collect(),
+        );
+    };
+    named(
+        &mut service,
+        "kafka-0.old.example.com, kafka-0.new.example.com",
+    );
+    assert_eq!(
+        super::objects::exposed_host(&service),
+        "kafka-0.old.example.com"
+    );
+    named(&mut service, "kafka-0.new.example.com");
+    assert_eq!(
+        super::objects::exposed_host(&service),
+        "kafka-0.new.example.com"
+    );
+    service.metadata.annotations = None;
+    assert_eq!(super::objects::exposed_host(&service), "");
+}

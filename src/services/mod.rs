@@ -143,6 +143,10 @@ struct Broker<'a> {
     /// `{domain}` for this pod: the flag, or the pod's own annotation.
     domain: Option<String>,
     host: String,
+    /// The name the broker's next pod will advertise, when the template has changed since its
+    /// pod was created (a new domain): published beside `host` on the same load balancer, so
+    /// that it resolves before the pod is recreated with it.
+    next_host: Option<String>,
     advertised_port: u16,
     container_port: u16,
     /// The port the template gives this broker: the bootstrap Service's, which must reach every
@@ -204,7 +208,8 @@ pub fn for_statefulset(
         let (host, port) = running
             .get(&ordinal)
             .and_then(|value| find(value))
-            .unwrap_or((template_host, template_port));
+            .unwrap_or_else(|| (template_host.clone(), template_port));
+        let next_host = (host != template_host && port == template_port).then_some(template_host);
         let listener = crate::inject::listeners::Listener {
             name: &render.listener,
             host: &host,
@@ -225,6 +230,7 @@ pub fn for_statefulset(
             ordinal,
             domain,
             host: listener.host.to_owned(),
+            next_host,
             advertised_port: listener.port,
             container_port: render.port.unwrap_or(listener.port),
             template_port,
@@ -371,7 +377,12 @@ fn broker_service(
         bail!("Service name {name:?} is not an RFC 1035 label (a-z, 0-9, '-', at most 63 characters; --name-template)");
     }
     let mut annotations = annotations(render, &values)?;
-    annotations.insert(HOSTNAME_ANNOTATION.into(), broker.host.clone());
+    // external-dns takes a comma-separated list; the first is the name the broker advertises now.
+    let hostnames = match &broker.next_host {
+        Some(next) => format!("{},{next}", broker.host),
+        None => broker.host.clone(),
+    };
+    annotations.insert(HOSTNAME_ANNOTATION.into(), hostnames);
     let selector = BTreeMap::from([(POD_NAME_LABEL.into(), broker.name.to_owned())]);
     let port = service_port(render, broker)?;
     Ok(service(

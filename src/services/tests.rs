@@ -79,10 +79,36 @@ fn a_running_broker_keeps_the_name_it_advertises_until_it_is_recreated() {
     .unwrap();
     let host = |service: &Service| service.annotations()[HOSTNAME_ANNOTATION].clone();
     let port = |service: &Service| service.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port;
+    // A new port needs a new Service port: the next name waits for the broker's recreation.
     assert_eq!(host(&rendered.brokers[0]), "kafka-0.kafka.old.example.com");
     assert_eq!(port(&rendered.brokers[0]), 9095);
     assert_eq!(host(&rendered.brokers[1]), "kafka-1.kafka.example.com");
     assert_eq!(port(&rendered.brokers[1]), 9094);
     // The bootstrap Service takes the port the StatefulSet converges to, not a mix.
     assert_eq!(port(rendered.bootstrap.as_ref().unwrap()), 9094);
+}
+
+#[test]
+fn a_broker_not_yet_recreated_after_a_domain_change_has_both_names_on_its_load_balancer() {
+    let running = Advertised::from([(
+        0,
+        "INTERNAL://kafka-0.kafka-headless.kafka.svc:9092,EXTERNAL://kafka-0.kafka.old.example.com:9094"
+            .to_owned(),
+    )]);
+    let rendered = for_statefulset(
+        &render(),
+        &example_statefulset(),
+        "kafka",
+        Some(2),
+        &running,
+    )
+    .unwrap();
+    let host = |service: &Service| service.annotations()[HOSTNAME_ANNOTATION].clone();
+    // The name it advertises first (its clients use it now), then the one its next pod will:
+    // published before the pod is recreated, it resolves by the time the new broker registers.
+    assert_eq!(
+        host(&rendered.brokers[0]),
+        "kafka-0.kafka.old.example.com,kafka-0.kafka.example.com"
+    );
+    assert_eq!(host(&rendered.brokers[1]), "kafka-1.kafka.example.com");
 }

@@ -163,6 +163,59 @@ run_partition_scenario() {
     "$(kill -0 "$p" 2>/dev/null && echo running) $(leader_count 29194) $(leader_count 29195)" "running 0 1"
 }
 
+# The domain changed on the running StatefulSet as docs/reconcile.md says: held by a partition
+# until the new names resolve (each broker's Service publishes the name its next pod will
+# advertise beside the one it advertises now), then rolled pod by pod by the StatefulSet
+# controller. Sampled every few seconds, every broker in the outside client's metadata answers as
+# itself at the name it advertises.
+run_domain_change_scenario() {
+  log "R4c. a new domain rolled pod by pod: every broker stays reachable by the name it advertises"
+  local new_domain=kafka.example.net
+  kubectl patch statefulset -n "$KAFKA_NS" kafka --type merge -p "{\"spec\":{
+    \"updateStrategy\":{\"type\":\"RollingUpdate\",\"rollingUpdate\":{\"partition\":3}},
+    \"template\":{\"metadata\":{\"annotations\":{\"kafka-listener-injector.io/domain\":\"$new_domain\"}}}}}" >/dev/null \
+    || { fail "patching the StatefulSet's domain"; return; }
+  local i took
+  for i in 0 1 2; do took=$(wait_for 90 name_resolves "kafka-$i.$new_domain"); done
+  expect_eq "held by the partition, the brokers' new names resolve before any pod is recreated (${took} s)" \
+    "$(for i in 0 1 2; do name_resolves "kafka-$i.$new_domain" && name_resolves "kafka-$i.$DOMAIN" && echo -n "$i "; done)" "0 1 2 "
+  expect_eq "kafka-0-external names both: the old name first, for the broker that runs" \
+    "$(kubectl get service -n "$KAFKA_NS" kafka-0-external -o jsonpath='{.metadata.annotations.external-dns\.alpha\.kubernetes\.io/hostname}')" \
+    "kafka-0.$DOMAIN,kafka-0.$new_domain"
+  kubectl patch statefulset -n "$KAFKA_NS" kafka --type merge \
+    -p '{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}' >/dev/null
+  local start=$SECONDS samples=0 misses=() line id address done_rolling=
+  local bootstrap="kafka-0.$DOMAIN:9094,kafka-1.$DOMAIN:9094,kafka-2.$DOMAIN:9094,kafka-0.$new_domain:9094,kafka-1.$new_domain:9094,kafka-2.$new_domain:9094"
+  while [ $((SECONDS - start)) -lt 420 ]; do
+    local listed
+    listed=$(outside kcat -b "$bootstrap" -L -m 5 2>/dev/null | sed -n 's/^ *broker \([0-9]*\) at \([^ ]*\).*/\1 \2/p')
+    while read -r id address; do
+      [ -n "$id" ] || continue
+      # The broker behind the name must answer as itself: its own metadata names it the one
+      # it is connected to (kcat marks it "(controller)" only for the controller; the id of the
+      # connection's broker is in the "from broker" line).
+      if ! outside kcat -b "$address" -L -m 5 2>/dev/null | grep -q "from broker $id:"; then
+        misses+=("$((SECONDS - start))s:$id@$address")
+      fi
+    done <<<"$listed"
+    samples=$((samples + 1))
+    if [ "$(echo "$listed" | grep -c "\.$new_domain:")" == 3 ] \
+      && [ "$(kubectl get statefulset -n "$KAFKA_NS" kafka -o jsonpath='{.status.updatedReplicas}/{.status.readyReplicas}')" == 3/3 ]; then
+      done_rolling=$((SECONDS - start))
+      break
+    fi
+    sleep 2
+  done
+  expect_eq "the roll finished: all three advertise *.$new_domain (after ${done_rolling:-never} s, $samples samples)" \
+    "$([ -n "$done_rolling" ] && echo done)" done
+  expect_eq "at every sample each broker answered as itself at its advertised name" "${misses[*]}" ""
+  took=$(wait_for 60 services_are "kafka-0-external kafka-1-external kafka-2-external kafka-bootstrap ")
+  expect_eq "each broker's Service names only its new name now" \
+    "$(kubectl get services -n "$KAFKA_NS" kafka-0-external kafka-1-external kafka-2-external \
+      -o jsonpath='{range .items[*]}{.metadata.annotations.external-dns\.alpha\.kubernetes\.io/hostname}{" "}{end}')" \
+    "kafka-0.$new_domain kafka-1.$new_domain kafka-2.$new_domain "
+}
+
 run_reconcile_stage() {
   rdir=$work/reconcile
   mkdir -p "$rdir"
@@ -348,6 +401,7 @@ PY
   expect_eq "and outside clients still reach broker 100 by its name" "$(advertised_by 100)" "100 kafka-0.$DOMAIN:9094"
   kubectl label namespace "$KAFKA_NS" kafka-listener-injector.io/injection- >/dev/null
 
+  run_domain_change_scenario
   run_partition_scenario
 
   log "R6. the StatefulSet deleted with --cascade=orphan and re-created: its Services are owned again"

@@ -21,7 +21,7 @@ its selector names, written to the Service's status as a cloud controller does; 
 external-dns does, the outside resolver (a hosts file used only by the outside namespace) gets
 records for each `external-dns.alpha.kubernetes.io/hostname` annotation pointing at those
 addresses, in an order that rotates every second as CoreDNS' loadbalance plugin and round-robin
-resolvers answer, after the delay
+resolvers answer, each name after the delay (from when it first appeared on the Service)
 written in --dns-delay-file (seconds; none without the file), as external-dns' sync interval
 delays a real record. A Service that selects pods by other labels than the pod name (a bootstrap
 Service) forwards to the first running pod it selects.
@@ -204,7 +204,7 @@ class Cloud:
     def __init__(self, args):
         self.args = args
         self.next_host = 10
-        self.balancers = {}  # service uid -> dict(ips, procs, hostnames, name, created)
+        self.balancers = {}  # service uid -> dict(ips, procs, hostnames: first seen, name, backend)
         self.rotation = 0
 
     def dns_delay(self):
@@ -238,8 +238,11 @@ class Cloud:
                 self.add(svc, backend)
             elif entry["backend"] != backend:
                 self.retarget(svc, backend)  # the selector changed; the address stays
-            # As external-dns does, records follow the annotation as it is now.
-            self.balancers[uid]["hostnames"] = self.hostnames(svc)
+            # As external-dns does, records follow the annotation as it is now; a name new on
+            # the annotation is published after the delay, as a new record is.
+            entry = self.balancers[uid]
+            now = time.monotonic()
+            entry["hostnames"] = {h: entry["hostnames"].get(h, now) for h in self.hostnames(svc)}
         for uid in list(self.balancers):
             if uid not in seen:
                 self.remove(uid)
@@ -253,9 +256,10 @@ class Cloud:
         procs = self.forward(svc, ips, backend)
         name = svc["metadata"]["name"]
         hostnames = self.hostnames(svc)
-        self.balancers[svc["metadata"]["uid"]] = {"ips": ips, "procs": procs, "hostnames": hostnames,
-                                                  "name": name, "backend": backend,
-                                                  "created": time.monotonic()}
+        # hostname -> when it was first seen on the Service: its record is published after the delay
+        first_seen = {h: time.monotonic() for h in hostnames}
+        self.balancers[svc["metadata"]["uid"]] = {"ips": ips, "procs": procs, "hostnames": first_seen,
+                                                  "name": name, "backend": backend}
         body = {"status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in ips]}}}
         kubectl("patch", "service", "-n", svc["metadata"]["namespace"], name, "--subresource=status",
                 "--type=merge", "-p", json.dumps(body), check=False)
@@ -301,11 +305,9 @@ class Cloud:
         self.rotation = int(time.monotonic())
         lines = []
         for e in self.balancers.values():
-            if e["created"] > published:
-                continue
             turn = self.rotation % len(e["ips"])
             ips = e["ips"][turn:] + e["ips"][:turn]
-            lines += [f"{ip} {h}" for h in e["hostnames"] for ip in ips]
+            lines += [f"{ip} {h}" for h, seen in e["hostnames"].items() if seen <= published for ip in ips]
         text = "\n".join(lines) + "\n"
         if text == getattr(self, "written", None):
             return
