@@ -13,6 +13,7 @@ pub mod policy;
 pub mod preview;
 pub mod probe;
 pub mod reconcile;
+pub mod roll;
 pub mod services;
 pub mod telemetry;
 pub mod webhook;

@@ -41,6 +41,7 @@ fn main() -> ExitCode {
             .map(|()| ExitCode::SUCCESS)
         }),
         Command::Probe(args) => args.config().and_then(probe),
+        Command::Roll(args) => args.config().and_then(roll),
         Command::Completions { shell } => {
             Cli::completions(shell, &mut std::io::stdout().lock());
             Ok(ExitCode::SUCCESS)
@@ -82,6 +83,22 @@ fn probe(config: kafka_listener_injector::probe::Config) -> anyhow::Result<ExitC
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    })
+}
+
+/// Exit 0 when every broker is current (or `--dry-run`), 1 when the roll was refused or stopped.
+fn roll(config: kafka_listener_injector::roll::Config) -> anyhow::Result<ExitCode> {
+    use kafka_listener_injector::roll::Outcome;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outcome = runtime.block_on(kafka_listener_injector::roll::run(
+        &config,
+        &mut std::io::stdout().lock(),
+    ))?;
+    Ok(match outcome {
+        Outcome::Done | Outcome::Planned => ExitCode::SUCCESS,
+        Outcome::Refused | Outcome::Stopped => ExitCode::from(1),
     })
 }
 

@@ -8,6 +8,7 @@ mod policy;
 mod preview;
 mod probe;
 mod reconcile;
+mod roll;
 mod serve;
 mod services;
 
@@ -15,8 +16,9 @@ pub use self::certs::CertsArgs;
 pub use self::injection::InjectionArgs;
 pub use self::policy::{PolicyArgs, PolicyMode};
 pub use self::preview::{ManifestArgs, PreviewArgs, PreviewOutput};
-pub use self::probe::{ProbeArgs, ProbeOutput};
+pub use self::probe::{ProbeArgs, ProbeOutput, SecurityArgs};
 pub use self::reconcile::ReconcileArgs;
+pub use self::roll::{RollArgs, RollOutput};
 pub use self::serve::ServeArgs;
 pub use self::services::{
     CloudArg, LoadBalancerScope, RenderArgs, ServiceType, ServicesArgs, ServicesOutput,
@@ -51,6 +53,9 @@ pub enum Command {
     /// From where a client runs: bootstrap over the Kafka protocol, then resolve, connect to and
     /// identify every advertised broker, and name each one a client here cannot use.
     Probe(ProbeArgs),
+    /// Recreate the brokers whose settings changed, one at a time: each waits until the broker
+    /// is back at its new endpoint and every partition is in sync (Kafka protocol, as `probe`).
+    Roll(RollArgs),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]

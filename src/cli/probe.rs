@@ -53,6 +53,42 @@ pub struct ProbeArgs {
     /// timeouts).
     #[arg(long, env = "KLI_IDLE_CHECK", value_parser = humantime::parse_duration)]
     pub idle_check: Option<Duration>,
+    #[command(flatten)]
+    pub security: SecurityArgs,
+}
+
+impl ProbeArgs {
+    pub fn config(&self) -> anyhow::Result<crate::probe::Config> {
+        if self.timeout.is_zero() {
+            bail!("--timeout must be positive");
+        }
+        let expect = match &self.expect_template {
+            None => None,
+            Some(source) => Some(crate::probe::Expectation {
+                listeners: Template::parse(source)
+                    .map_err(|error| anyhow::anyhow!("--expect-template: {error}"))?,
+                listener: self.listener.clone(),
+                statefulset: self.statefulset.clone(),
+                namespace: self.namespace.clone(),
+                service: self.service.clone(),
+                domain: self.domain.clone(),
+                node_id_offset: self.node_id_offset,
+            }),
+        };
+        Ok(crate::probe::Config {
+            bootstrap: self.bootstrap.clone(),
+            timeout: self.timeout,
+            expect,
+            security: self.security.security()?,
+            idle_check: self.idle_check,
+            json: self.output == ProbeOutput::Json,
+        })
+    }
+}
+
+/// How to reach the brokers: TLS and SASL, shared by `probe` and `roll`.
+#[derive(Debug, Args)]
+pub struct SecurityArgs {
     /// Speak TLS to the brokers, checking their certificates against --ca-file (e.g. the system
     /// bundle /etc/ssl/certs/ca-certificates.crt for public CAs) and each advertised host name.
     #[arg(long, env = "KLI_TLS")]
@@ -81,34 +117,7 @@ pub struct ProbeArgs {
     pub allow_plaintext_password: bool,
 }
 
-impl ProbeArgs {
-    pub fn config(&self) -> anyhow::Result<crate::probe::Config> {
-        if self.timeout.is_zero() {
-            bail!("--timeout must be positive");
-        }
-        let expect = match &self.expect_template {
-            None => None,
-            Some(source) => Some(crate::probe::Expectation {
-                listeners: Template::parse(source)
-                    .map_err(|error| anyhow::anyhow!("--expect-template: {error}"))?,
-                listener: self.listener.clone(),
-                statefulset: self.statefulset.clone(),
-                namespace: self.namespace.clone(),
-                service: self.service.clone(),
-                domain: self.domain.clone(),
-                node_id_offset: self.node_id_offset,
-            }),
-        };
-        Ok(crate::probe::Config {
-            bootstrap: self.bootstrap.clone(),
-            timeout: self.timeout,
-            expect,
-            security: self.security()?,
-            idle_check: self.idle_check,
-            json: self.output == ProbeOutput::Json,
-        })
-    }
-
+impl SecurityArgs {
     pub(super) fn security(&self) -> anyhow::Result<crate::probe::Security> {
         use crate::probe::{Mechanism, Sasl};
         let tls = if self.tls {

@@ -24,8 +24,8 @@ const CLIENT_ID: &str = "kafka-listener-injector-probe";
 
 /// The versions of each request the probe speaks; the highest the broker also speaks is used.
 /// Metadata from v1 (where an empty topic list means none, not all).
-const METADATA: RangeInclusive<i16> = 1..=12;
-const DESCRIBE_CONFIGS: RangeInclusive<i16> = 1..=4;
+pub(super) const METADATA: RangeInclusive<i16> = 1..=12;
+pub(super) const DESCRIBE_CONFIGS: RangeInclusive<i16> = 1..=4;
 const SASL_HANDSHAKE: RangeInclusive<i16> = 1..=1;
 const SASL_AUTHENTICATE: RangeInclusive<i16> = 0..=2;
 /// ApiVersions v3 (Kafka 2.4+); a broker that does not speak it answers UNSUPPORTED_VERSION and
@@ -41,7 +41,7 @@ pub(super) trait Stream:
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Stream for T {}
 
 /// One connection to one broker, speaking just the requests the probe needs.
-pub(super) struct Connection {
+pub(crate) struct Connection {
     stream: Box<dyn Stream>,
     correlation: i32,
     timeout: Duration,
@@ -173,7 +173,7 @@ impl Connection {
     }
 
     /// Sends `request` at the highest version of `ours` that the broker speaks.
-    async fn call_negotiated<R: Request>(
+    pub(super) async fn call_negotiated<R: Request>(
         &mut self,
         request: &R,
         ours: RangeInclusive<i16>,

@@ -7,11 +7,13 @@
 //! "Unexpected broker id, expected N". So a load balancer that leads to the wrong broker is
 //! caught, and the broker it leads to is named.
 
+mod cluster;
 mod connection;
 mod report;
 pub mod scram;
 
-use self::connection::Connection;
+pub use self::cluster::{at_risk, ClusterState, Partition};
+pub(crate) use self::connection::Connection;
 
 pub use self::report::write_reports;
 
@@ -157,38 +159,7 @@ async fn resolve(host: &str, port: i32, timeout: Duration) -> Result<Vec<SocketA
 
 /// Probes the cluster; one report per broker in the metadata.
 pub async fn probe(config: &Config) -> Result<Vec<BrokerReport>, ProbeError> {
-    let (host, port) = config
-        .bootstrap
-        .rsplit_once(':')
-        .and_then(|(h, p)| {
-            Some((
-                h.trim_start_matches('[').trim_end_matches(']'),
-                p.parse::<i32>().ok()?,
-            ))
-        })
-        .ok_or_else(|| {
-            ProbeError::Io(format!("--bootstrap {}: not host:port", config.bootstrap))
-        })?;
-    let addresses = resolve(host, port, config.timeout)
-        .await
-        .map_err(|why| ProbeError::Io(format!("--bootstrap {}: {why}", config.bootstrap)))?;
-    let mut last_error = ProbeError::Io(format!("--bootstrap {}: no address", config.bootstrap));
-    let mut brokers = None;
-    for address in addresses {
-        let attempt = async {
-            let (mut connection, _) =
-                Connection::open(address, host, &config.security, config.timeout).await?;
-            connection.brokers().await
-        };
-        match attempt.await {
-            Ok(found) => {
-                brokers = Some(found);
-                break;
-            }
-            Err(error) => last_error = error,
-        }
-    }
-    let brokers = brokers.ok_or(last_error)?;
+    let brokers = bootstrap(config).await?.brokers().await?;
     let mut reports = Vec::with_capacity(brokers.len());
     let mut held = Vec::new();
     for (node_id, host, port) in brokers {
@@ -214,8 +185,35 @@ pub async fn probe(config: &Config) -> Result<Vec<BrokerReport>, ProbeError> {
     Ok(reports)
 }
 
+/// A connection to the first address of `--bootstrap` that answers.
+pub(crate) async fn bootstrap(config: &Config) -> Result<Connection, ProbeError> {
+    let (host, port) = config
+        .bootstrap
+        .rsplit_once(':')
+        .and_then(|(h, p)| {
+            Some((
+                h.trim_start_matches('[').trim_end_matches(']'),
+                p.parse::<i32>().ok()?,
+            ))
+        })
+        .ok_or_else(|| {
+            ProbeError::Io(format!("--bootstrap {}: not host:port", config.bootstrap))
+        })?;
+    let addresses = resolve(host, port, config.timeout)
+        .await
+        .map_err(|why| ProbeError::Io(format!("--bootstrap {}: {why}", config.bootstrap)))?;
+    let mut last_error = ProbeError::Io(format!("--bootstrap {}: no address", config.bootstrap));
+    for address in addresses {
+        match Connection::open(address, host, &config.security, config.timeout).await {
+            Ok((connection, _)) => return Ok(connection),
+            Err(error) => last_error = error,
+        }
+    }
+    Err(last_error)
+}
+
 /// Checks one broker; returns its report and, for `--idle-check`, a connection to it.
-async fn check_broker(
+pub(crate) async fn check_broker(
     config: &Config,
     node_id: i32,
     host: &str,

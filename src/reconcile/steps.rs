@@ -53,7 +53,7 @@ impl<'a> Run<'a> {
     }
 
     /// What the StatefulSet's running brokers advertise, by ordinal: the record the webhook left
-    /// on each pod it injected. Pods being deleted no longer count.
+    /// on each pod it injected, terminating pods included.
     pub(super) async fn running_brokers(&self) -> Result<services::Advertised, kube::Error> {
         let labels = self
             .statefulset
@@ -71,7 +71,8 @@ impl<'a> Run<'a> {
         Ok(listed
             .items
             .iter()
-            .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+            // A terminating pod counts: its broker is registered and advertises its name until
+            // it has shut down, and clients still connect to it meanwhile.
             .filter_map(|pod| {
                 let ordinal = pod.labels().get(POD_INDEX_LABEL)?.parse().ok()?;
                 let advertised = pod.annotations().get(RECORD_KEY)?;

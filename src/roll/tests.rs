@@ -1,0 +1,176 @@
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use serde::Deserialize;
+
+use super::plan::{controller_last, plan};
+use crate::inject::settings::Defaults;
+use crate::inject::view::PodView;
+use crate::inject::Decision;
+
+/// The example StatefulSet (manifests/examples/kafka), with its pod template's annotation `key`
+/// set to `value`.
+fn example(annotation: Option<(&str, &str)>) -> StatefulSet {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/manifests/examples/kafka/kafka.yaml"
+    ))
+    .unwrap();
+    let mut statefulset = serde_norway::Deserializer::from_str(&text)
+        .map(|d| serde_json::Value::deserialize(d).unwrap())
+        .find(|v| v["kind"] == "StatefulSet")
+        .unwrap();
+    if let Some((key, value)) = annotation {
+        statefulset["spec"]["template"]["metadata"]["annotations"][key] = value.into();
+    }
+    serde_json::from_value(statefulset).unwrap()
+}
+
+/// The pods the webhook made from `statefulset`'s template: what runs now.
+fn running(statefulset: &StatefulSet) -> Vec<Pod> {
+    crate::preview::manifests::expand_statefulset(statefulset, "kafka", None)
+        .unwrap()
+        .into_iter()
+        .map(|pod| {
+            let view = PodView::from_pod(&pod).unwrap();
+            let Decision::Inject(injection) =
+                crate::inject::inject(&view, "kafka", &Defaults::default())
+            else {
+                panic!("the example is injected")
+            };
+            let mut value = serde_json::to_value(&pod).unwrap();
+            json_patch::patch(&mut value, &injection.patch).unwrap();
+            serde_json::from_value(value).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn pods_on_the_current_settings_are_skipped() {
+    let statefulset = example(None);
+    let planned = plan(
+        &statefulset,
+        &running(&statefulset),
+        "kafka",
+        &Defaults::default(),
+        "EXTERNAL",
+        0,
+    )
+    .unwrap();
+    assert!(planned.steps.is_empty(), "{:?}", planned.steps);
+    assert_eq!(
+        planned.current,
+        ["kafka/kafka-2", "kafka/kafka-1", "kafka/kafka-0"]
+    );
+}
+
+#[test]
+fn a_new_domain_recreates_every_broker_highest_ordinal_first() {
+    let live = running(&example(None));
+    let changed = example(Some((
+        "kafka-listener-injector.io/domain",
+        "kafka.example.net",
+    )));
+    let mut planned = plan(
+        &changed,
+        &live,
+        "kafka",
+        &Defaults::default(),
+        "EXTERNAL",
+        0,
+    )
+    .unwrap();
+    let order: Vec<_> = planned
+        .steps
+        .iter()
+        .map(|s| (s.pod.as_str(), s.node_id))
+        .collect();
+    assert_eq!(
+        order,
+        [("kafka-2", 102), ("kafka-1", 101), ("kafka-0", 100)]
+    );
+    let first = &planned.steps[0];
+    assert_eq!(first.endpoint, "kafka-2.kafka.example.net:9094");
+    assert!(
+        first.why[0].contains("EXTERNAL://kafka-2.kafka.example.com:9094")
+            && first.why[0].contains("-> INTERNAL://"),
+        "{:?}",
+        first.why
+    );
+    assert_ne!(
+        first.settings_before.as_deref(),
+        Some(first.settings_after.as_str())
+    );
+    // The broker the metadata names as controller goes last; the rest keep their order.
+    controller_last(&mut planned.steps, 102);
+    let order: Vec<_> = planned.steps.iter().map(|s| s.node_id).collect();
+    assert_eq!(order, [101, 100, 102]);
+}
+
+#[test]
+fn a_node_id_that_would_change_is_refused_and_named() {
+    let live = running(&example(None));
+    let changed = example(Some(("kafka-listener-injector.io/node-id-offset", "200")));
+    let planned = plan(
+        &changed,
+        &live,
+        "kafka",
+        &Defaults::default(),
+        "EXTERNAL",
+        0,
+    )
+    .unwrap();
+    assert!(planned.steps.is_empty());
+    assert_eq!(planned.refused.len(), 3);
+    assert_eq!(
+        planned.refused[0],
+        "kafka/kafka-2: KAFKA_NODE_ID would change from 102 to 202: the broker would refuse to start on its volume, whose meta.properties holds 102"
+    );
+}
+
+#[test]
+fn a_listener_the_template_lacks_is_named() {
+    let statefulset = example(None);
+    let error = plan(
+        &statefulset,
+        &running(&statefulset),
+        "kafka",
+        &Defaults::default(),
+        "OUTSIDE",
+        0,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.starts_with("kafka/kafka-2: no listener named OUTSIDE in"),
+        "{error}"
+    );
+}
+
+#[test]
+fn topics_one_restart_takes_below_min_insync_replicas_are_named() {
+    use crate::probe::{at_risk, ClusterState, Partition};
+    let partition = |topic: &str, replicas: &[i32]| Partition {
+        topic: topic.into(),
+        partition: 0,
+        leader: replicas[0],
+        replicas: replicas.to_vec(),
+        isr: replicas.to_vec(),
+    };
+    let state = ClusterState {
+        brokers: Vec::new(),
+        controller: 100,
+        partitions: vec![
+            partition("orders", &[100, 101, 102]),
+            partition("single", &[101]),
+            partition("strict", &[100, 101]),
+        ],
+    };
+    let min_insync = [("orders".to_owned(), 2), ("strict".to_owned(), 2)];
+    assert_eq!(at_risk(&state, &min_insync), ["single", "strict"]);
+    assert!(!state.partitions[0].under_replicated());
+    let lagging = Partition {
+        isr: vec![100],
+        ..partition("orders", &[100, 101])
+    };
+    assert!(lagging.under_replicated());
+}
