@@ -15,6 +15,7 @@ RECONCILER_SA=system:serviceaccount:kafka-listener-injector:kafka-listener-injec
 reconcile_cleanup() {
   local pid
   cut_api_proxy
+  for pid in "${RELAY_PIDS[@]}"; do kill -KILL -- "-$pid" 2>/dev/null; done
   for pid in "${RECONCILE_PIDS[@]}" $DNS_PID; do
     kill -TERM "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
@@ -216,6 +217,102 @@ run_domain_change_scenario() {
     "kafka-0.$new_domain kafka-1.$new_domain kafka-2.$new_domain "
 }
 
+# `roll`, run from the outside namespace as a user's laptop would (the API server reached through
+# a unix socket, which network namespaces share): the domain changed back on an OnDelete
+# StatefulSet, under an outside producer with acks=all and idempotence on a topic with
+# replication factor 3 and min.insync.replicas=2. Then the same change again by
+# `kubectl rollout restart`, measured the same way.
+RELAY_PIDS=()
+relay_api_into_outside() {
+  rm -f "$rdir/api.sock"
+  setsid socat "UNIX-LISTEN:$rdir/api.sock,fork" "TCP:127.0.0.1:$APISERVER_PORT" 2>>"$rdir/api-relay.log" &
+  RELAY_PIDS+=($!)
+  wait_for 10 test -S "$rdir/api.sock" >/dev/null
+  outside setsid socat "TCP-LISTEN:$APISERVER_PORT,bind=127.0.0.1,reuseaddr,fork" "UNIX-CONNECT:$rdir/api.sock" \
+    2>>"$rdir/api-relay.log" &
+  RELAY_PIDS+=($!)
+  wait_for 10 outside bash -c "exec 3<>/dev/tcp/127.0.0.1/$APISERVER_PORT" >/dev/null
+}
+
+# produce_while NAME COMMAND...: an idempotent acks=all producer from outside for as long as
+# COMMAND runs; prints "<failed sends> <acked> <consumed> <duplicates>" for the topic NAME.
+produce_while() {
+  local topic=$1 bootstrap="kafka-0.$DOMAIN:9094,kafka-0.kafka.example.net:9094"
+  printf 'enable.idempotence=true\nacks=all\ndelivery.timeout.ms=300000\n' >"$rdir/producer.properties"
+  kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" --create --topic "$topic" \
+    --partitions 6 --replication-factor 3 --config min.insync.replicas=2 >/dev/null 2>>"$rdir/$topic.err"
+  kafka_tool org.apache.kafka.tools.VerifiableProducer --bootstrap-server "$bootstrap" --topic "$topic" \
+    --throughput 50 --max-messages -1 --producer.config "$rdir/producer.properties" \
+    >"$rdir/$topic.jsonl" 2>>"$rdir/$topic.err" &
+  local producer=$!
+  sleep 5
+  "${@:2}"
+  sleep 5
+  kill -TERM "$producer" 2>/dev/null
+  wait "$producer" 2>/dev/null
+  local failed acked consumed duplicates
+  failed=$(grep -c '"producer_send_error"' "$rdir/$topic.jsonl")
+  acked=$(grep -c '"producer_send_success"' "$rdir/$topic.jsonl")
+  outside kcat -C -b "$bootstrap" -t "$topic" -o beginning -e -q -f '%s\n' 2>/dev/null | sort >"$rdir/$topic.consumed"
+  consumed=$(sort -u "$rdir/$topic.consumed" | wc -l)
+  duplicates=$(uniq -d "$rdir/$topic.consumed" | wc -l)
+  echo "$failed $acked $consumed $duplicates"
+}
+
+roll_to_new_domain() {
+  outside env KUBECONFIG="$KUBECONFIG" "$kli" roll statefulset/kafka -n "$KAFKA_NS" \
+    --bootstrap "kafka-0.kafka.example.net:9094" --timeout 4m >"$rdir/roll.txt" 2>&1
+  echo $? >"$rdir/roll.code"
+}
+
+run_roll_scenario() {
+  log "R4d. roll: the domain changed under an acks=all producer; one broker at a time"
+  relay_api_into_outside || { fail "relaying the API server into the outside namespace"; return; }
+  kubectl patch statefulset -n "$KAFKA_NS" kafka --type merge -p "{\"spec\":{
+    \"updateStrategy\":{\"type\":\"OnDelete\",\"rollingUpdate\":null},
+    \"template\":{\"metadata\":{\"annotations\":{\"kafka-listener-injector.io/domain\":\"$DOMAIN\"}}}}}" >/dev/null \
+    || { fail "patching the StatefulSet"; return; }
+  local i
+  for i in 0 1 2; do wait_for 90 name_resolves "kafka-$i.$DOMAIN" >/dev/null; done
+  outside env KUBECONFIG="$KUBECONFIG" "$kli" roll statefulset/kafka -n "$KAFKA_NS" \
+    --bootstrap "kafka-0.kafka.example.net:9094" --dry-run >"$rdir/roll-plan.txt" 2>&1
+  expect_contains "roll --dry-run lists each broker with its new name, highest ordinal first" \
+    "$(head -n 1 "$rdir/roll-plan.txt")" "kafka/kafka-2 (broker 102): to recreate: advertised listeners"
+  local measured
+  measured=$(produce_while e2e-roll roll_to_new_domain)
+  sed 's/^/       /' "$rdir/roll.txt"
+  expect_eq "roll exits 0" "$(cat "$rdir/roll.code")" 0
+  expect_contains "and says so" "$(tail -n 1 "$rdir/roll.txt")" "done: 3 brokers recreated"
+  local failed acked consumed duplicates
+  read -r failed acked consumed duplicates <<<"$measured"
+  expect_eq "during the roll: no failed send, every acked message consumed once ($acked acked)" \
+    "$failed $consumed $duplicates" "0 $acked 0"
+  expect_eq "every broker advertises its new name" \
+    "$(metadata_brokers | awk '{print $2}' | tr '\n' ' ')" "kafka-0.$DOMAIN:9094 kafka-1.$DOMAIN:9094 kafka-2.$DOMAIN:9094 "
+  outside "$kli" probe --bootstrap "kafka-0.$DOMAIN:9094" --namespace "$KAFKA_NS" --statefulset kafka \
+    --expect-template "INTERNAL://{pod}.{service}.{namespace}.svc:9092,EXTERNAL://{pod}.{domain}:9094" \
+    --service kafka-headless --domain "$DOMAIN" --node-id-offset 100 >"$rdir/probe-after-roll.txt" 2>&1
+  expect_eq "probe with the new template is green" "$?" 0
+  outside env KUBECONFIG="$KUBECONFIG" "$kli" roll statefulset/kafka -n "$KAFKA_NS" \
+    --bootstrap "kafka-0.$DOMAIN:9094" >"$rdir/roll-again.txt" 2>&1
+  expect_contains "a second roll finds nothing to do" "$(tail -n 1 "$rdir/roll-again.txt")" "every broker is on the current settings"
+
+  log "R4e. the same kind of change by kubectl rollout restart, measured the same way"
+  kubectl patch statefulset -n "$KAFKA_NS" kafka --type merge \
+    -p '{"spec":{"updateStrategy":{"type":"RollingUpdate"}}}' >/dev/null
+  measured=$(produce_while e2e-rollout-restart rollout_restart)
+  read -r failed acked consumed duplicates <<<"$measured"
+  pass "kubectl rollout restart under the same producer: $failed failed sends, $acked acked, $consumed consumed, $duplicates duplicated (a measurement, not a check)"
+  local pid
+  for pid in "${RELAY_PIDS[@]}"; do kill -KILL -- "-$pid" 2>/dev/null; done
+  RELAY_PIDS=()
+}
+
+rollout_restart() {
+  kubectl rollout restart statefulset -n "$KAFKA_NS" kafka >/dev/null
+  kubectl rollout status statefulset -n "$KAFKA_NS" kafka --timeout 5m >/dev/null 2>&1
+}
+
 run_reconcile_stage() {
   rdir=$work/reconcile
   mkdir -p "$rdir"
@@ -402,6 +499,7 @@ PY
   kubectl label namespace "$KAFKA_NS" kafka-listener-injector.io/injection- >/dev/null
 
   run_domain_change_scenario
+  run_roll_scenario
   run_partition_scenario
 
   log "R6. the StatefulSet deleted with --cascade=orphan and re-created: its Services are owned again"
