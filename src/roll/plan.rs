@@ -132,6 +132,11 @@ pub fn plan(
         let revision = pod.labels().get(REVISION_LABEL);
         if let (Some(now), Some(wanted)) = (revision, &update_revision) {
             if now != wanted {
+                if let Some(why_not) = controller_rolls(statefulset, ordinal) {
+                    plan.refused
+                        .push(format!("{id}: a new template revision, but {why_not}"));
+                    continue;
+                }
                 why.push(format!("template revision {now} -> {wanted}"));
             }
         }
@@ -152,6 +157,24 @@ pub fn plan(
         });
     }
     Ok(plan)
+}
+
+/// Why deleting pod `ordinal` would not bring it onto the new template revision, or would race
+/// the StatefulSet controller, when it would.
+fn controller_rolls(statefulset: &StatefulSet, ordinal: i64) -> Option<String> {
+    let strategy = statefulset.spec.as_ref()?.update_strategy.as_ref();
+    if strategy.and_then(|s| s.type_.as_deref()) == Some("OnDelete") {
+        return None;
+    }
+    let partition = strategy
+        .and_then(|s| s.rolling_update.as_ref())
+        .and_then(|r| r.partition)
+        .unwrap_or(0);
+    Some(if ordinal < i64::from(partition) {
+        format!("it is below the RollingUpdate partition ({partition}): the StatefulSet would recreate it from the old revision; set updateStrategy OnDelete for a roll")
+    } else {
+        "the StatefulSet controller rolls new revisions itself (RollingUpdate): let it, or set updateStrategy OnDelete for a roll".to_owned()
+    })
 }
 
 /// The ordinal in the pod's name (`<statefulset>-<ordinal>`), or -1.

@@ -174,3 +174,57 @@ fn topics_one_restart_takes_below_min_insync_replicas_are_named() {
     };
     assert!(lagging.under_replicated());
 }
+
+#[test]
+fn a_new_revision_is_rolled_only_where_deleting_the_pod_brings_it() {
+    use k8s_openapi::api::apps::v1::{StatefulSetStatus, StatefulSetUpdateStrategy};
+    let mut statefulset = example(None);
+    let mut live = running(&statefulset);
+    for pod in &mut live {
+        pod.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert("controller-revision-hash".into(), "kafka-1".into());
+    }
+    statefulset.status = Some(StatefulSetStatus {
+        update_revision: Some("kafka-2".into()),
+        ..Default::default()
+    });
+    let strategy = |type_: &str| {
+        Some(StatefulSetUpdateStrategy {
+            type_: Some(type_.into()),
+            rolling_update: None,
+        })
+    };
+    statefulset.spec.as_mut().unwrap().update_strategy = strategy("OnDelete");
+    let planned = plan(
+        &statefulset,
+        &live,
+        "kafka",
+        &Defaults::default(),
+        "EXTERNAL",
+        0,
+    )
+    .unwrap();
+    assert_eq!(planned.steps.len(), 3);
+    assert_eq!(
+        planned.steps[0].why,
+        ["template revision kafka-1 -> kafka-2"]
+    );
+    statefulset.spec.as_mut().unwrap().update_strategy = strategy("RollingUpdate");
+    let planned = plan(
+        &statefulset,
+        &live,
+        "kafka",
+        &Defaults::default(),
+        "EXTERNAL",
+        0,
+    )
+    .unwrap();
+    assert!(planned.steps.is_empty());
+    assert!(
+        planned.refused[0].contains("rolls new revisions itself"),
+        "{:?}",
+        planned.refused
+    );
+}
