@@ -18,7 +18,8 @@ pub enum ProbeOutput {
 
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
-    /// host:port of one broker's advertised listener (e.g. kafka-0.kafka.example.com:9094).
+    /// host:port of a broker's advertised listener (e.g. kafka-0.kafka.example.com:9094); a
+    /// comma-separated list is tried in order, as bootstrap.servers.
     #[arg(long, env = "KLI_BOOTSTRAP")]
     pub bootstrap: String,
     /// Time each step (resolve, connect, one request) gets.

@@ -21,7 +21,8 @@ pub struct RollArgs {
     pub target: String,
     #[arg(short = 'n', long, env = "KLI_NAMESPACE", default_value = "default")]
     pub namespace: String,
-    /// host:port of one broker's advertised listener, reachable from here.
+    /// host:port of a broker's advertised listener, reachable from here; a comma-separated list
+    /// is tried in order (give old and new names when the domain changes).
     #[arg(long, env = "KLI_BOOTSTRAP")]
     pub bootstrap: String,
     /// The listener clients use: each recreated broker must advertise its new endpoint on it.

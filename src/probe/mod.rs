@@ -185,28 +185,38 @@ pub async fn probe(config: &Config) -> Result<Vec<BrokerReport>, ProbeError> {
     Ok(reports)
 }
 
-/// A connection to the first address of `--bootstrap` that answers.
+/// A connection to the first address of `--bootstrap` that answers: a comma-separated list of
+/// `host:port`, tried in order, as Kafka clients' `bootstrap.servers`.
 pub(crate) async fn bootstrap(config: &Config) -> Result<Connection, ProbeError> {
-    let (host, port) = config
+    let mut last_error = ProbeError::Io("--bootstrap is empty".into());
+    for server in config
         .bootstrap
-        .rsplit_once(':')
-        .and_then(|(h, p)| {
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let Some((host, port)) = server.rsplit_once(':').and_then(|(h, p)| {
             Some((
                 h.trim_start_matches('[').trim_end_matches(']'),
                 p.parse::<i32>().ok()?,
             ))
-        })
-        .ok_or_else(|| {
-            ProbeError::Io(format!("--bootstrap {}: not host:port", config.bootstrap))
-        })?;
-    let addresses = resolve(host, port, config.timeout)
-        .await
-        .map_err(|why| ProbeError::Io(format!("--bootstrap {}: {why}", config.bootstrap)))?;
-    let mut last_error = ProbeError::Io(format!("--bootstrap {}: no address", config.bootstrap));
-    for address in addresses {
-        match Connection::open(address, host, &config.security, config.timeout).await {
-            Ok((connection, _)) => return Ok(connection),
-            Err(error) => last_error = error,
+        }) else {
+            return Err(ProbeError::Io(format!(
+                "--bootstrap {server}: not host:port"
+            )));
+        };
+        let addresses = match resolve(host, port, config.timeout).await {
+            Ok(addresses) => addresses,
+            Err(why) => {
+                last_error = ProbeError::Io(format!("--bootstrap {server}: {why}"));
+                continue;
+            }
+        };
+        for address in addresses {
+            match Connection::open(address, host, &config.security, config.timeout).await {
+                Ok((connection, _)) => return Ok(connection),
+                Err(error) => last_error = error,
+            }
         }
     }
     Err(last_error)

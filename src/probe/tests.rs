@@ -525,3 +525,22 @@ fn the_highest_version_both_speak_is_used() {
         "the broker does not offer SaslHandshake (its ApiVersions answer lists 2 APIs)"
     );
 }
+
+#[tokio::test]
+async fn a_bootstrap_list_is_tried_in_order_as_bootstrap_servers() {
+    let advertised: Advertised = Arc::default();
+    let port = fake_broker(0, advertised.clone(), false).await;
+    *advertised.lock().unwrap() = vec![(0, "localhost".into(), port)];
+    // The first server's name is gone (a domain changed under a running client): the next one
+    // answers.
+    let mut config = single(port);
+    config.bootstrap = format!("kafka-0.old.invalid:{port}, localhost:{port}");
+    let (healthy, out) = probed(&config).await;
+    assert!(healthy, "{out}");
+    config.bootstrap = "kafka-0.old.invalid:9094".into();
+    let error = probe(&config).await.unwrap_err().to_string();
+    assert!(
+        error.starts_with("--bootstrap kafka-0.old.invalid:9094: "),
+        "{error}"
+    );
+}

@@ -259,9 +259,11 @@ produce_while() {
   echo "$failed $acked $consumed $duplicates"
 }
 
+# Old and new names, as a client configured across a domain change has them.
+ROLL_BOOTSTRAP="kafka-0.kafka.example.net:9094,kafka-1.kafka.example.net:9094,kafka-0.$DOMAIN:9094,kafka-1.$DOMAIN:9094"
 roll_to_new_domain() {
   outside env KUBECONFIG="$KUBECONFIG" "$kli" roll statefulset/kafka -n "$KAFKA_NS" \
-    --bootstrap "kafka-0.kafka.example.net:9094" --timeout 4m >"$rdir/roll.txt" 2>&1
+    --bootstrap "$ROLL_BOOTSTRAP" --timeout 4m >"$rdir/roll.txt" 2>&1
   echo $? >"$rdir/roll.code"
 }
 
@@ -275,7 +277,7 @@ run_roll_scenario() {
   local i
   for i in 0 1 2; do wait_for 90 name_resolves "kafka-$i.$DOMAIN" >/dev/null; done
   outside env KUBECONFIG="$KUBECONFIG" "$kli" roll statefulset/kafka -n "$KAFKA_NS" \
-    --bootstrap "kafka-0.kafka.example.net:9094" --dry-run >"$rdir/roll-plan.txt" 2>&1
+    --bootstrap "$ROLL_BOOTSTRAP" --dry-run >"$rdir/roll-plan.txt" 2>&1
   expect_contains "roll --dry-run lists each broker with its new name, highest ordinal first" \
     "$(head -n 1 "$rdir/roll-plan.txt")" "kafka/kafka-2 (broker 102): to recreate: advertised listeners"
   local measured
