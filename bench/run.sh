@@ -33,8 +33,10 @@ cargo bench --locked --quiet --bench core -- --warm-up-time 1 --measurement-time
   | awk '/^review\// { name = $0; sub(/^review\//, "", name); sub(/ *time:.*/, "", name) }
          /time:/ && name != "" { match($0, /\[[^]]*\]/); split(substr($0, RSTART + 1, RLENGTH - 2), t, " ");
                                  print "| " name " | " t[3] " " t[4] " |"; name = "" }' \
-  | { echo "| review | median |"; echo "|---|---|"; cat; }
+  | tee "$work/core.md" | { echo "| review | median |"; echo "|---|---|"; cat; }
 echo
+# The load on the machine while this runs (the figures below are ratios for that reason).
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 "${on_server_core[@]}" ./target/release/kafka-listener-injector serve --listen 127.0.0.1:$SERVE_PORT --admin-listen 127.0.0.1:$ADMIN_PORT \
   --tls-cert certs/dev/tls.crt --tls-key certs/dev/tls.key --domain kafka.example.com --log-format json \
@@ -74,12 +76,14 @@ echo "## serve over TLS vs the floor (same stack, fixed $response_bytes-byte ans
 echo
 echo "| mode | conc. | serve req/s | floor req/s | ratio | serve p50 ms | p99 ms | p99.9 ms | floor p50 ms | floor p99 ms | failed |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
+declare -A results
 for mode in h1 h2 new-tls; do
   for c in 1 16 64; do
     read -r s_rps s_p50 s_p99 s_p999 s_fail < <(load "https://127.0.0.1:$SERVE_PORT/mutate" $mode $c)
     read -r f_rps f_p50 f_p99 _ _ < <(load "https://127.0.0.1:$FLOOR_PORT/mutate" $mode $c)
     ratio=$(awk -v a="$s_rps" -v b="$f_rps" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
     echo "| $mode | $c | $s_rps | $f_rps | $ratio | $s_p50 | $s_p99 | $s_p999 | $f_p50 | $f_p99 | $s_fail |"
+    results["$mode $c"]="$ratio $s_p50 $f_p50"
   done
 done
 echo
@@ -99,11 +103,13 @@ echo "## Server CPU per review ($REVIEWS reviews per cell, utime+stime from /pro
 echo
 echo "| mode | conc. | serve us | floor us | ratio |"
 echo "|---|---|---|---|---|"
+declare -A cpu
 for cell in "h1 16" "h2 64"; do
   read -r mode c <<<"$cell"
   s_cpu=$(cpu_per_review_us $serve_pid "https://127.0.0.1:$SERVE_PORT/mutate" $mode $c $REVIEWS)
   f_cpu=$(cpu_per_review_us $floor_pid "https://127.0.0.1:$FLOOR_PORT/mutate" $mode $c $REVIEWS)
-  echo "| $mode | $c | $s_cpu | $f_cpu | $(awk -v a="$s_cpu" -v b="$f_cpu" 'BEGIN { printf "%.2f", a / b }') |"
+  cpu["$cell"]=$(awk -v a="$s_cpu" -v b="$f_cpu" 'BEGIN { printf "%.2f", a / b }')
+  echo "| $mode | $c | $s_cpu | $f_cpu | ${cpu[$cell]} |"
 done
 echo
 echo "## Heap allocations per review (dhat's counting allocator, tests/allocations.rs)"
@@ -126,5 +132,20 @@ echo "| RSS before / after $MILLION more reviews (h2, 64 streams) | $((before / 
 echo "| peak RSS overall | $((peak / 1024)) MiB |"
 echo "| $MILLION reviews: req/s, p99 ms, failed | $m_rps, $m_p99, $m_fail |"
 echo
+# The issue's targets, side by side, from this one run.
+read -r _ h1_c1_p50 h1_c1_floor_p50 <<<"${results[h1 1]}"
+echo "## Against the targets (this run)"
+echo
+echo "| target | serve / floor |"
+echo "|---|---|"
+echo "| HTTP/1.1 keep-alive throughput, 16 connections (at least 0.6x) | $(cut -d' ' -f1 <<<"${results[h1 16]}")x |"
+echo "| HTTP/1.1 keep-alive throughput, 64 connections | $(cut -d' ' -f1 <<<"${results[h1 64]}")x |"
+echo "| server CPU per review, HTTP/1.1 c16 (at most 1.5x) | ${cpu[h1 16]}x |"
+echo "| server CPU per review, HTTP/2 c64 (at most 1.5x) | ${cpu[h2 64]}x |"
+echo "| c1 p50 over the floor's, HTTP/1.1 (at most +15 us) | $(awk -v a="$h1_c1_p50" -v b="$h1_c1_floor_p50" 'BEGIN { printf "%+.0f us", (a - b) * 1000 }') |"
+echo "| RSS before / after $MILLION reviews (under 20 MiB) | $((before / 1024)) / $((after / 1024)) MiB |"
+echo "| 20 KB review in the core bench (under 15 us) | $(awk -F'|' '/20 KB/ { gsub(/^ +| +$/, "", $3); print $3 }' "$work/core.md") |"
+echo
+echo "Load average (1, 5, 15 min) before the load cells: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg)."
 echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB;"
 echo "servers pinned to core 0 and the load generator (oha) to core 1 when there are two or more."

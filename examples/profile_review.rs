@@ -1,19 +1,52 @@
 //! Runs `admission::review` on one body N times, for profilers (callgrind, perf).
 //!
-//! Usage: profile_review BODY [N]
+//! Usage: profile_review BODY [N] [patched|unchanged|opted-out]
+//!
+//! `unchanged` reviews the pod as the webhook's own patch leaves it (the reinvocation);
+//! `opted-out` the pod labelled `kafka-listener-injector.io/inject: "false"`. Both bodies are
+//! derived once, before the loop, as `tests/allocations.rs` derives them.
+use base64::Engine;
+use kafka_listener_injector::inject::Defaults;
+use kafka_listener_injector::webhook::admission;
+use serde_json::Value;
+
 fn main() {
     let mut args = std::env::args().skip(1);
-    let body = std::fs::read(args.next().expect("usage: profile_review BODY [N]")).unwrap();
+    let usage = "usage: profile_review BODY [N] [patched|unchanged|opted-out]";
+    let body = std::fs::read(args.next().expect(usage)).unwrap();
     let n: u32 = args.next().map_or(10_000, |n| n.parse().unwrap());
-    let defaults = kafka_listener_injector::inject::Defaults {
+    let defaults = Defaults {
         domain: Some("kafka.example.com".into()),
         ..Default::default()
     };
+    let body = match args.next().as_deref() {
+        None | Some("patched") => body,
+        Some("unchanged") => already_injected(&body, &defaults),
+        Some("opted-out") => opted_out(&body),
+        Some(_) => panic!("{usage}"),
+    };
     let started = std::time::Instant::now();
     for _ in 0..n {
-        std::hint::black_box(
-            kafka_listener_injector::webhook::admission::review(&body, &defaults).unwrap(),
-        );
+        std::hint::black_box(admission::review(&body, &defaults).unwrap());
     }
     println!("{:?} per review", started.elapsed() / n);
+}
+
+fn already_injected(body: &[u8], defaults: &Defaults) -> Vec<u8> {
+    let answer: Value =
+        serde_json::from_slice(&admission::review(body, defaults).unwrap().body).unwrap();
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(answer["response"]["patch"].as_str().unwrap())
+        .unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
+    let mut review: Value = serde_json::from_slice(body).unwrap();
+    json_patch::patch(&mut review["request"]["object"], &patch).unwrap();
+    serde_json::to_vec(&review).unwrap()
+}
+
+fn opted_out(body: &[u8]) -> Vec<u8> {
+    let mut review: Value = serde_json::from_slice(body).unwrap();
+    review["request"]["object"]["metadata"]["labels"]["kafka-listener-injector.io/inject"] =
+        "false".into();
+    serde_json::to_vec(&review).unwrap()
 }

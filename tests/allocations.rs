@@ -1,7 +1,7 @@
 //! Heap allocations per review (dhat's counting allocator) on the real review bodies, for the
 //! three paths: patched, already injected (the reinvocation), and skipped (opted out). Counts, not
 //! times, so the figures do not depend on the machine; `make bench` prints them. The test fails if
-//! a path stops giving its answer, or allocates well beyond today's counts (70 / 51 / 7 for the
+//! a path stops giving its answer, or allocates beyond today's counts (76 / 58 / 7 for the
 //! small review): the ceilings leave room for a dependency's change, not for a `String` per field.
 
 use base64::Engine;
@@ -76,12 +76,12 @@ fn allocations_per_review() {
         // Strings borrow from the body: the count does not grow with the pod's size.
         // The 20 KB review maps EXTERNAL to SSL with no keystore, an effectiveness finding whose
         // sentence costs about 15 allocations of its own.
-        assert!(patched.0 <= 100, "{name}: patched took {}", patched.0);
+        assert!(patched.0 <= 95, "{name}: patched took {}", patched.0);
         assert!(
-            unchanged.0 <= 75,
+            unchanged.0 <= 70,
             "{name}: already injected took {}",
             unchanged.0
         );
-        assert!(skipped.0 <= 20, "{name}: opted out took {}", skipped.0);
+        assert!(skipped.0 <= 16, "{name}: opted out took {}", skipped.0);
     }
 }

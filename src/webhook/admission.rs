@@ -13,6 +13,9 @@ use thiserror::Error;
 use crate::inject::{self, Decision, Defaults, PodView};
 use crate::outcome::{Outcome, Reason};
 
+mod scan;
+mod sparse;
+
 const SUPPORTED_VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
 
 // The hot path parses only the fields the injection reads and skips the rest unparsed: parsing a
@@ -149,9 +152,13 @@ pub fn review<'a>(body: &'a [u8], defaults: &Defaults) -> Result<Reviewed<'a>, R
     // parser skip that check.
     let text =
         std::str::from_utf8(body).map_err(|error| ReviewError::NotJson(error.to_string()))?;
-    let review: ReviewFacts = match serde_json::from_str(text) {
-        Ok(review) => review,
-        Err(error) => return review_non_pod(body, error),
+    // The sparse parse skips what is never read; whatever it does not handle, serde_json judges.
+    let review: ReviewFacts = match sparse::parse(text) {
+        Some(review) => review,
+        None => match serde_json::from_str(text) {
+            Ok(review) => review,
+            Err(error) => return review_non_pod(body, error),
+        },
     };
     check_types(&review.api_version, &review.kind)?;
     let request = review
@@ -201,9 +208,9 @@ fn decide<'a>(
     reviewed: &mut Reviewed,
 ) -> Answer<'a> {
     match inject::inject(pod, namespace, defaults) {
-        Decision::Inject(injection) => {
+        Decision::Inject(mut injection) => {
             let mut response = response;
-            reviewed.settings = Some(injection.settings_hash.clone());
+            reviewed.settings = Some(std::mem::take(&mut injection.settings_hash));
             if injection.patch.0.is_empty() {
                 reviewed.outcome = Outcome::Unchanged;
                 reviewed.reason = Reason::AlreadyInjected;

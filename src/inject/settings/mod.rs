@@ -1,9 +1,11 @@
 //! Injection settings: cluster defaults from flags, overridden per pod by annotations.
 
+mod hashes;
 mod resolve;
 
 use self::resolve::{check_domain, check_env_name, check_non_empty};
 
+pub use self::hashes::SettingsHashes;
 pub use self::resolve::{annotation, resolve, ExtraEnv, Resolved};
 
 use std::fmt;
@@ -179,6 +181,9 @@ pub struct Defaults {
     pub ignore_namespaces: Vec<String>,
     /// Add the external-name readiness gate (served by `reconcile`) to each injected pod.
     pub readiness_gate: bool,
+    /// The settings hashes computed so far (each checked against the settings it hashes, so a
+    /// changed field is never given a stale hash).
+    pub hashes: SettingsHashes,
 }
 
 impl Default for Defaults {
@@ -195,6 +200,7 @@ impl Default for Defaults {
             strict: false,
             ignore_namespaces: SYSTEM_NAMESPACES.map(String::from).to_vec(),
             readiness_gate: false,
+            hashes: SettingsHashes::default(),
         }
     }
 }
@@ -279,6 +285,7 @@ impl Defaults {
             strict: flags.strict,
             ignore_namespaces,
             readiness_gate: flags.readiness_gate,
+            hashes: SettingsHashes::default(),
         };
         // With `auto`, either name may be chosen: both must be clear of the other variables.
         let candidates: &[&str] = match &defaults.env_name {

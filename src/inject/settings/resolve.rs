@@ -79,7 +79,14 @@ impl<'a> Resolved<'a> {
 impl Resolved<'_> {
     /// A short, stable hash of everything that decides what is injected: the same settings give
     /// the same hash in every version that renders them the same way.
+    /// Computed once per distinct settings and remembered in `defaults`.
     pub fn fingerprint(&self, defaults: &Defaults, listeners_env: Option<&str>) -> String {
+        (defaults.hashes).get_or_compute(self, defaults, listeners_env, || {
+            self.compute_fingerprint(defaults, listeners_env)
+        })
+    }
+
+    fn compute_fingerprint(&self, defaults: &Defaults, listeners_env: Option<&str>) -> String {
         let mut text = format!(
             "listeners={}\ndomain={}\nenv={}\ncontainers={}\nnode-id={}{:+}\n",
             self.listeners(defaults).as_str(),

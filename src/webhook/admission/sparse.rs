@@ -1,0 +1,349 @@
+//! The fast path of the review parse. A review is mostly what no rule reads (managedFields,
+//! status, volumes, tolerations, most of the metadata), so this walks the envelope, the request,
+//! the pod, its metadata and its spec member by member, skips every other member with a
+//! checking scanner that builds nothing, and hands serde_json only the members the view reads,
+//! each parsed as its derived `Deserialize` parses it, in place in the body (so strings still
+//! borrow from it).
+//!
+//! Anything unusual (a key with escapes, a repeated field, a non-object where the walk expects
+//! one, nesting past the scanner's bound, any error) gives `None`, and the caller parses the
+//! whole body with serde_json as before: the answer and every error stay serde_json's.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_with::{serde_as, BorrowCow};
+
+use super::scan::Cursor;
+use super::{KindFacts, RequestFacts, ReviewFacts};
+use crate::inject::view::{
+    ContainerView, MetaView, OwnerView, PodView, ReadinessGateView, SpecView, TextMap,
+};
+
+// The field types of the views, read exactly as their derives read them (`serde_as` fields).
+
+#[serde_as]
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct Str<'a>(
+    #[serde_as(as = "BorrowCow")]
+    #[serde(borrow)]
+    Cow<'a, str>,
+);
+
+#[serde_as]
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct OptStr<'a>(
+    #[serde_as(as = "Option<BorrowCow>", no_default)]
+    #[serde(borrow)]
+    Option<Cow<'a, str>>,
+);
+
+#[serde_as]
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct Map<'a>(
+    #[serde_as(as = "Option<BTreeMap<BorrowCow, BorrowCow>>", no_default)]
+    #[serde(borrow)]
+    Option<TextMap<'a>>,
+);
+
+#[serde_as]
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct Words<'a>(
+    #[serde_as(as = "Option<Vec<BorrowCow>>", no_default)]
+    #[serde(borrow)]
+    Option<Vec<Cow<'a, str>>>,
+);
+
+/// The review's facts, or `None` when serde_json must judge the body.
+pub(super) fn parse(text: &str) -> Option<ReviewFacts<'_>> {
+    let mut cursor = Cursor::new(text);
+    let mut seen = Seen::default();
+    let (mut api_version, mut kind, mut request) = (None, None, None);
+    cursor.members(|key, cursor| {
+        match key {
+            "apiVersion" => api_version = Some(field::<Str>(cursor, &mut seen, 0)?.0),
+            "kind" => kind = Some(field::<Str>(cursor, &mut seen, 1)?.0),
+            "request" => {
+                seen.first(2)?;
+                request = nullable(cursor, request_facts)?;
+            }
+            _ => cursor.skip_value()?,
+        }
+        Some(())
+    })?;
+    cursor.at_end().then_some(())?;
+    Some(ReviewFacts {
+        api_version: api_version.unwrap_or_default(),
+        kind: kind.unwrap_or_default(),
+        request,
+    })
+}
+
+/// The members already read in one object: serde refuses a repeated field.
+#[derive(Default)]
+struct Seen(u32);
+
+impl Seen {
+    fn first(&mut self, index: u32) -> Option<()> {
+        let bit = 1 << index;
+        (self.0 & bit == 0).then(|| self.0 |= bit)
+    }
+}
+
+/// One member's value, parsed by serde_json where it stands.
+fn field<'a, T: Deserialize<'a>>(
+    cursor: &mut Cursor<'a>,
+    seen: &mut Seen,
+    index: u32,
+) -> Option<T> {
+    seen.first(index)?;
+    let mut values = serde_json::Deserializer::from_str(cursor.rest()).into_iter::<T>();
+    let value = values.next()?.ok()?;
+    cursor.advance(values.byte_offset());
+    Some(value)
+}
+
+/// `null` as `None`, else the object walked by `walk`.
+fn nullable<'a, T>(
+    cursor: &mut Cursor<'a>,
+    walk: impl FnOnce(&mut Cursor<'a>) -> Option<T>,
+) -> Option<Option<T>> {
+    if cursor.null()? {
+        return Some(None);
+    }
+    walk(cursor).map(Some)
+}
+
+fn request_facts<'a>(cursor: &mut Cursor<'a>) -> Option<RequestFacts<'a>> {
+    let mut seen = Seen::default();
+    let (mut uid, mut kind, mut sub_resource, mut name) = (None, None, None, None);
+    let (mut namespace, mut operation, mut dry_run, mut object) = (None, None, None, None);
+    cursor.members(|key, cursor| {
+        let seen = &mut seen;
+        match key {
+            "uid" => uid = Some(field::<Str>(cursor, seen, 0)?.0),
+            "kind" => kind = Some(field::<KindFacts>(cursor, seen, 1)?),
+            "subResource" => sub_resource = field::<OptStr>(cursor, seen, 2)?.0,
+            "name" => name = Some(field::<Str>(cursor, seen, 3)?.0),
+            "namespace" => namespace = field::<OptStr>(cursor, seen, 4)?.0,
+            "operation" => operation = Some(field(cursor, seen, 5)?),
+            "dryRun" => dry_run = Some(field::<bool>(cursor, seen, 6)?),
+            "object" => {
+                seen.first(7)?;
+                object = nullable(cursor, pod_view)?;
+            }
+            _ => cursor.skip_value()?,
+        }
+        Some(())
+    })?;
+    Some(RequestFacts {
+        uid: uid?,
+        kind: kind?,
+        sub_resource,
+        name: name.unwrap_or_default(),
+        namespace,
+        operation: operation?,
+        dry_run: dry_run.unwrap_or_default(),
+        object,
+    })
+}
+
+fn pod_view<'a>(cursor: &mut Cursor<'a>) -> Option<PodView<'a>> {
+    let mut seen = Seen::default();
+    let mut pod = PodView::default();
+    cursor.members(|key, cursor| {
+        match key {
+            "metadata" => {
+                seen.first(0)?;
+                pod.metadata = meta_view(cursor)?;
+            }
+            "spec" => {
+                seen.first(1)?;
+                pod.spec = nullable(cursor, spec_view)?;
+            }
+            _ => cursor.skip_value()?,
+        }
+        Some(())
+    })?;
+    Some(pod)
+}
+
+fn meta_view<'a>(cursor: &mut Cursor<'a>) -> Option<MetaView<'a>> {
+    let mut seen = Seen::default();
+    let mut meta = MetaView::default();
+    cursor.members(|key, cursor| {
+        let seen = &mut seen;
+        match key {
+            "name" => meta.name = field::<OptStr>(cursor, seen, 0)?.0,
+            "generateName" => meta.generate_name = field::<OptStr>(cursor, seen, 1)?.0,
+            "labels" => meta.labels = field::<Map>(cursor, seen, 2)?.0,
+            "annotations" => meta.annotations = field::<Map>(cursor, seen, 3)?.0,
+            "ownerReferences" => {
+                meta.owner_references = field::<Option<Vec<OwnerView>>>(cursor, seen, 4)?;
+            }
+            _ => cursor.skip_value()?,
+        }
+        Some(())
+    })?;
+    Some(meta)
+}
+
+/// The lists are read as `null_as_empty` reads them: `null` is an empty list.
+fn spec_view<'a>(cursor: &mut Cursor<'a>) -> Option<SpecView<'a>> {
+    let mut seen = Seen::default();
+    let mut spec = SpecView::default();
+    let containers = |cursor: &mut Cursor<'a>, seen: &mut Seen, index| {
+        seen.first(index)?;
+        let mut list = Vec::new();
+        if !cursor.null()? {
+            cursor.elements(|cursor| {
+                list.push(container_view(cursor)?);
+                Some(())
+            })?;
+        }
+        Some(list)
+    };
+    cursor.members(|key, cursor| {
+        let seen = &mut seen;
+        match key {
+            "subdomain" => spec.subdomain = field::<OptStr>(cursor, seen, 0)?.0,
+            "containers" => spec.containers = containers(cursor, seen, 1)?,
+            "initContainers" => spec.init_containers = containers(cursor, seen, 2)?,
+            "readinessGates" => {
+                spec.readiness_gates =
+                    field::<Option<Vec<ReadinessGateView>>>(cursor, seen, 3)?.unwrap_or_default();
+            }
+            _ => cursor.skip_value()?,
+        }
+        Some(())
+    })?;
+    Some(spec)
+}
+
+/// A container, walked too: probes, resources and security contexts are never read.
+fn container_view<'a>(cursor: &mut Cursor<'a>) -> Option<ContainerView<'a>> {
+    let mut seen = Seen::default();
+    let mut name = None;
+    let mut container = ContainerView::default();
+    cursor.members(|key, cursor| {
+        let seen = &mut seen;
+        match key {
+            "name" => name = Some(field::<Str>(cursor, seen, 0)?.0),
+            "image" => container.image = field::<OptStr>(cursor, seen, 1)?.0,
+            "env" => container.env = field(cursor, seen, 2)?,
+            "envFrom" => container.env_from = field(cursor, seen, 3)?,
+            "command" => container.command = field::<Words>(cursor, seen, 4)?.0,
+            "args" => container.args = field::<Words>(cursor, seen, 5)?.0,
+            "volumeMounts" => container.volume_mounts = field(cursor, seen, 6)?,
+            "ports" => {
+                container.ports = field::<Option<Vec<_>>>(cursor, seen, 7)?.unwrap_or_default();
+            }
+            _ => cursor.skip_value()?,
+        }
+        Some(())
+    })?;
+    container.name = name?;
+    Some(container)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::super::ReviewFacts;
+    use super::parse;
+
+    const BODIES: [&str; 4] = [
+        include_str!("../../../tests/fixtures/review-statefulset-pod.json"),
+        include_str!("../../../tests/fixtures/review-1.37-statefulset-pod.json"),
+        include_str!("../../../bench/fixtures/review-20k.json"),
+        include_str!("../../../tests/fixtures/review-deployment-pod-without-name.json"),
+    ];
+
+    /// What a review's facts say, to compare the two parses.
+    fn facts(review: &ReviewFacts) -> String {
+        let request = review.request.as_ref().map(|r| {
+            (
+                &r.uid,
+                (&r.kind.group, &r.kind.version, &r.kind.kind),
+                &r.sub_resource,
+                &r.name,
+                &r.namespace,
+                format!("{:?}", r.operation),
+                r.dry_run,
+                &r.object,
+            )
+        });
+        format!("{} {} {request:?}", review.api_version, review.kind)
+    }
+
+    fn agrees(text: &str) -> bool {
+        let full = serde_json::from_str::<ReviewFacts>(text);
+        match parse(text) {
+            Some(sparse) => {
+                let full = full.expect("the sparse parse accepts only what serde_json accepts");
+                assert_eq!(facts(&sparse), facts(&full), "{text}");
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn edited(body: &str, edit: impl FnOnce(&mut Value)) -> String {
+        let mut value: Value = serde_json::from_str(body).unwrap();
+        edit(&mut value);
+        serde_json::to_string(&value).unwrap()
+    }
+
+    #[test]
+    fn real_reviews_take_the_sparse_path_and_read_as_serde_json_reads_them() {
+        for body in BODIES {
+            assert!(agrees(body));
+            assert!(agrees(&format!(" \n{body}\t ")));
+        }
+    }
+
+    #[test]
+    fn the_unusual_is_left_to_serde_json() {
+        let body = BODIES[0];
+        let null_spec = edited(body, |v| v["request"]["object"]["spec"] = Value::Null);
+        assert!(agrees(&null_spec));
+        let null_object = edited(body, |v| v["request"]["object"] = Value::Null);
+        assert!(agrees(&null_object));
+        let nested = edited(body, |v| {
+            v["request"]["object"]["metadata"]["managedFields"] = json!([[[[{"a": [1e5]}]]]]);
+        });
+        assert!(agrees(&nested));
+        // Each of these gives `None` (and serde_json decides), whether serde_json accepts it or not.
+        let left = [
+            body.replacen("\"uid\"", "\"u\\u0069d\"", 1),
+            body.replacen("\"name\":", "\"name\":\"x\",\"name\":", 1),
+            body.replacen("\"managedFields\":[", "\"managedFields\":[01,", 1),
+            body.replacen("\"managedFields\":[", "\"managedFields\":[\"\\q\",", 1),
+            body.replacen("\"status\":{", "\"status\":{\"s\":tru,", 1),
+            edited(body, |v| v["request"]["object"]["metadata"] = Value::Null),
+            edited(body, |v| {
+                v["request"]["object"] = json!(["not", "an", "object"])
+            }),
+            format!("{body}x"),
+            format!("[{body}]"),
+            body.replacen(
+                "\"managedFields\":[",
+                &format!(
+                    "\"managedFields\":[{}{},",
+                    "[".repeat(300_000),
+                    "]".repeat(300_000)
+                ),
+                1,
+            ),
+        ];
+        for text in &left {
+            assert!(!agrees(text), "{}", &text[..200.min(text.len())]);
+        }
+    }
+}
