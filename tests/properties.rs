@@ -333,3 +333,29 @@ fn generated_pods_are_mostly_injected() {
         "only {injected} of 500 generated pods were injected"
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// `serve` walks a review to the members the view reads and leaves anything unusual to
+    /// serde_json's whole parse; both must answer every review alike. A key with an escape at
+    /// the top of the body sends the same review down the whole parse.
+    #[test]
+    fn the_sparse_parse_answers_every_review_as_the_whole_parse(
+        doc in pod(),
+        defaults in settings(),
+    ) {
+        use kafka_listener_injector::webhook::admission::review;
+        let body = json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                        "namespace": "prod", "operation": "CREATE", "object": doc},
+        })
+        .to_string();
+        let whole = format!("{{\"\\u0078\":0,{}", &body[1..]);
+        let (sparse, whole) = (review(body.as_bytes(), &defaults), review(whole.as_bytes(), &defaults));
+        let (sparse, whole) = (sparse.unwrap(), whole.unwrap());
+        prop_assert_eq!(String::from_utf8_lossy(&sparse.body), String::from_utf8_lossy(&whole.body));
+        prop_assert_eq!((sparse.outcome, sparse.reason, sparse.pod), (whole.outcome, whole.reason, whole.pod));
+    }
+}

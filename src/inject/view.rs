@@ -2,7 +2,9 @@
 //! the core. `serve` deserializes it straight from the AdmissionReview bytes (skipping every other
 //! field unparsed, which is most of the work saved), and `preview` builds it from a manifest `Pod`
 //! through the very same deserializer, so the two can never see different pods. A rule that needs
-//! another field must add it here, where both paths get it.
+//! another field must add it here, where both paths get it, and to the walk of
+//! `webhook::admission::sparse`, which reads these structs member by member (skipping the rest of
+//! the review unbuilt) and hands each member to the derive below.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
