@@ -178,7 +178,8 @@ async fn preconditions(
     let mut topics: Vec<String> = state.partitions.iter().map(|p| p.topic.clone()).collect();
     topics.dedup();
     let min_insync = roll.min_insync(&topics).await?;
-    let risky: Vec<String> = at_risk(state, &min_insync)
+    let restarting: Vec<i32> = plan.steps.iter().map(|step| step.node_id).collect();
+    let risky: Vec<String> = at_risk(state, &min_insync, &restarting)
         .into_iter()
         .filter(|t| !config.accept_unavailable.contains(t))
         .collect();

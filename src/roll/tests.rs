@@ -166,7 +166,12 @@ fn topics_one_restart_takes_below_min_insync_replicas_are_named() {
         ],
     };
     let min_insync = [("orders".to_owned(), 2), ("strict".to_owned(), 2)];
-    assert_eq!(at_risk(&state, &min_insync), ["single", "strict"]);
+    assert_eq!(
+        at_risk(&state, &min_insync, &[100, 101, 102]),
+        ["single", "strict"]
+    );
+    // A topic on brokers the roll does not restart (another StatefulSet's) is not at risk.
+    assert_eq!(at_risk(&state, &min_insync, &[100, 102]), ["strict"]);
     assert!(!state.partitions[0].under_replicated());
     let lagging = Partition {
         isr: vec![100],
