@@ -444,8 +444,13 @@ expect_eq "nothing of the release is left in its namespace" \
 ca_of_release() {
   kubectl get mutatingwebhookconfiguration kafka-listener-injector -o jsonpath='{.webhooks[0].clientConfig.caBundle}'
 }
+# The webhook is called at 127.0.0.1 here (webhook.url), so the generated certificate also covers
+# that address; a second webhook serves the chart's own Secret, and the API server must trust it
+# through the chart's caBundle for a broker pod to be created at all (failurePolicy Fail).
+CHART_WEBHOOK_PORT=28444
 "$helm" install kli charts/kafka-listener-injector -n kafka-listener-injector --set certificates.mode=helm \
-  --set webhook.url="https://127.0.0.1:$WEBHOOK_PORT/mutate" >/dev/null 2>&1 || fail "helm install (certificates.mode=helm)"
+  --set 'certificates.helmExtraIPs={127.0.0.1}' \
+  --set webhook.url="https://127.0.0.1:$CHART_WEBHOOK_PORT/mutate" >/dev/null 2>&1 || fail "helm install (certificates.mode=helm)"
 ca_first=$(ca_of_release)
 # The caBundle the API server trusts must verify the certificate the webhook's pods serve, for the
 # name the API server calls (the Service's), as openssl checks it.
@@ -458,6 +463,19 @@ expect_eq "the caBundle verifies the Secret's certificate for kafka-listener-inj
 expect_contains "and no other name" \
   "$(openssl verify -CAfile "$work/helm-ca.crt" -verify_hostname kafka.example.com "$work/helm-tls.crt" 2>&1)" \
   "hostname mismatch"
+kubectl get secret -n kafka-listener-injector kafka-listener-injector-tls -o jsonpath='{.data.tls\.key}' \
+  | base64 -d >"$work/helm-tls.key"
+"$kli" serve --listen "127.0.0.1:$CHART_WEBHOOK_PORT" --admin-listen 127.0.0.1:29091 \
+  --tls-cert "$work/helm-tls.crt" --tls-key "$work/helm-tls.key" >>"$work/chart-webhook.log" 2>&1 &
+chart_webhook=$!
+for _ in $(seq 1 100); do curl -fs http://127.0.0.1:29091/readyz >/dev/null && break; sleep 0.1; done
+kubectl create namespace helm-cert >/dev/null
+statefulset "$example" helm-cert | kubectl apply -f - >/dev/null
+wait_pod helm-cert kafka-0 || fail "helm-cert/kafka-0 was not created: the API server did not accept the chart's certificate"
+expect_eq "the API server called the webhook serving the chart's own certificate, trusted through the chart's caBundle" \
+  "$(env_of helm-cert kafka-0 KAFKA_ADVERTISED_LISTENERS)" "$(expected helm-cert 0)"
+kill -TERM "$chart_webhook"; wait "$chart_webhook"
+kubectl delete namespace helm-cert --wait=false >/dev/null
 "$helm" upgrade kli charts/kafka-listener-injector -n kafka-listener-injector --reuse-values \
   --set replicaCount=3 >/dev/null 2>&1 || fail "helm upgrade (certificates.mode=helm)"
 expect_eq "helm upgrade keeps the CA" "$(ca_of_release | sha256sum)" "$(echo -n "$ca_first" | sha256sum)"
