@@ -177,64 +177,9 @@ pub fn for_statefulset(
     let mut rendered = Rendered::default();
     let mut brokers = Vec::with_capacity(pods.len());
     for pod in &pods {
-        let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
-        let id = format!("{namespace}/{pod_name}");
-        let view = PodView::from_pod(pod).with_context(|| format!("{id}: not a valid Pod"))?;
-        let injection = match crate::inject::inject(&view, namespace, &render.defaults) {
-            Decision::Inject(injection) => injection,
-            Decision::Skip { .. } => continue,
-            Decision::Deny { message, .. } => bail!("{message}"),
-        };
-        let ordinal = ordinal_of(pod);
-        let find = |value: &str| {
-            parse_listeners(value)
-                .ok()?
-                .into_iter()
-                .find(|l| l.name.eq_ignore_ascii_case(&render.listener))
-                .map(|l| (l.host.to_owned(), l.port))
-        };
-        let advertised = injection.advertised.as_deref().with_context(|| {
-            format!("{id}: the listeners template does not render for this pod")
-        })?;
-        parse_listeners(advertised)?;
-        let (template_host, template_port) = find(advertised).with_context(|| {
-            format!(
-                "{id}: no listener named {} in {advertised:?} (use --listener)",
-                render.listener
-            )
-        })?;
-        // A running broker's record wins for its own Service; one without the exposed listener
-        // (created before it was added) gets the template's, as its next start will.
-        let (host, port) = running
-            .get(&ordinal)
-            .and_then(|value| find(value))
-            .unwrap_or_else(|| (template_host.clone(), template_port));
-        let next_host = (host != template_host && port == template_port).then_some(template_host);
-        let listener = crate::inject::listeners::Listener {
-            name: &render.listener,
-            host: &host,
-            port,
-        };
-        if let Some(warning) = unencrypted_in_public(render, pod, &injection.containers, &listener)
-        {
-            rendered.warnings.push(format!("{id}: {warning}"));
+        if let Some(broker) = broker(render, pod, namespace, running, &mut rendered.warnings)? {
+            brokers.push(broker);
         }
-        // The pod was just injected, so its settings resolve.
-        let domain =
-            crate::inject::settings::resolve(&render.defaults, view.metadata.annotations.as_ref())
-                .ok()
-                .and_then(|settings| settings.domain.map(str::to_owned));
-        brokers.push(Broker {
-            pod,
-            name: pod_name,
-            ordinal,
-            domain,
-            host: listener.host.to_owned(),
-            next_host,
-            advertised_port: listener.port,
-            container_port: render.port.unwrap_or(listener.port),
-            template_port,
-        });
     }
     for broker in &brokers {
         let id = format!("{namespace}/{}", broker.name);
@@ -250,6 +195,74 @@ pub fn for_statefulset(
         );
     }
     Ok(rendered)
+}
+
+/// One pod of the StatefulSet as a broker to expose: `None` when the webhook would skip it.
+fn broker<'a>(
+    render: &Render,
+    pod: &'a Pod,
+    namespace: &str,
+    running: &Advertised,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Option<Broker<'a>>> {
+    let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+    let id = format!("{namespace}/{pod_name}");
+    let view = PodView::from_pod(pod).with_context(|| format!("{id}: not a valid Pod"))?;
+    let injection = match crate::inject::inject(&view, namespace, &render.defaults) {
+        Decision::Inject(injection) => injection,
+        Decision::Skip { .. } => return Ok(None),
+        Decision::Deny { message, .. } => bail!("{message}"),
+    };
+    let ordinal = ordinal_of(pod);
+    let find = |value: &str| {
+        parse_listeners(value)
+            .ok()?
+            .into_iter()
+            .find(|l| l.name.eq_ignore_ascii_case(&render.listener))
+            .map(|l| (l.host.to_owned(), l.port))
+    };
+    let advertised = injection
+        .advertised
+        .as_deref()
+        .with_context(|| format!("{id}: the listeners template does not render for this pod"))?;
+    parse_listeners(advertised)?;
+    let (template_host, template_port) = find(advertised).with_context(|| {
+        format!(
+            "{id}: no listener named {} in {advertised:?} (use --listener)",
+            render.listener
+        )
+    })?;
+    // A running broker's record wins for its own Service; one without the exposed listener
+    // (created before it was added) gets the template's, as its next start will.
+    let (host, port) = running
+        .get(&ordinal)
+        .and_then(|value| find(value))
+        .unwrap_or_else(|| (template_host.clone(), template_port));
+    let next_host = (host != template_host && port == template_port).then_some(template_host);
+    let listener = crate::inject::listeners::Listener {
+        name: &render.listener,
+        host: &host,
+        port,
+    };
+    if let Some(warning) = unencrypted_in_public(render, pod, &injection.containers, &listener) {
+        warnings.push(format!("{id}: {warning}"));
+    }
+    // The pod was just injected, so its settings resolve.
+    let domain =
+        crate::inject::settings::resolve(&render.defaults, view.metadata.annotations.as_ref())
+            .ok()
+            .and_then(|settings| settings.domain.map(str::to_owned));
+    Ok(Some(Broker {
+        pod,
+        name: pod_name,
+        ordinal,
+        domain,
+        host: listener.host.to_owned(),
+        next_host,
+        advertised_port: listener.port,
+        container_port: render.port.unwrap_or(listener.port),
+        template_port,
+    }))
 }
 
 /// Renders the Services for every StatefulSet in the manifests; the warnings go to `err`.
