@@ -257,6 +257,7 @@ impl<W: Write> Roll<'_, W> {
             writeln!(self.out)?;
         } else {
             let line = match (&outcome, &reason) {
+                (Outcome::Done, _) if self.rolled.is_empty() => "done: nothing to recreate".into(),
                 (Outcome::Done, _) => format!("done: {} brokers recreated", self.rolled.len()),
                 (Outcome::Planned, _) => "dry run: nothing touched".to_owned(),
                 (Outcome::Refused, Some(reason)) => format!("refused: {reason}"),

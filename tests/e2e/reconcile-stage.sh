@@ -237,7 +237,7 @@ relay_api_into_outside() {
 }
 
 # produce_while NAME COMMAND...: an idempotent acks=all producer from outside for as long as
-# COMMAND runs; prints "<failed sends> <acked> <consumed> <duplicates>" for the topic NAME.
+# COMMAND runs; prints "<failed sends> <acked> <acked but not consumed> <duplicates>" for NAME.
 produce_while() {
   local topic=$1 bootstrap="kafka-0.$DOMAIN:9094,kafka-0.kafka.example.net:9094"
   printf 'enable.idempotence=true\nacks=all\nretries=2147483647\ndelivery.timeout.ms=300000\n' \
@@ -253,13 +253,17 @@ produce_while() {
   sleep 5
   kill -TERM "$producer" 2>/dev/null
   wait "$producer" 2>/dev/null
-  local send_errors acked consumed duplicates
+  local send_errors acked lost duplicates
   send_errors=$(grep -c '"producer_send_error"' "$rdir/$topic.jsonl")
-  acked=$(grep -c '"producer_send_success"' "$rdir/$topic.jsonl")
+  grep '"producer_send_success"' "$rdir/$topic.jsonl" | sed -n 's/.*"value":"\([0-9]*\)".*/\1/p' \
+    | sort >"$rdir/$topic.acked"
+  acked=$(wc -l <"$rdir/$topic.acked")
   outside kcat -C -b "$bootstrap" -t "$topic" -o beginning -e -q -f '%s\n' 2>/dev/null | sort >"$rdir/$topic.consumed"
-  consumed=$(sort -u "$rdir/$topic.consumed" | wc -l)
+  # Sends still in flight when the producer stopped may be written without an ack printed: more
+  # consumed than acked is fine, an acked message missing is not.
+  lost=$(comm -23 "$rdir/$topic.acked" <(sort -u "$rdir/$topic.consumed") | wc -l)
   duplicates=$(uniq -d "$rdir/$topic.consumed" | wc -l)
-  echo "$send_errors $acked $consumed $duplicates"
+  echo "$send_errors $acked $lost $duplicates"
 }
 
 # Old and new names, as a client configured across a domain change has them.
@@ -289,30 +293,31 @@ run_roll_scenario() {
   expect_eq "roll exits 0" "$(cat "$rdir/roll.code")" 0
   expect_contains "and says so" "$(tail -n 1 "$rdir/roll.txt")" "done: 3 brokers recreated"
   # (not "failed": that is the rig's count of failed checks)
-  local send_errors acked consumed duplicates
-  read -r send_errors acked consumed duplicates <<<"$measured"
+  local send_errors acked lost duplicates
+  read -r send_errors acked lost duplicates <<<"$measured"
   expect_eq "the producer wrote throughout the roll (at least 1000 messages acked: $acked)" \
     "$([ "$acked" -ge 1000 ] && echo yes)" yes
-  expect_eq "during the roll: no failed send, every acked message consumed once ($acked acked)" \
-    "$send_errors $consumed $duplicates" "0 $acked 0"
+  expect_eq "during the roll: no failed send, no acked message lost, none duplicated ($acked acked)" \
+    "$send_errors $lost $duplicates" "0 0 0"
   expect_eq "every broker advertises its new name" \
-    "$(metadata_brokers | awk '{print $2}' | tr '\n' ' ')" "kafka-0.$DOMAIN:9094 kafka-1.$DOMAIN:9094 kafka-2.$DOMAIN:9094 "
+    "$(metadata_brokers | awk '$1 ~ /^10[0-9]$/ {print $2}' | tr '\n' ' ')" "kafka-0.$DOMAIN:9094 kafka-1.$DOMAIN:9094 kafka-2.$DOMAIN:9094 "
   outside "$kli" probe --bootstrap "kafka-0.$DOMAIN:9094" --namespace "$KAFKA_NS" --statefulset kafka \
     --expect-template "INTERNAL://{pod}.{service}.{namespace}.svc:9092,EXTERNAL://{pod}.{domain}:9094" \
     --service kafka-headless --domain "$DOMAIN" --node-id-offset 100 >"$rdir/probe-after-roll.txt" 2>&1
-  expect_eq "probe with the new template is green" "$?" 0
+  expect_eq "probe with the new template: brokers 100-102 reachable as themselves at their new names" \
+    "$(grep -c '^broker 10[012] kafka-[012]\.'"$DOMAIN"':9094 -> .*: ok$' "$rdir/probe-after-roll.txt")" 3
   outside env KUBECONFIG="$KUBECONFIG" "$kli" roll statefulset/kafka -n "$KAFKA_NS" \
     --bootstrap "kafka-0.$DOMAIN:9094" >"$rdir/roll-again.txt" 2>&1
-  expect_contains "a second roll finds nothing to do" "$(tail -n 1 "$rdir/roll-again.txt")" "every broker is on the current settings"
+  expect_contains "a second roll finds nothing to do" "$(cat "$rdir/roll-again.txt")" "every broker is on the current settings"
 
   log "R4e. the same kind of change by kubectl rollout restart, measured the same way"
   kubectl patch statefulset -n "$KAFKA_NS" kafka --type merge \
     -p '{"spec":{"updateStrategy":{"type":"RollingUpdate"}}}' >/dev/null
   measured=$(produce_while e2e-rollout-restart rollout_restart)
-  read -r send_errors acked consumed duplicates <<<"$measured"
+  read -r send_errors acked lost duplicates <<<"$measured"
   expect_eq "the producer wrote throughout the restart (at least 1000 messages acked: $acked)" \
     "$([ "$acked" -ge 1000 ] && echo yes)" yes
-  pass "kubectl rollout restart under the same producer: $send_errors failed sends, $acked acked, $consumed consumed, $duplicates duplicated (a measurement, not a check)"
+  pass "kubectl rollout restart under the same producer: $send_errors failed sends, $acked acked, $lost acked but lost, $duplicates duplicated (a measurement, not a check)"
   local pid
   for pid in "${RELAY_PIDS[@]}"; do kill -KILL -- "-$pid" 2>/dev/null; done
   RELAY_PIDS=()
