@@ -240,7 +240,9 @@ relay_api_into_outside() {
 # COMMAND runs; prints "<failed sends> <acked> <acked but not consumed> <duplicates>" for NAME.
 produce_while() {
   local topic=$1 bootstrap="kafka-0.$DOMAIN:9094,kafka-0.kafka.example.net:9094"
-  printf 'enable.idempotence=true\nacks=all\nretries=2147483647\ndelivery.timeout.ms=300000\n' \
+  # A send fails when it cannot be written within 20 s: a leader moved by one restart is found
+  # again well within that, a partition with no in-sync quorum for longer is a failure.
+  printf 'enable.idempotence=true\nacks=all\nretries=2147483647\nrequest.timeout.ms=5000\ndelivery.timeout.ms=20000\n' \
     >"$rdir/producer.properties"
   kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" --create --topic "$topic" \
     --partitions 6 --replication-factor 3 --config min.insync.replicas=2 >/dev/null 2>>"$rdir/$topic.err"
