@@ -15,4 +15,5 @@ pub mod probe;
 pub mod reconcile;
 pub mod services;
 pub mod telemetry;
+pub mod version;
 pub mod webhook;
