@@ -18,12 +18,14 @@ source tests/e2e/cluster.sh
 WEBHOOK_PORT=${WEBHOOK_PORT:-28443}
 ADMIN_PORT=${ADMIN_PORT:-29090}
 WEBHOOK_PID=
+REGISTRY_PID=
 passed=0
 failed=0
 started=$(date +%s)
 
 cleanup() {
   [ -n "$WEBHOOK_PID" ] && kill "$WEBHOOK_PID" 2>/dev/null
+  [ -n "$REGISTRY_PID" ] && kill "$REGISTRY_PID" 2>/dev/null
   declare -F reconcile_cleanup >/dev/null && reconcile_cleanup
   declare -F kafka_cleanup >/dev/null && kafka_cleanup
   stop_cluster
@@ -395,9 +397,28 @@ else
   log "the real-Kafka stage is off (KLI_E2E_KAFKA=0)"
 fi
 
-log "13. Helm: install, upgrade and uninstall the chart"
+log "13. Helm: the chart as a signed OCI artifact, verified, then installed, upgraded and uninstalled"
 helm=$(tests/tools/go-tool.sh helm) || fail "building helm"
 kubectl delete -k "$(overlay cluster-wide)" --wait=true >/dev/null 2>&1
+# Published as a release publishes it (helm package --sign, helm push, cosign sign) to a loopback
+# registry, and verified with the public keys alone before the install.
+chart_version=$(sed -n 's/^version: *//p' charts/kafka-listener-injector/Chart.yaml)
+REGISTRY_PORT=${REGISTRY_PORT:-25000}
+"$(tests/tools/go-tool.sh crane)" registry serve --address "127.0.0.1:$REGISTRY_PORT" >"$work/registry.log" 2>&1 &
+REGISTRY_PID=$!
+for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$REGISTRY_PORT/v2/" >/dev/null && break; sleep 0.1; done
+chart_ref=$(tests/image/publish-chart.sh "127.0.0.1:$REGISTRY_PORT" 2>"$work/publish-chart.log") \
+  || fail "publishing the chart: $(tail -n 3 "$work/publish-chart.log")"
+source tests/image/signing.sh
+if "$cosign" verify "${cosign_verify[@]}" "127.0.0.1:$REGISTRY_PORT/charts/kafka-listener-injector:$chart_version" \
+    >"$work/chart-verify.json" 2>"$work/chart-verify.err"; then
+  expect_eq "cosign verify of the chart, by its tag, finds the signed digest" \
+    "127.0.0.1:$REGISTRY_PORT/charts/kafka-listener-injector@$(jq -r '.[0].critical.image["docker-manifest-digest"]' "$work/chart-verify.json")" \
+    "$chart_ref"
+else
+  fail "cosign verify of the chart: $(grep -m1 '^Error:' "$work/chart-verify.err")"
+fi
+chart=oci://127.0.0.1:$REGISTRY_PORT/charts/kafka-listener-injector
 # The chart, called by URL on loopback like the manifests above; its caBundle is the running
 # webhook's CA (certificates.mode=secret).
 # The Secret is a real one, made by the user before the install as the chart's README says: the
@@ -407,11 +428,12 @@ chart_values=(--set webhook.url="https://127.0.0.1:$WEBHOOK_PORT/mutate" --set c
 kubectl create namespace kafka-listener-injector --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl create secret tls -n kafka-listener-injector e2e-webhook-tls \
   --cert "$work/certs/live/tls.crt" --key "$work/certs/live/tls.key" >/dev/null || fail "creating the webhook's Secret"
-if out=$("$helm" install kli charts/kafka-listener-injector -n kafka-listener-injector \
-    "${chart_values[@]}" 2>&1); then
-  pass "helm install"
+# --verify: helm itself checks the chart's provenance (.prov, pushed with it) before installing.
+if out=$("$helm" install kli "$chart" --version "$chart_version" --plain-http --verify --keyring "$helm_pub" \
+    -n kafka-listener-injector "${chart_values[@]}" 2>&1); then
+  pass "helm install $chart --version $chart_version --verify"
 else
-  fail "helm install: $out"
+  fail "helm install $chart --version $chart_version: $out"
 fi
 expect_contains "NOTES show the next step" "$out" 'kafka-listener-injector.io/inject: "true"'
 expect_eq "the webhook's pods mount the user's Secret" \
@@ -422,8 +444,8 @@ statefulset "$example" helm-installed | kubectl apply -f - >/dev/null
 wait_pod helm-installed kafka-0 || fail "helm-installed/kafka-0 was not created"
 expect_eq "the chart's webhook injects the example StatefulSet" \
   "$(env_of helm-installed kafka-0 KAFKA_ADVERTISED_LISTENERS)" "$(expected helm-installed 0)"
-out=$("$helm" upgrade kli charts/kafka-listener-injector -n kafka-listener-injector "${chart_values[@]}" \
-  --set replicaCount=3 2>&1) || fail "helm upgrade: $out"
+out=$("$helm" upgrade kli "$chart" --version "$chart_version" --plain-http -n kafka-listener-injector \
+  "${chart_values[@]}" --set replicaCount=3 2>&1) || fail "helm upgrade: $out"
 expect_eq "helm upgrade changes the Deployment" \
   "$(kubectl get deployment -n kafka-listener-injector kafka-listener-injector -o jsonpath='{.spec.replicas}')" 3
 kubectl delete pod -n helm-installed kafka-1 --wait=false >/dev/null
