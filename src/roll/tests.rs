@@ -233,3 +233,39 @@ fn a_new_revision_is_rolled_only_where_deleting_the_pod_brings_it() {
         planned.refused
     );
 }
+
+#[test]
+fn the_json_report_names_the_outcome_the_plan_and_the_reason() {
+    let live = running(&example(None));
+    let changed = example(Some((
+        "kafka-listener-injector.io/domain",
+        "kafka.example.net",
+    )));
+    let planned = plan(
+        &changed,
+        &live,
+        "kafka",
+        &Defaults::default(),
+        "EXTERNAL",
+        0,
+    )
+    .unwrap();
+    let report = super::Report {
+        outcome: &super::Outcome::Stopped,
+        plan: &planned,
+        rolled: &["kafka-2".to_owned()],
+        reason: Some("kafka/kafka-1 (broker 101) did not come back within 10m"),
+    };
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["outcome"], "stopped");
+    assert_eq!(json["rolled"], serde_json::json!(["kafka-2"]));
+    assert_eq!(json["plan"]["steps"][1]["pod"], "kafka-1");
+    assert_eq!(
+        json["plan"]["steps"][1]["endpoint"],
+        "kafka-1.kafka.example.net:9094"
+    );
+    assert_eq!(
+        json["reason"],
+        "kafka/kafka-1 (broker 101) did not come back within 10m"
+    );
+}
