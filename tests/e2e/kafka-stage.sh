@@ -170,6 +170,18 @@ run_kafka_stage() {
   expect_eq "10,000 messages consumed from outside" "$(wc -l <"$kdir/consumed.txt")" 10000
   expect_eq "none lost or duplicated" "$(sort -n "$kdir/consumed.txt" | uniq | wc -l) $(sort -n "$kdir/consumed.txt" | tail -n 1)" "10000 10000"
 
+  log "K4. a broker's process killed: restarted in its pod, as the kubelet does, with the same name"
+  local uid_before restarted
+  uid_before=$(kubectl get pod -n "$KAFKA_NS" kafka-1 -o jsonpath='{.metadata.uid}')
+  pkill -KILL -f "$kdir/pods/$KAFKA_NS/kafka-1/run/config/final/server.properties" \
+    || fail "no broker process of kafka-1 to kill"
+  restarted=$(kubectl wait -n "$KAFKA_NS" pod/kafka-1 --timeout=120s \
+      --for=jsonpath='{.status.containerStatuses[0].restartCount}'=1 >/dev/null 2>&1 \
+    && wait_ready "$KAFKA_NS" kafka-1 180 && echo restarted)
+  expect_eq "kafka-1 restarted in place: the same pod, restartCount 1, Ready again" \
+    "$restarted $(kubectl get pod -n "$KAFKA_NS" kafka-1 -o jsonpath='{.metadata.uid}')" "restarted $uid_before"
+  expect_eq "and broker 101 is back at its own name" "$(advertised_by 101)" "101 kafka-1.$DOMAIN:9094"
+
   log "P1. probe from outside: every broker reachable by its own name, as itself"
   local template="INTERNAL://{pod}.{service}.{namespace}.svc:9092,EXTERNAL://{pod}.{domain}:9094"
   run_probe() {

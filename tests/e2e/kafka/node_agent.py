@@ -358,9 +358,10 @@ class Agent:
         }
         kubectl("create", "-f", "-", stdin=json.dumps(binding))
 
-    def patch_status(self, pod, ip, containers_ready, ready, message=""):
+    def patch_status(self, pod, ip, containers_ready, ready, message="", entry=None):
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         status = "True" if ready else "False"
+        entry = entry or self.running.get(pod.uid)
         body = {
             "status": {
                 "phase": "Running",
@@ -377,6 +378,14 @@ class Agent:
                 ],
             }
         }
+        if entry is not None:
+            body["status"]["containerStatuses"] = [{
+                "name": entry["container"], "image": entry["image"], "imageID": "",
+                "ready": containers_ready, "restartCount": entry["restarts"],
+                "started": entry["proc"].poll() is None,
+                "state": {"running": {"startedAt": now}} if entry["proc"].poll() is None
+                else {"waiting": {"reason": "CrashLoopBackOff"}},
+            }]
         kubectl("patch", "pod", "-n", pod.namespace, pod.name, "--subresource=status",
                 "--type=strategic", "-p", json.dumps(body), check=False)
 
@@ -414,18 +423,41 @@ class Agent:
             "KLI_KAFKA_LIBS": self.args.kafka_libs,
             "KLI_POD_DIR": os.path.join(pod_dir, "run"),
         })
-        logfile = open(os.path.join(pod_dir, "container.log"), "ab")
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", netns, "unshare", "--mount", "--propagation", "private",
-             "sh", "-c", f'{binds} && exec "$@"', "container", *argv],
-            env=env, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        self.running[pod.obj["metadata"]["uid"]] = {
-            "pod": pod, "proc": proc, "netns": netns, "ip": ip, "ready": False,
-            "port": readiness_port(container),
+        launch = ["ip", "netns", "exec", netns, "unshare", "--mount", "--propagation", "private",
+                  "sh", "-c", f'{binds} && exec "$@"', "container", *argv]
+        entry = {
+            "pod": pod, "netns": netns, "ip": ip, "ready": False, "port": readiness_port(container),
+            "launch": launch, "env": env, "log": os.path.join(pod_dir, "container.log"),
+            "container": container["name"], "image": container.get("image", ""), "restarts": 0,
         }
+        self.launch(entry)
+        self.running[pod.obj["metadata"]["uid"]] = entry
         log(f"{pod.key}: started in {netns} with IP {ip} ({' '.join(argv[:1])})")
         self.patch_status(pod, ip, False, False, "starting")
+
+    def launch(self, entry):
+        """Starts (or, after an exit, restarts) the container's process in the pod's namespaces."""
+        with open(entry["log"], "ab") as logfile:
+            entry["proc"] = subprocess.Popen(entry["launch"], env=entry["env"], stdout=logfile,
+                                             stderr=subprocess.STDOUT, start_new_session=True)
+        entry["restart_at"] = None
+
+    def restart_if_due(self, pod, entry, code):
+        """As the kubelet does under restartPolicy Always/OnFailure: the container is started again
+        in the same pod (same IP, same env), after a back-off that doubles from 5 s, at most 60 s."""
+        policy = pod.obj["spec"].get("restartPolicy", "Always")
+        if policy == "Never" or (policy == "OnFailure" and code == 0):
+            return
+        now = time.monotonic()
+        if entry.get("restart_at") is None:
+            entry["restart_at"] = now + min(5 * 2 ** entry["restarts"], 60)
+            return
+        if now < entry["restart_at"]:
+            return
+        entry["restarts"] += 1
+        self.launch(entry)
+        log(f"{pod.key}: container restarted ({entry['restarts']} restarts)")
+        self.patch_status(pod, entry["ip"], False, False, "restarted", entry)
 
     def stop(self, uid):
         entry = self.running.pop(uid)
@@ -476,6 +508,7 @@ class Agent:
                     entry["reported_exit"] = code
                     entry["reported"] = False
                     self.patch_status(pod, entry["ip"], False, False, f"exited with {code}")
+                self.restart_if_due(pod, entry, code)
                 continue
             if not entry["ready"] and self.port_open(entry):
                 entry["ready"] = True
