@@ -319,11 +319,8 @@ fn expected_address(expectation: &Expectation, node_id: i32) -> Option<String> {
             domain: expectation.domain.as_deref(),
         })
         .ok()?;
-    crate::inject::listeners::parse_listeners(&value)
-        .ok()?
-        .into_iter()
-        .find(|l| l.name.eq_ignore_ascii_case(&expectation.listener))
-        .map(|l| format!("{}:{}", l.host, l.port))
+    crate::inject::listeners::endpoint_of(&value, &expectation.listener)
+        .map(|(host, port)| format!("{host}:{port}"))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use serde::Serialize;
 
-use crate::inject::listeners::parse_listeners;
+use crate::inject::listeners::{endpoint_of, parse_listeners};
 use crate::inject::settings::{Defaults, RECORD_KEY, SETTINGS_KEY};
 use crate::inject::view::PodView;
 use crate::inject::Decision;
@@ -121,10 +121,9 @@ impl Compare<'_> {
         let advertised_after = injection.advertised.clone().ok_or_else(|| {
             anyhow::anyhow!("{id}: the listeners template does not render for this pod")
         })?;
-        let endpoint = parse_listeners(&advertised_after)?
-            .into_iter()
-            .find(|l| l.name.eq_ignore_ascii_case(self.listener))
-            .map(|l| format!("{}:{}", l.host, l.port))
+        parse_listeners(&advertised_after)?;
+        let endpoint = endpoint_of(&advertised_after, self.listener)
+            .map(|(host, port)| format!("{host}:{port}"))
             .ok_or_else(|| {
                 anyhow::anyhow!(
                     "{id}: no listener named {} in {advertised_after:?} (use --listener)",

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{Pod, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::inject::listeners::{parse_listeners, Listener};
+use crate::inject::listeners::{endpoint_of, parse_listeners, Listener};
 use crate::inject::ordinal::POD_INDEX_LABEL;
 use crate::inject::template::{Part, Template, Values, Variable};
 use crate::inject::view::PodView;
@@ -214,13 +214,7 @@ fn broker<'a>(
         Decision::Deny { message, .. } => bail!("{message}"),
     };
     let ordinal = ordinal_of(pod);
-    let find = |value: &str| {
-        parse_listeners(value)
-            .ok()?
-            .into_iter()
-            .find(|l| l.name.eq_ignore_ascii_case(&render.listener))
-            .map(|l| (l.host.to_owned(), l.port))
-    };
+    let find = |value: &str| endpoint_of(value, &render.listener);
     let advertised = injection
         .advertised
         .as_deref()
@@ -239,7 +233,7 @@ fn broker<'a>(
         .and_then(|value| find(value))
         .unwrap_or_else(|| (template_host.clone(), template_port));
     let next_host = (host != template_host && port == template_port).then_some(template_host);
-    let listener = crate::inject::listeners::Listener {
+    let listener = Listener {
         name: &render.listener,
         host: &host,
         port,
