@@ -170,7 +170,7 @@ run_kafka_stage() {
   expect_eq "10,000 messages consumed from outside" "$(wc -l <"$kdir/consumed.txt")" 10000
   expect_eq "none lost or duplicated" "$(sort -n "$kdir/consumed.txt" | uniq | wc -l) $(sort -n "$kdir/consumed.txt" | tail -n 1)" "10000 10000"
 
-  log "K4. a broker's process killed: restarted in its pod, as the kubelet does, with the same name"
+  log "K3b. a broker's process killed: restarted in its pod, as the kubelet does, with the same name"
   local uid_before restarted
   uid_before=$(kubectl get pod -n "$KAFKA_NS" kafka-1 -o jsonpath='{.metadata.uid}')
   pkill -KILL -f "$kdir/pods/$KAFKA_NS/kafka-1/run/config/final/server.properties" \
