@@ -166,6 +166,22 @@ async fn a_name_is_checked_against_the_load_balancer_address_it_has() {
         external_name_state(&with_address("192.0.2.7"), &resolver).await,
         ExternalName::Elsewhere { .. }
     ));
+    // A load balancer known by name only, as AWS reports it: its addresses are what the name
+    // resolves to.
+    let mut by_name = service.clone();
+    by_name.status = Some(k8s_openapi::api::core::v1::ServiceStatus {
+        load_balancer: Some(k8s_openapi::api::core::v1::LoadBalancerStatus {
+            ingress: Some(vec![k8s_openapi::api::core::v1::LoadBalancerIngress {
+                hostname: Some("localhost".into()),
+                ..Default::default()
+            }]),
+        }),
+        ..Default::default()
+    });
+    assert!(matches!(
+        external_name_state(&by_name, &resolver).await,
+        ExternalName::Resolves { .. }
+    ));
 }
 
 #[test]
