@@ -25,6 +25,19 @@ fn example(annotation: Option<(&str, &str)>) -> StatefulSet {
     serde_json::from_value(statefulset).unwrap()
 }
 
+/// The roll of `statefulset` over the `live` pods, with the default settings and listener.
+fn plan_of(statefulset: &StatefulSet, live: &[Pod]) -> super::plan::Plan {
+    plan(
+        statefulset,
+        live,
+        "kafka",
+        &Defaults::default(),
+        "EXTERNAL",
+        0,
+    )
+    .unwrap()
+}
+
 /// The pods the webhook made from `statefulset`'s template: what runs now.
 fn running(statefulset: &StatefulSet) -> Vec<Pod> {
     crate::preview::manifests::expand_statefulset(statefulset, "kafka", None)
@@ -47,15 +60,7 @@ fn running(statefulset: &StatefulSet) -> Vec<Pod> {
 #[test]
 fn pods_on_the_current_settings_are_skipped() {
     let statefulset = example(None);
-    let planned = plan(
-        &statefulset,
-        &running(&statefulset),
-        "kafka",
-        &Defaults::default(),
-        "EXTERNAL",
-        0,
-    )
-    .unwrap();
+    let planned = plan_of(&statefulset, &running(&statefulset));
     assert!(planned.steps.is_empty(), "{:?}", planned.steps);
     assert_eq!(
         planned.current,
@@ -70,15 +75,7 @@ fn a_new_domain_recreates_every_broker_highest_ordinal_first() {
         "kafka-listener-injector.io/domain",
         "kafka.example.net",
     )));
-    let mut planned = plan(
-        &changed,
-        &live,
-        "kafka",
-        &Defaults::default(),
-        "EXTERNAL",
-        0,
-    )
-    .unwrap();
+    let mut planned = plan_of(&changed, &live);
     let order: Vec<_> = planned
         .steps
         .iter()
@@ -110,15 +107,7 @@ fn a_new_domain_recreates_every_broker_highest_ordinal_first() {
 fn a_node_id_that_would_change_is_refused_and_named() {
     let live = running(&example(None));
     let changed = example(Some(("kafka-listener-injector.io/node-id-offset", "200")));
-    let planned = plan(
-        &changed,
-        &live,
-        "kafka",
-        &Defaults::default(),
-        "EXTERNAL",
-        0,
-    )
-    .unwrap();
+    let planned = plan_of(&changed, &live);
     assert!(planned.steps.is_empty());
     assert_eq!(planned.refused.len(), 3);
     assert_eq!(
@@ -202,30 +191,14 @@ fn a_new_revision_is_rolled_only_where_deleting_the_pod_brings_it() {
         })
     };
     statefulset.spec.as_mut().unwrap().update_strategy = strategy("OnDelete");
-    let planned = plan(
-        &statefulset,
-        &live,
-        "kafka",
-        &Defaults::default(),
-        "EXTERNAL",
-        0,
-    )
-    .unwrap();
+    let planned = plan_of(&statefulset, &live);
     assert_eq!(planned.steps.len(), 3);
     assert_eq!(
         planned.steps[0].why,
         ["template revision kafka-1 -> kafka-2"]
     );
     statefulset.spec.as_mut().unwrap().update_strategy = strategy("RollingUpdate");
-    let planned = plan(
-        &statefulset,
-        &live,
-        "kafka",
-        &Defaults::default(),
-        "EXTERNAL",
-        0,
-    )
-    .unwrap();
+    let planned = plan_of(&statefulset, &live);
     assert!(planned.steps.is_empty());
     assert!(
         planned.refused[0].contains("rolls new revisions itself"),
@@ -241,15 +214,7 @@ fn the_json_report_names_the_outcome_the_plan_and_the_reason() {
         "kafka-listener-injector.io/domain",
         "kafka.example.net",
     )));
-    let planned = plan(
-        &changed,
-        &live,
-        "kafka",
-        &Defaults::default(),
-        "EXTERNAL",
-        0,
-    )
-    .unwrap();
+    let planned = plan_of(&changed, &live);
     let report = super::Report {
         outcome: &super::Outcome::Stopped,
         plan: &planned,

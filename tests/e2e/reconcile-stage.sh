@@ -71,6 +71,13 @@ wait_for() { # wait_for SECONDS COMMAND...: until COMMAND succeeds; prints the s
   echo $((SECONDS - start))
 }
 
+touch_statefulset() { # touch_statefulset COUNT SECONDS TAG: a metadata change (no rollout) every SECONDS
+  local touch
+  for touch in $(seq "$1"); do
+    kubectl annotate statefulset -n "$KAFKA_NS" kafka e2e.example.com/touched="$3-$touch" --overwrite >/dev/null
+    sleep "$2"
+  done
+}
 has_service() { kubectl get service -n "$KAFKA_NS" "$1" >/dev/null 2>&1; }
 service_uids() { # the uids of StatefulSet kafka's Services, by name
   kubectl get services -n "$KAFKA_NS" -l app.kubernetes.io/instance=kafka -o json \
@@ -403,11 +410,7 @@ PY
   expect_eq "kafka-0.$DOMAIN has two addresses, answered in changing order" "$answers" 2
   # Names that all resolve are checked again only every 5 min: a change of the StatefulSet's
   # metadata every 5 s (no rollout) makes a dozen reconciles run in the window.
-  local touch
-  for touch in $(seq 12); do
-    kubectl annotate statefulset -n "$KAFKA_NS" kafka e2e.example.com/touched="$touch" --overwrite >/dev/null
-    sleep 5
-  done
+  touch_statefulset 12 5 rotating
   expect_eq "60 s of rotating answers and 12 reconciles: no Service of kafka was written" \
     "$(service_versions)" "$versions_before"
   expect_eq "and the reconciler published no event" "$(our_events)" "$events_before"
@@ -503,10 +506,7 @@ PY
   expect_eq "the namespace is opted out" \
     "$(kubectl get namespace "$KAFKA_NS" -o jsonpath='{.metadata.labels.kafka-listener-injector\.io/injection}')" disabled
   # Changes of the StatefulSet's metadata (no rollout) make reconciles run past the 20 s grace.
-  for touch in $(seq 13); do
-    kubectl annotate statefulset -n "$KAFKA_NS" kafka e2e.example.com/touched="opted-out-$touch" --overwrite >/dev/null
-    sleep 2
-  done
+  touch_statefulset 13 2 opted-out
   expect_eq "kafka-0..2-external and the bootstrap Service are the same objects after the grace" \
     "$(service_uids)" "$uids_before"
   expect_eq "none is marked scaled down" \
