@@ -403,10 +403,9 @@ kubectl delete -k "$(overlay cluster-wide)" --wait=true >/dev/null 2>&1
 # Published as a release publishes it (helm package --sign, helm push, cosign sign) to a loopback
 # registry, and verified with the public keys alone before the install.
 chart_version=$(sed -n 's/^version: *//p' charts/kafka-listener-injector/Chart.yaml)
-REGISTRY_PORT=${REGISTRY_PORT:-25000}
-"$(tests/tools/go-tool.sh crane)" registry serve --address "127.0.0.1:$REGISTRY_PORT" >"$work/registry.log" 2>&1 &
-REGISTRY_PID=$!
-for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$REGISTRY_PORT/v2/" >/dev/null && break; sleep 0.1; done
+source tests/tools/local-registry.sh
+start_registry "$(tests/tools/go-tool.sh crane)" "$work/registry.log" "${REGISTRY_PORT:-25000}" \
+  || fail "starting the loopback registry on ${REGISTRY_PORT:-25000}"
 chart_ref=$(tests/image/publish-chart.sh "127.0.0.1:$REGISTRY_PORT" 2>"$work/publish-chart.log") \
   || fail "publishing the chart: $(tail -n 3 "$work/publish-chart.log")"
 source tests/image/signing.sh

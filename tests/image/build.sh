@@ -70,11 +70,10 @@ sha256=$(sha256sum "$out/$archive" | cut -d' ' -f1)
 sed -e "s|@VERSION@|$version|g" -e "s|@HOME@|$home|g" -e "s|@SHA256@|$sha256|g" \
   plugins/kafka-listeners.yaml.in >plugins/kafka-listeners.yaml
 
-port=$((40000 + RANDOM % 20000))
-"$crane" registry serve --address "127.0.0.1:$port" >"$out/registry.log" 2>&1 &
-registry=$!
-trap 'kill $registry 2>/dev/null' EXIT
-for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+source tests/tools/local-registry.sh
+start_registry "$crane" "$out/registry.log" || exit 1
+port=$REGISTRY_PORT
+trap 'kill $REGISTRY_PID 2>/dev/null' EXIT
 ref=127.0.0.1:$port/kafka-listener-injector:$version
 "$crane" append --insecure --oci-empty-base --platform linux/amd64 -f "$out/layer.tar" -t "$ref" >&2
 "$crane" mutate --insecure "$ref" -t "$ref" --set-platform linux/amd64 \

@@ -29,11 +29,11 @@ refused() { # refused WHAT COMMAND...: the command must fail; shows cosign's rea
 label() { jq -r --arg l "$1" '.config.Labels[$l]' "$out/config.json"; }
 
 work=$(mktemp -d)
-port=$((40000 + RANDOM % 20000))
-"$crane" registry serve --address "127.0.0.1:$port" >"$work/registry.log" 2>&1 &
-registry=$!
-trap 'kill $registry 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+trap 'rm -rf "$work"' EXIT
+source tests/tools/local-registry.sh
+start_registry "$crane" "$work/registry.log" || exit 1
+port=$REGISTRY_PORT
+trap 'kill $REGISTRY_PID 2>/dev/null; rm -rf "$work"' EXIT
 repo=127.0.0.1:$port/kafka-listener-injector
 charts=127.0.0.1:$port/charts/kafka-listener-injector
 "$cosign" load --allow-http-registry --dir "$out/signed-image" "$repo:$version" >"$work/load.log" 2>&1 \
