@@ -10,8 +10,8 @@
 use serde_json::{json, Value};
 
 use crate::inject::settings::{
-    EnvName, Setting, BITNAMI_ENV_NAME, DEFAULT_CONTAINER, PLAIN_ENV_NAME, RECORD_KEY, SETTINGS_KEY,
-    ZONE_FIELD,
+    EnvName, Setting, BITNAMI_ENV_NAME, DEFAULT_CONTAINER, PLAIN_ENV_NAME, RECORD_KEY,
+    SETTINGS_KEY, ZONE_FIELD,
 };
 use crate::inject::template::{Part, Runtime, Template, Variable};
 use crate::inject::Defaults;

@@ -41,11 +41,7 @@ impl Rendered<'_> {
                     .iter()
                     .map(|(n, _, value)| (*n, EnvValue::Text(value))),
             )
-            .chain(
-                self.extra_env
-                    .iter()
-                    .map(|(n, v)| (*n, EnvValue::Text(v))),
-            )
+            .chain(self.extra_env.iter().map(|(n, v)| (*n, EnvValue::Text(v))))
             .collect()
     }
 

@@ -335,9 +335,10 @@ mod tests {
 
     #[test]
     fn start_up_placeholders_render_as_references_to_their_downward_variables() {
-        let template =
-            Template::parse("EXTERNAL://{hostIP}:{ordinal+31090},N://{nodeName}:1,P://{podIP}:2,Q://{hostIP}:3")
-                .unwrap();
+        let template = Template::parse(
+            "EXTERNAL://{hostIP}:{ordinal+31090},N://{nodeName}:1,P://{podIP}:2,Q://{hostIP}:3",
+        )
+        .unwrap();
         assert_eq!(
             template.render(&values()).unwrap(),
             "EXTERNAL://$(KLI_HOST_IP):31092,N://$(KLI_NODE_NAME):1,P://$(KLI_POD_IP):2,Q://$(KLI_HOST_IP):3"
