@@ -143,6 +143,9 @@ struct Broker<'a> {
     /// `{domain}` for this pod: the flag, or the pod's own annotation.
     domain: Option<String>,
     host: String,
+    /// The host is a reference the kubelet expands when the broker starts (`$(KLI_HOST_IP)`):
+    /// the node's own address, which has no DNS name to publish.
+    at_start_up: bool,
     /// The name the broker's next pod will advertise, when the template has changed since its
     /// pod was created (a new domain): published beside `host` on the same load balancer, so
     /// that it resolves before the pod is recreated with it.
@@ -233,6 +236,13 @@ fn broker<'a>(
         .and_then(|value| find(value))
         .unwrap_or_else(|| (template_host.clone(), template_port));
     let next_host = (host != template_host && port == template_port).then_some(template_host);
+    let at_start_up = !crate::inject::text::references(&host).is_empty();
+    if at_start_up && render.service_type == ServiceType::LoadBalancer {
+        bail!(
+            "{id}: listener {} advertises {host}, an address the broker learns when it starts (its node's, with {{hostIP}}), which no load balancer can stand for; use --type NodePort",
+            render.listener
+        );
+    }
     let listener = Listener {
         name: &render.listener,
         host: &host,
@@ -252,11 +262,33 @@ fn broker<'a>(
         ordinal,
         domain,
         host: listener.host.to_owned(),
+        at_start_up,
         next_host,
         advertised_port: listener.port,
-        container_port: render.port.unwrap_or(listener.port),
+        container_port: render
+            .port
+            .or_else(|| bound_port(&view, &injection.containers, &render.listener))
+            .unwrap_or(listener.port),
         template_port,
     }))
+}
+
+/// The port the broker binds the listener to, from its `KAFKA_LISTENERS` when it sets one: a
+/// NodePort broker advertises `31090+ordinal` but listens where its chart says (`EXTERNAL://:9094`).
+fn bound_port(view: &PodView<'_>, containers: &[String], listener: &str) -> Option<u16> {
+    let broker = view
+        .containers()
+        .iter()
+        .find(|c| containers.iter().any(|name| *name == c.name))?;
+    let (_, bound) = broker.env_value(&crate::inject::LISTENERS)?;
+    // Bind addresses may have no host (`EXTERNAL://:9094`), which advertised ones may not.
+    bound.split(',').find_map(|entry| {
+        let (name, address) = entry.trim().split_once("://")?;
+        let (_, port) = address.rsplit_once(':')?;
+        name.eq_ignore_ascii_case(listener)
+            .then(|| port.parse().ok())
+            .flatten()
+    })
 }
 
 /// Renders the Services for every StatefulSet in the manifests; the warnings go to `err`.
@@ -385,14 +417,17 @@ fn broker_service(
     }
     let mut annotations = annotations(render, &values)?;
     // external-dns takes a comma-separated list; the first is the name the broker advertises now.
+    // A broker advertising its node's address has no name to publish.
     let hostnames = match &broker.next_host {
         Some(next) => format!("{},{next}", broker.host),
         None => broker.host.clone(),
     };
-    annotations.insert(HOSTNAME_ANNOTATION.into(), hostnames);
+    if !broker.at_start_up {
+        annotations.insert(HOSTNAME_ANNOTATION.into(), hostnames);
+    }
     let selector = BTreeMap::from([(POD_NAME_LABEL.into(), broker.name.to_owned())]);
     let port = service_port(render, broker)?;
-    Ok(service(
+    let mut service = service(
         render,
         statefulset,
         namespace,
@@ -400,7 +435,14 @@ fn broker_service(
         annotations,
         selector,
         port,
-    ))
+    );
+    // The broker advertises the address of the node it runs on: only that node may answer on
+    // its node port (Local), unless the user chose otherwise.
+    if let Some(spec) = service.spec.as_mut().filter(|_| broker.at_start_up) {
+        spec.external_traffic_policy
+            .get_or_insert_with(|| "Local".to_owned());
+    }
+    Ok(service)
 }
 
 /// One Service for all brokers of the StatefulSet: a name clients bootstrap from that does not
@@ -490,7 +532,7 @@ fn service(
                 (INSTANCE_LABEL.into(), sts_name.clone()),
                 (COMPONENT_LABEL.into(), component.into()),
             ])),
-            annotations: Some(annotations),
+            annotations: (!annotations.is_empty()).then_some(annotations),
             // Offline manifests name no uid; in the cluster, deleting the StatefulSet deletes its
             // Services.
             owner_references: statefulset.metadata.uid.as_ref().map(|uid| {
