@@ -34,9 +34,13 @@ pub fn write_reports(
         } else {
             "FAULT"
         };
+        let rack = report
+            .rack
+            .as_deref()
+            .map_or_else(String::new, |rack| format!(" (rack {rack})"));
         writeln!(
             out,
-            "broker {} {} -> {}: {verdict}",
+            "broker {}{rack} {} -> {}: {verdict}",
             report.node_id,
             report.advertised,
             if addresses.is_empty() {
@@ -47,6 +51,9 @@ pub fn write_reports(
         )?;
         for fault in &report.faults {
             writeln!(out, "  {fault}")?;
+        }
+        for note in &report.notes {
+            writeln!(out, "  note: {note}")?;
         }
     }
     let faulty = reports.iter().filter(|r| !r.faults.is_empty()).count();
