@@ -36,15 +36,19 @@ fn golden(name: &str, actual: &str) {
     assert_eq!(actual, expected, "{name} differs from its golden file");
 }
 
-/// One layout: its settings, then what preview and services print with them.
+/// One layout of the example cluster: its settings, then what preview and services print.
 fn layout(name: &str, settings: &[&str], services: &[&str]) {
-    let mut args = vec!["preview", "-f", EXAMPLE, "--domain", "kafka.example.com"];
+    layout_of(EXAMPLE, name, settings, services);
+}
+
+fn layout_of(file: &str, name: &str, settings: &[&str], services: &[&str]) {
+    let mut args = vec!["preview", "-f", file, "--domain", "kafka.example.com"];
     args.extend(settings);
     let (code, out, err) = run(&args);
     assert_eq!(code, Some(0), "{name}: preview: {err}");
     golden(&format!("{name}.preview.txt"), &out);
 
-    let mut args = vec!["services", "-f", EXAMPLE, "--domain", "kafka.example.com"];
+    let mut args = vec!["services", "-f", file, "--domain", "kafka.example.com"];
     args.extend(settings);
     args.extend(services);
     let (code, out, err) = run(&args);
@@ -84,6 +88,31 @@ fn node_ports_on_each_broker_node_address_with_racks_from_the_zone() {
     assert!(
         err.contains("kafka/kafka-0: listener EXTERNAL advertises $(KLI_HOST_IP)")
             && err.contains("use --type NodePort"),
+        "{err}"
+    );
+}
+
+#[test]
+fn one_tls_gateway_for_all_brokers_routed_by_name() {
+    let gateway = [
+        "--gateway",
+        "kafka/kafka-gateway",
+        "--bootstrap-host",
+        "bootstrap.{domain}",
+    ];
+    layout_of(
+        "tests/fixtures/layouts/kafka-tls.yaml",
+        "gateway",
+        &[],
+        &gateway,
+    );
+    // A listener without TLS sends no name to route by.
+    let mut args = vec!["services", "-f", EXAMPLE, "--domain", "kafka.example.com"];
+    args.extend(gateway);
+    let (code, _, err) = run(&args);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("kafka/kafka-0: listener EXTERNAL is PLAINTEXT: a gateway routes a connection by the name in its TLS handshake (SNI)"),
         "{err}"
     );
 }

@@ -36,6 +36,20 @@ const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
 pub enum ServiceType {
     LoadBalancer,
     NodePort,
+    /// Behind a gateway: the route reaches the broker through this in-cluster Service.
+    ClusterIp,
+}
+
+/// The Gateway API version of the TLS routes: TLSRoute is in the standard channel, as `v1`,
+/// since Gateway API v1.5.
+pub const GATEWAY_API_VERSION: &str = "gateway.networking.k8s.io/v1";
+
+/// The Gateway whose TLS passthrough listener routes every broker by SNI: one load balancer for
+/// all brokers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayRef {
+    pub namespace: String,
+    pub name: String,
 }
 
 /// Who may reach the load balancers: an explicit choice, because the providers differ in what
@@ -108,6 +122,9 @@ pub struct Render {
     pub external_traffic_policy: Option<String>,
     /// The host of one bootstrap Service per StatefulSet, for all of its brokers.
     pub bootstrap_host: Option<Template>,
+    /// Route every broker through this Gateway (one `TLSRoute` each, by SNI) instead of a load
+    /// balancer each; the Services are then in-cluster ones.
+    pub gateway: Option<GatewayRef>,
 }
 
 /// A validated `services` invocation.
@@ -125,6 +142,9 @@ pub struct Rendered {
     /// The brokers' Services, in ordinal order.
     pub brokers: Vec<Service>,
     pub bootstrap: Option<Service>,
+    /// With a gateway: one `TLSRoute` per broker Service (and the bootstrap one), in the same
+    /// order.
+    pub routes: Vec<serde_json::Value>,
     pub warnings: Vec<String>,
 }
 
@@ -188,16 +208,72 @@ pub fn for_statefulset(
         let id = format!("{namespace}/{}", broker.name);
         let service =
             broker_service(render, statefulset, namespace, broker).with_context(|| id.clone())?;
+        if let Some(gateway) = &render.gateway {
+            let hostnames = std::iter::once(broker.host.clone())
+                .chain(broker.next_host.clone())
+                .collect();
+            rendered
+                .routes
+                .push(tls_route(gateway, &service, hostnames));
+        }
         rendered.brokers.push(service);
     }
     // A StatefulSet scaled to zero has nothing to bootstrap from, and needs no Service yet.
     if let (Some(host), false) = (&render.bootstrap_host, brokers.is_empty()) {
-        rendered.bootstrap = Some(
-            bootstrap_service(render, statefulset, namespace, host, &brokers)
-                .with_context(|| format!("{namespace}/{name}: bootstrap Service"))?,
-        );
+        let bootstrap = bootstrap_service(render, statefulset, namespace, host, &brokers)
+            .with_context(|| format!("{namespace}/{name}: bootstrap Service"))?;
+        if let Some(gateway) = &render.gateway {
+            let host = bootstrap
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(HOSTNAME_ANNOTATION))
+                .cloned()
+                .unwrap_or_default();
+            rendered
+                .routes
+                .push(tls_route(gateway, &bootstrap, vec![host]));
+        }
+        rendered.bootstrap = Some(bootstrap);
     }
     Ok(rendered)
+}
+
+/// The `TLSRoute` that sends connections for `hostnames` (by SNI, TLS passed through to the
+/// broker) from the gateway to `service`. external-dns publishes the route's hostnames at the
+/// gateway's address (its `gateway-tlsroute` source); the annotation says the same for setups
+/// that read annotations.
+fn tls_route(gateway: &GatewayRef, service: &Service, hostnames: Vec<String>) -> serde_json::Value {
+    let port = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .and_then(|p| p.first())
+        .map_or(0, |p| p.port);
+    let mut metadata = serde_json::json!({
+        "name": service.metadata.name,
+        "namespace": service.metadata.namespace,
+        "labels": service.metadata.labels,
+        "annotations": {HOSTNAME_ANNOTATION: hostnames.join(",")},
+    });
+    if let Some(owners) = &service.metadata.owner_references {
+        metadata["ownerReferences"] = serde_json::json!(owners);
+    }
+    serde_json::json!({
+        "apiVersion": GATEWAY_API_VERSION,
+        "kind": "TLSRoute",
+        "metadata": metadata,
+        "spec": {
+            "parentRefs": [{
+                "group": "gateway.networking.k8s.io",
+                "kind": "Gateway",
+                "namespace": gateway.namespace,
+                "name": gateway.name,
+            }],
+            "hostnames": hostnames,
+            "rules": [{"backendRefs": [{"name": service.metadata.name, "port": port}]}],
+        },
+    })
 }
 
 /// One pod of the StatefulSet as a broker to expose: `None` when the webhook would skip it.
@@ -237,11 +313,26 @@ fn broker<'a>(
         .unwrap_or_else(|| (template_host.clone(), template_port));
     let next_host = (host != template_host && port == template_port).then_some(template_host);
     let at_start_up = !crate::inject::text::references(&host).is_empty();
-    if at_start_up && render.service_type == ServiceType::LoadBalancer {
+    if at_start_up && render.service_type != ServiceType::NodePort {
         bail!(
-            "{id}: listener {} advertises {host}, an address the broker learns when it starts (its node's, with {{hostIP}}), which no load balancer can stand for; use --type NodePort",
+            "{id}: listener {} advertises {host}, an address the broker learns when it starts (its node's, with {{hostIP}}), which no load balancer or gateway route can stand for; use --type NodePort",
             render.listener
         );
+    }
+    if render.gateway.is_some() {
+        if !crate::inject::text::is_dns_name(&host) {
+            bail!(
+                "{id}: listener {} advertises {host}: a gateway routes TLS by the name the client asks for (SNI), so each broker must advertise a DNS name",
+                render.listener
+            );
+        }
+        let protocol = security_protocol(pod, &injection.containers, &render.listener);
+        if let Some(protocol @ ("PLAINTEXT" | "SASL_PLAINTEXT")) = protocol.as_deref() {
+            bail!(
+                "{id}: listener {} is {protocol}: a gateway routes a connection by the name in its TLS handshake (SNI), and a listener without TLS sends none; map it to SSL or SASL_SSL",
+                render.listener
+            );
+        }
     }
     let listener = Listener {
         name: &render.listener,
@@ -292,7 +383,7 @@ fn bound_port(view: &PodView<'_>, containers: &[String], listener: &str) -> Opti
 }
 
 /// Renders the Services for every StatefulSet in the manifests; the warnings go to `err`.
-pub fn render(config: &Config, err: &mut impl Write) -> anyhow::Result<Vec<Service>> {
+pub fn render(config: &Config, err: &mut impl Write) -> anyhow::Result<Vec<serde_json::Value>> {
     let documents = manifests::read_documents(&config.source.files)?;
     let expansion = Expansion {
         namespace: &config.source.namespace,
@@ -314,8 +405,10 @@ pub fn render(config: &Config, err: &mut impl Write) -> anyhow::Result<Vec<Servi
         for warning in &rendered.warnings {
             writeln!(err, "warning: {warning}")?;
         }
-        services.extend(rendered.brokers);
-        services.extend(rendered.bootstrap);
+        for service in rendered.brokers.iter().chain(&rendered.bootstrap) {
+            services.push(serde_json::to_value(service)?);
+        }
+        services.extend(rendered.routes);
     }
     if services.is_empty() {
         bail!("no broker pod of any StatefulSet in the given manifests");
@@ -422,7 +515,7 @@ fn broker_service(
         Some(next) => format!("{},{next}", broker.host),
         None => broker.host.clone(),
     };
-    if !broker.at_start_up {
+    if !broker.at_start_up && render.gateway.is_none() {
         annotations.insert(HOSTNAME_ANNOTATION.into(), hostnames);
     }
     let selector = BTreeMap::from([(POD_NAME_LABEL.into(), broker.name.to_owned())]);
@@ -551,6 +644,7 @@ fn service(
             type_: Some(match render.service_type {
                 ServiceType::LoadBalancer => "LoadBalancer".into(),
                 ServiceType::NodePort => "NodePort".into(),
+                ServiceType::ClusterIp => "ClusterIP".into(),
             }),
             selector: Some(selector),
             ports: Some(vec![port]),
