@@ -133,6 +133,9 @@ pub struct AddressReport {
     pub address: String,
     /// Milliseconds to connect, when it connected.
     pub connect_ms: Option<f64>,
+    /// With `--tls`: the name the broker's certificate was verified for (the one sent as SNI, which
+    /// a TLS gateway routes by), once the handshake succeeded.
+    pub tls_name: Option<String>,
     /// The broker id that answered there, when it said.
     pub answers_as: Option<i32>,
     pub error: Option<String>,
@@ -297,6 +300,7 @@ async fn check_addresses(
         let mut entry = AddressReport {
             address: address.ip().to_string(),
             connect_ms: None,
+            tls_name: None,
             answers_as: None,
             error: None,
         };
@@ -304,6 +308,9 @@ async fn check_addresses(
             let (mut connection, took) =
                 Connection::open(address, host, &config.security, config.timeout).await?;
             entry.connect_ms = Some(took.as_secs_f64() * 1000.0);
+            if config.security.tls.is_some() {
+                entry.tls_name = Some(host.to_owned());
+            }
             let identity = connection.identity(node_id).await?;
             Ok::<_, ProbeError>((identity, connection))
         };

@@ -21,12 +21,18 @@ pub fn write_reports(
         let addresses: Vec<String> = report
             .addresses
             .iter()
-            .map(|a| match (a.connect_ms, a.answers_as) {
-                (Some(ms), Some(id)) => {
-                    format!("{} (connect {ms:.1} ms, answers as broker {id})", a.address)
+            .map(|a| {
+                let tls = a.tls_name.as_deref().map_or_else(String::new, |name| {
+                    format!(", TLS certificate valid for {name}")
+                });
+                match (a.connect_ms, a.answers_as) {
+                    (Some(ms), Some(id)) => format!(
+                        "{} (connect {ms:.1} ms{tls}, answers as broker {id})",
+                        a.address
+                    ),
+                    (Some(ms), None) => format!("{} (connect {ms:.1} ms{tls})", a.address),
+                    _ => format!("{} (unreachable)", a.address),
                 }
-                (Some(ms), None) => format!("{} (connect {ms:.1} ms)", a.address),
-                _ => format!("{} (unreachable)", a.address),
             })
             .collect();
         let verdict = if report.faults.is_empty() {

@@ -454,7 +454,8 @@ async fn tls_checks_the_certificate_against_the_advertised_name() {
     let (healthy, out) = probed(&config).await;
     assert!(!healthy);
     assert!(
-        out.contains("broker 5 localhost:") && out.contains("answers as broker 5): ok"),
+        out.contains("broker 5 localhost:")
+            && out.contains("TLS certificate valid for localhost, answers as broker 5): ok"),
         "{out}"
     );
     // The certificate names localhost, not 127.0.0.1: a client connecting by the advertised
