@@ -10,10 +10,9 @@
 use serde_json::{json, Value};
 
 use crate::inject::settings::{
-    EnvName, Setting, BITNAMI_ENV_NAME, DEFAULT_CONTAINER, PLAIN_ENV_NAME, RECORD_KEY,
-    SETTINGS_KEY, ZONE_FIELD,
+    EnvName, Setting, BITNAMI_ENV_NAME, DEFAULT_CONTAINER, PLAIN_ENV_NAME, RECORD_KEY, SETTINGS_KEY,
 };
-use crate::inject::template::{Part, Runtime, Template, Variable};
+use crate::inject::template::{Part, Template, Variable};
 use crate::inject::Defaults;
 use crate::output::{write_objects, Format};
 
@@ -62,10 +61,8 @@ pub fn template_expression(template: &Template) -> String {
             Part::Variable(Variable::StatefulSet) => "variables.statefulset".to_owned(),
             Part::Variable(Variable::Domain) => "variables.domain".to_owned(),
             Part::Variable(Variable::Ordinal) => "string(variables.ordinal)".to_owned(),
-            // As in the webhook: a reference the kubelet expands, to a variable set before it.
-            Part::Variable(Variable::Runtime(runtime)) => {
-                cel_string(&format!("$({})", runtime.env_name()))
-            }
+            // `render` refuses these (see `downward_refusal`); as text they are the reference.
+            Part::Variable(Variable::Runtime(runtime)) => cel_string(runtime.reference()),
         })
         .collect();
     parts.join(" + ")
@@ -84,6 +81,9 @@ pub fn render(config: &Config) -> anyhow::Result<Vec<Value>> {
         anyhow::bail!(
             "--container: the native policy injects into one container; name one, or use the webhook"
         );
+    }
+    if let Some(refusal) = downward_refusal(defaults) {
+        anyhow::bail!(refusal);
     }
     let env_name = listeners_env_name(defaults);
     let selectors = Selectors::for_mode(config);
@@ -108,6 +108,35 @@ pub fn render(config: &Config) -> anyhow::Result<Vec<Value>> {
         objects.push(binding("ValidatingAdmissionPolicyBinding", &checks));
     }
     Ok(objects)
+}
+
+/// Why the policy cannot do what these settings ask: a downward-API variable (`{hostIP}`,
+/// `{nodeName}`, `{podIP}`, `--rack-env`) is `valueFrom.fieldRef`, an atomic struct, which a
+/// MutatingAdmissionPolicy's ApplyConfiguration may not set (the API server refuses every pod
+/// with "may not mutate atomic arrays, maps or structs").
+fn downward_refusal(defaults: &Defaults) -> Option<String> {
+    let placeholder = std::iter::once(("--listeners".to_owned(), &defaults.listeners))
+        .chain(
+            defaults
+                .extra_env
+                .iter()
+                .map(|(name, template)| (format!("--env {name}"), template)),
+        )
+        .find_map(|(flag, template)| {
+            let runtime = *template.runtime().first()?;
+            Some(format!(
+                "{flag} uses {}",
+                Variable::Runtime(runtime).placeholder()
+            ))
+        });
+    let why = match (placeholder, &defaults.rack_env) {
+        (Some(placeholder), _) => placeholder,
+        (None, Some(_)) => "--rack-env".to_owned(),
+        (None, None) => return None,
+    };
+    Some(format!(
+        "{why}, a value the pod learns when it starts, which needs a downward-API variable (valueFrom.fieldRef): a MutatingAdmissionPolicy cannot set one (fieldRef is an atomic struct, which its ApplyConfiguration may not mutate); use the webhook"
+    ))
 }
 
 fn binding(kind: &str, policy: &str) -> Value {
@@ -174,30 +203,7 @@ fn variables(defaults: &Defaults, env_name: Option<&str>) -> Vec<Value> {
 
 /// The ApplyConfiguration: the env entries in the broker container and the record annotations.
 fn apply_expression(defaults: &Defaults, sets_listeners: bool) -> String {
-    // The downward-API variables first, in the webhook's order: the values after them refer to
-    // them.
-    let mut downward: Vec<(&str, &str)> = Vec::new();
-    let templates = sets_listeners
-        .then_some(&defaults.listeners)
-        .into_iter()
-        .chain(defaults.extra_env.iter().map(|(_, template)| template));
-    let mut runtime: Vec<Runtime> = templates.flat_map(Template::runtime).collect();
-    runtime.sort_unstable();
-    runtime.dedup();
-    downward.extend(runtime.iter().map(|r| (r.env_name(), r.field_path())));
-    if let Some(rack_env) = &defaults.rack_env {
-        downward.push((rack_env, ZONE_FIELD));
-    }
-    let mut env_entries: Vec<String> = downward
-        .into_iter()
-        .map(|(name, field)| {
-            format!(
-                "Object.spec.containers.env{{name: {}, valueFrom: Object.spec.containers.env.valueFrom{{fieldRef: Object.spec.containers.env.valueFrom.fieldRef{{apiVersion: 'v1', fieldPath: {}}}}}}}",
-                cel_string(name),
-                cel_string(field)
-            )
-        })
-        .collect();
+    let mut env_entries = Vec::new();
     if sets_listeners {
         env_entries.push(
             "Object.spec.containers.env{name: variables.listenersEnv, value: variables.listeners}"
