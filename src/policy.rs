@@ -10,9 +10,10 @@
 use serde_json::{json, Value};
 
 use crate::inject::settings::{
-    EnvName, Setting, BITNAMI_ENV_NAME, DEFAULT_CONTAINER, PLAIN_ENV_NAME, RECORD_KEY, SETTINGS_KEY,
+    EnvName, Setting, BITNAMI_ENV_NAME, DEFAULT_CONTAINER, PLAIN_ENV_NAME, RECORD_KEY,
+    SETTINGS_KEY, ZONE_FIELD,
 };
-use crate::inject::template::{Part, Template, Variable};
+use crate::inject::template::{Part, Runtime, Template, Variable};
 use crate::inject::Defaults;
 use crate::output::{write_objects, Format};
 
@@ -61,6 +62,10 @@ pub fn template_expression(template: &Template) -> String {
             Part::Variable(Variable::StatefulSet) => "variables.statefulset".to_owned(),
             Part::Variable(Variable::Domain) => "variables.domain".to_owned(),
             Part::Variable(Variable::Ordinal) => "string(variables.ordinal)".to_owned(),
+            // As in the webhook: a reference the kubelet expands, to a variable set before it.
+            Part::Variable(Variable::Runtime(runtime)) => {
+                cel_string(&format!("$({})", runtime.env_name()))
+            }
         })
         .collect();
     parts.join(" + ")
@@ -169,7 +174,30 @@ fn variables(defaults: &Defaults, env_name: Option<&str>) -> Vec<Value> {
 
 /// The ApplyConfiguration: the env entries in the broker container and the record annotations.
 fn apply_expression(defaults: &Defaults, sets_listeners: bool) -> String {
-    let mut env_entries = Vec::new();
+    // The downward-API variables first, in the webhook's order: the values after them refer to
+    // them.
+    let mut downward: Vec<(&str, &str)> = Vec::new();
+    let templates = sets_listeners
+        .then_some(&defaults.listeners)
+        .into_iter()
+        .chain(defaults.extra_env.iter().map(|(_, template)| template));
+    let mut runtime: Vec<Runtime> = templates.flat_map(Template::runtime).collect();
+    runtime.sort_unstable();
+    runtime.dedup();
+    downward.extend(runtime.iter().map(|r| (r.env_name(), r.field_path())));
+    if let Some(rack_env) = &defaults.rack_env {
+        downward.push((rack_env, ZONE_FIELD));
+    }
+    let mut env_entries: Vec<String> = downward
+        .into_iter()
+        .map(|(name, field)| {
+            format!(
+                "Object.spec.containers.env{{name: {}, valueFrom: Object.spec.containers.env.valueFrom{{fieldRef: Object.spec.containers.env.valueFrom.fieldRef{{apiVersion: 'v1', fieldPath: {}}}}}}}",
+                cel_string(name),
+                cel_string(field)
+            )
+        })
+        .collect();
     if sets_listeners {
         env_entries.push(
             "Object.spec.containers.env{name: variables.listenersEnv, value: variables.listeners}"
@@ -306,7 +334,7 @@ fn validating_policy(name: &str, rules: &Value, selectors: &Selectors) -> Value 
 /// What the webhook does that the policy cannot, said plainly (on stderr).
 pub fn differences(config: &Config) -> Vec<String> {
     let mut out = vec![
-        "per-pod annotations other than kafka-listener-injector.io/domain and inject are not read (listeners, env-name, container, env.NAME, node-id-*, strict): CEL cannot parse templates; put the settings in the flags of this command, one policy per Kafka cluster".to_owned(),
+        "per-pod annotations other than kafka-listener-injector.io/domain and inject are not read (listeners, env-name, container, env.NAME, node-id-*, rack-env, strict): CEL cannot parse templates; put the settings in the flags of this command, one policy per Kafka cluster".to_owned(),
         "the ordinal comes only from the apps.kubernetes.io/pod-index label (Kubernetes 1.28+), never from the pod name".to_owned(),
         "no admission warnings: an overridden variable, a shell that assigns it, a properties file, envFrom and other effectiveness findings are not reported (run preview in CI)".to_owned(),
         "of the listener checks only one runs (in the companion ValidatingAdmissionPolicy): every advertised name must be in the broker container's protocol map when it sets one; malformed values, KAFKA_LISTENERS, the inter-broker listener and node id ranges are not checked".to_owned(),

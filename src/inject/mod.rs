@@ -183,7 +183,7 @@ pub fn inject(pod: &PodView, namespace: &str, defaults: &Defaults) -> Decision {
     }
     warnings.extend(findings.iter().cloned());
 
-    let env: Vec<(&str, &str)> = rendered.env_pairs();
+    let env = rendered.env_pairs();
     let settings_hash = gated.settings.fingerprint(
         defaults,
         rendered.listeners.as_ref().map(|(name, _)| name.as_str()),
