@@ -363,6 +363,15 @@ SVC
   done
 }
 
+# The fields of Services (YAML on stdin) a client's path through a node port depends on, one
+# JSON line per Service.
+service_shape() {
+  python3 -c 'import sys, json, yaml; [print(json.dumps(d)) for d in yaml.safe_load_all(sys.stdin) if d]' \
+    | jq -c '{name: .metadata.name, type: .spec.type, externalTrafficPolicy: .spec.externalTrafficPolicy,
+              dns: .metadata.annotations["external-dns.alpha.kubernetes.io/hostname"], selector: .spec.selector,
+              ports: [.spec.ports[] | {port, targetPort: (.targetPort // .port), nodePort}]}' | sort
+}
+
 run_nodes_stage() {
   kdir=$work/kafka-nodes
   mkdir -p "$kdir/pods"
@@ -380,6 +389,9 @@ run_nodes_stage() {
   log "N1. NodePort: three nodes in two zones; each broker advertises {hostIP}:{ordinal+31090}"
   local started=$SECONDS i
   kubectl apply -f tests/e2e/kafka/node-brokers.yaml >/dev/null || fail "applying node-brokers.yaml"
+  expect_eq "services --type NodePort renders the Services applied here" \
+    "$("$kli" services -f tests/e2e/kafka/node-brokers.yaml --type NodePort 2>"$kdir/services.err" | service_shape)" \
+    "$(node_port_services 3 | service_shape)"
   node_port_services 3 | kubectl apply -f - >/dev/null || fail "applying the NodePort Services"
   for i in 0 1 2; do
     wait_ready "$NODES_NS" "kafka-$i" 240 || { fail "$NODES_NS/kafka-$i did not become ready"; kafka_logs; return; }

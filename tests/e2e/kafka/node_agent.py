@@ -572,7 +572,11 @@ class Agent:
             "metadata": {"name": pod.name, "namespace": pod.namespace},
             "target": {"apiVersion": "v1", "kind": "Node", "name": node},
         }
-        kubectl("create", "-f", "-", stdin=json.dumps(binding))
+        # The pod's binding subresource, as kube-scheduler posts it: admission plugins such as
+        # PodTopologyLabels act on pods/binding, not on the namespace's `bindings` resource that
+        # `kubectl create` of a Binding posts to.
+        kubectl("create", "--raw", f"/api/v1/namespaces/{pod.namespace}/pods/{pod.name}/binding",
+                "-f", "-", stdin=json.dumps(binding))
         # Counted at once, so that the next pod bound in the same pass spreads past this one.
         pod.obj["spec"]["nodeName"] = node
         self.reported.discard(pod.uid)
