@@ -425,7 +425,7 @@ run_nodes_stage() {
   kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" \
     --create --topic spread --replica-assignment 100,101,102 >/dev/null 2>"$kdir/topic.err" \
     || fail "creating topic spread: $(tail -n 3 "$kdir/topic.err")"
-  seq 1 300 | outside kcat -P -b "$bootstrap" -t spread -X enable.idempotence=true 2>"$kdir/produce.err" \
+  seq 1 300 | outside kcat -P -b "$bootstrap" -t spread -X enable.idempotence=true -X message.timeout.ms=60000 2>"$kdir/produce.err" \
     || fail "producing: $(tail -n 3 "$kdir/produce.err")"
   outside kcat -C -b "$bootstrap" -t spread -o beginning -e -q -m 30 >"$kdir/consumed.txt" 2>"$kdir/consume.err"
   expect_eq "300 messages through a partition on each broker, produced and consumed from outside" \
