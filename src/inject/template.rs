@@ -56,7 +56,7 @@ impl Runtime {
     }
 
     /// What the template renders: the reference the kubelet expands.
-    fn reference(self) -> &'static str {
+    pub fn reference(self) -> &'static str {
         match self {
             Self::HostIp => "$(KLI_HOST_IP)",
             Self::NodeName => "$(KLI_NODE_NAME)",

@@ -247,3 +247,46 @@ fn the_name_a_service_is_checked_by_is_the_one_its_broker_advertises_now() {
     service.metadata.annotations = None;
     assert_eq!(super::objects::exposed_host(&service), "");
 }
+
+#[test]
+fn a_service_is_kept_while_a_running_broker_advertises_its_name_or_its_node_port() {
+    use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
+    let advertised = |value: &str| crate::services::Advertised::from([(0, value.to_owned())]);
+    let mut named = service(&OURS, None);
+    named.metadata.annotations = Some(
+        [(
+            HOSTNAME_ANNOTATION.to_owned(),
+            "kafka-0.kafka.example.com".to_owned(),
+        )]
+        .into_iter()
+        .collect(),
+    );
+    let kept = |service: &Service, value: &str| {
+        super::objects::advertised_by_running(service, &advertised(value))
+    };
+    assert!(kept(&named, "EXTERNAL://kafka-0.kafka.example.com:9094"));
+    assert!(!kept(&named, "EXTERNAL://kafka-1.kafka.example.com:9094"));
+
+    // A broker on its node's address: no name, so the node port tells.
+    let mut at_node = service(&OURS, None);
+    at_node.spec = Some(ServiceSpec {
+        type_: Some("NodePort".into()),
+        ports: Some(vec![ServicePort {
+            port: 9094,
+            node_port: Some(31090),
+            ..ServicePort::default()
+        }]),
+        ..ServiceSpec::default()
+    });
+    assert!(kept(
+        &at_node,
+        "INTERNAL://kafka-0.h.kafka.svc:9092,EXTERNAL://$(KLI_HOST_IP):31090"
+    ));
+    assert!(!kept(&at_node, "EXTERNAL://$(KLI_HOST_IP):31091"));
+    // A literal address on that port is not this layout's: the template says which node.
+    assert!(!kept(&at_node, "EXTERNAL://10.0.0.7:31090"));
+    assert!(!kept(
+        &at_node,
+        "EXTERNAL://kafka-0.kafka.example.com:31090"
+    ));
+}

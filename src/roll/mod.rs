@@ -372,7 +372,7 @@ impl<W: Write> Roll<'_, W> {
                 else {
                     return Look::Waiting("it is not registered".into());
                 };
-                if format!("{host}:{port}") != step.endpoint {
+                if !crate::probe::advertises(&step.endpoint, host, *port) {
                     return Look::Waiting(format!("it advertises {host}:{port}"));
                 }
                 let (report, _) =

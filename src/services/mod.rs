@@ -36,6 +36,20 @@ const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
 pub enum ServiceType {
     LoadBalancer,
     NodePort,
+    /// Behind a gateway: the route reaches the broker through this in-cluster Service.
+    ClusterIp,
+}
+
+/// The Gateway API version of the TLS routes: TLSRoute is in the standard channel, as `v1`,
+/// since Gateway API v1.5.
+pub const GATEWAY_API_VERSION: &str = "gateway.networking.k8s.io/v1";
+
+/// The Gateway whose TLS passthrough listener routes every broker by SNI: one load balancer for
+/// all brokers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayRef {
+    pub namespace: String,
+    pub name: String,
 }
 
 /// Who may reach the load balancers: an explicit choice, because the providers differ in what
@@ -108,6 +122,9 @@ pub struct Render {
     pub external_traffic_policy: Option<String>,
     /// The host of one bootstrap Service per StatefulSet, for all of its brokers.
     pub bootstrap_host: Option<Template>,
+    /// Route every broker through this Gateway (one `TLSRoute` each, by SNI) instead of a load
+    /// balancer each; the Services are then in-cluster ones.
+    pub gateway: Option<GatewayRef>,
 }
 
 /// A validated `services` invocation.
@@ -125,6 +142,9 @@ pub struct Rendered {
     /// The brokers' Services, in ordinal order.
     pub brokers: Vec<Service>,
     pub bootstrap: Option<Service>,
+    /// With a gateway: one `TLSRoute` per broker Service (and the bootstrap one), in the same
+    /// order.
+    pub routes: Vec<serde_json::Value>,
     pub warnings: Vec<String>,
 }
 
@@ -143,6 +163,9 @@ struct Broker<'a> {
     /// `{domain}` for this pod: the flag, or the pod's own annotation.
     domain: Option<String>,
     host: String,
+    /// The host is a reference the kubelet expands when the broker starts (`$(KLI_HOST_IP)`):
+    /// the node's own address, which has no DNS name to publish.
+    at_start_up: bool,
     /// The name the broker's next pod will advertise, when the template has changed since its
     /// pod was created (a new domain): published beside `host` on the same load balancer, so
     /// that it resolves before the pod is recreated with it.
@@ -185,16 +208,72 @@ pub fn for_statefulset(
         let id = format!("{namespace}/{}", broker.name);
         let service =
             broker_service(render, statefulset, namespace, broker).with_context(|| id.clone())?;
+        if let Some(gateway) = &render.gateway {
+            let hostnames = std::iter::once(broker.host.clone())
+                .chain(broker.next_host.clone())
+                .collect();
+            rendered
+                .routes
+                .push(tls_route(gateway, &service, hostnames));
+        }
         rendered.brokers.push(service);
     }
     // A StatefulSet scaled to zero has nothing to bootstrap from, and needs no Service yet.
     if let (Some(host), false) = (&render.bootstrap_host, brokers.is_empty()) {
-        rendered.bootstrap = Some(
-            bootstrap_service(render, statefulset, namespace, host, &brokers)
-                .with_context(|| format!("{namespace}/{name}: bootstrap Service"))?,
-        );
+        let bootstrap = bootstrap_service(render, statefulset, namespace, host, &brokers)
+            .with_context(|| format!("{namespace}/{name}: bootstrap Service"))?;
+        if let Some(gateway) = &render.gateway {
+            let host = bootstrap
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(HOSTNAME_ANNOTATION))
+                .cloned()
+                .unwrap_or_default();
+            rendered
+                .routes
+                .push(tls_route(gateway, &bootstrap, vec![host]));
+        }
+        rendered.bootstrap = Some(bootstrap);
     }
     Ok(rendered)
+}
+
+/// The `TLSRoute` that sends connections for `hostnames` (by SNI, TLS passed through to the
+/// broker) from the gateway to `service`. external-dns publishes the route's hostnames at the
+/// gateway's address (its `gateway-tlsroute` source); the annotation says the same for setups
+/// that read annotations.
+fn tls_route(gateway: &GatewayRef, service: &Service, hostnames: Vec<String>) -> serde_json::Value {
+    let port = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .and_then(|p| p.first())
+        .map_or(0, |p| p.port);
+    let mut metadata = serde_json::json!({
+        "name": service.metadata.name,
+        "namespace": service.metadata.namespace,
+        "labels": service.metadata.labels,
+        "annotations": {HOSTNAME_ANNOTATION: hostnames.join(",")},
+    });
+    if let Some(owners) = &service.metadata.owner_references {
+        metadata["ownerReferences"] = serde_json::json!(owners);
+    }
+    serde_json::json!({
+        "apiVersion": GATEWAY_API_VERSION,
+        "kind": "TLSRoute",
+        "metadata": metadata,
+        "spec": {
+            "parentRefs": [{
+                "group": "gateway.networking.k8s.io",
+                "kind": "Gateway",
+                "namespace": gateway.namespace,
+                "name": gateway.name,
+            }],
+            "hostnames": hostnames,
+            "rules": [{"backendRefs": [{"name": service.metadata.name, "port": port}]}],
+        },
+    })
 }
 
 /// One pod of the StatefulSet as a broker to expose: `None` when the webhook would skip it.
@@ -233,6 +312,28 @@ fn broker<'a>(
         .and_then(|value| find(value))
         .unwrap_or_else(|| (template_host.clone(), template_port));
     let next_host = (host != template_host && port == template_port).then_some(template_host);
+    let at_start_up = !crate::inject::text::references(&host).is_empty();
+    if at_start_up && render.service_type != ServiceType::NodePort {
+        bail!(
+            "{id}: listener {} advertises {host}, an address the broker learns when it starts (its node's, with {{hostIP}}), which no load balancer or gateway route can stand for; use --type NodePort",
+            render.listener
+        );
+    }
+    if render.gateway.is_some() {
+        if !crate::inject::text::is_dns_name(&host) {
+            bail!(
+                "{id}: listener {} advertises {host}: a gateway routes TLS by the name the client asks for (SNI), so each broker must advertise a DNS name",
+                render.listener
+            );
+        }
+        let protocol = security_protocol(pod, &injection.containers, &render.listener);
+        if let Some(protocol @ ("PLAINTEXT" | "SASL_PLAINTEXT")) = protocol.as_deref() {
+            bail!(
+                "{id}: listener {} is {protocol}: a gateway routes a connection by the name in its TLS handshake (SNI), and a listener without TLS sends none; map it to SSL or SASL_SSL",
+                render.listener
+            );
+        }
+    }
     let listener = Listener {
         name: &render.listener,
         host: &host,
@@ -252,15 +353,37 @@ fn broker<'a>(
         ordinal,
         domain,
         host: listener.host.to_owned(),
+        at_start_up,
         next_host,
         advertised_port: listener.port,
-        container_port: render.port.unwrap_or(listener.port),
+        container_port: render
+            .port
+            .or_else(|| bound_port(&view, &injection.containers, &render.listener))
+            .unwrap_or(listener.port),
         template_port,
     }))
 }
 
+/// The port the broker binds the listener to, from its `KAFKA_LISTENERS` when it sets one: a
+/// NodePort broker advertises `31090+ordinal` but listens where its chart says (`EXTERNAL://:9094`).
+fn bound_port(view: &PodView<'_>, containers: &[String], listener: &str) -> Option<u16> {
+    let broker = view
+        .containers()
+        .iter()
+        .find(|c| containers.iter().any(|name| *name == c.name))?;
+    let (_, bound) = broker.env_value(&crate::inject::LISTENERS)?;
+    // Bind addresses may have no host (`EXTERNAL://:9094`), which advertised ones may not.
+    bound.split(',').find_map(|entry| {
+        let (name, address) = entry.trim().split_once("://")?;
+        let (_, port) = address.rsplit_once(':')?;
+        name.eq_ignore_ascii_case(listener)
+            .then(|| port.parse().ok())
+            .flatten()
+    })
+}
+
 /// Renders the Services for every StatefulSet in the manifests; the warnings go to `err`.
-pub fn render(config: &Config, err: &mut impl Write) -> anyhow::Result<Vec<Service>> {
+pub fn render(config: &Config, err: &mut impl Write) -> anyhow::Result<Vec<serde_json::Value>> {
     let documents = manifests::read_documents(&config.source.files)?;
     let expansion = Expansion {
         namespace: &config.source.namespace,
@@ -282,8 +405,10 @@ pub fn render(config: &Config, err: &mut impl Write) -> anyhow::Result<Vec<Servi
         for warning in &rendered.warnings {
             writeln!(err, "warning: {warning}")?;
         }
-        services.extend(rendered.brokers);
-        services.extend(rendered.bootstrap);
+        for service in rendered.brokers.iter().chain(&rendered.bootstrap) {
+            services.push(serde_json::to_value(service)?);
+        }
+        services.extend(rendered.routes);
     }
     if services.is_empty() {
         bail!("no broker pod of any StatefulSet in the given manifests");
@@ -385,14 +510,17 @@ fn broker_service(
     }
     let mut annotations = annotations(render, &values)?;
     // external-dns takes a comma-separated list; the first is the name the broker advertises now.
+    // A broker advertising its node's address has no name to publish.
     let hostnames = match &broker.next_host {
         Some(next) => format!("{},{next}", broker.host),
         None => broker.host.clone(),
     };
-    annotations.insert(HOSTNAME_ANNOTATION.into(), hostnames);
+    if !broker.at_start_up && render.gateway.is_none() {
+        annotations.insert(HOSTNAME_ANNOTATION.into(), hostnames);
+    }
     let selector = BTreeMap::from([(POD_NAME_LABEL.into(), broker.name.to_owned())]);
     let port = service_port(render, broker)?;
-    Ok(service(
+    let mut service = service(
         render,
         statefulset,
         namespace,
@@ -400,7 +528,14 @@ fn broker_service(
         annotations,
         selector,
         port,
-    ))
+    );
+    // The broker advertises the address of the node it runs on: only that node may answer on
+    // its node port (Local), unless the user chose otherwise.
+    if let Some(spec) = service.spec.as_mut().filter(|_| broker.at_start_up) {
+        spec.external_traffic_policy
+            .get_or_insert_with(|| "Local".to_owned());
+    }
+    Ok(service)
 }
 
 /// One Service for all brokers of the StatefulSet: a name clients bootstrap from that does not
@@ -490,7 +625,7 @@ fn service(
                 (INSTANCE_LABEL.into(), sts_name.clone()),
                 (COMPONENT_LABEL.into(), component.into()),
             ])),
-            annotations: Some(annotations),
+            annotations: (!annotations.is_empty()).then_some(annotations),
             // Offline manifests name no uid; in the cluster, deleting the StatefulSet deletes its
             // Services.
             owner_references: statefulset.metadata.uid.as_ref().map(|uid| {
@@ -509,6 +644,7 @@ fn service(
             type_: Some(match render.service_type {
                 ServiceType::LoadBalancer => "LoadBalancer".into(),
                 ServiceType::NodePort => "NodePort".into(),
+                ServiceType::ClusterIp => "ClusterIP".into(),
             }),
             selector: Some(selector),
             ports: Some(vec![port]),

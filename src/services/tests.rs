@@ -26,6 +26,7 @@ fn render() -> Render {
         source_ranges: Vec::new(),
         external_traffic_policy: None,
         bootstrap_host: Some(Template::parse("bootstrap.{domain}").unwrap()),
+        gateway: None,
     }
 }
 

@@ -364,8 +364,20 @@ stored_state() { # stored_state NAMESPACE
     | jq -c '.items | sort_by(.metadata.name)[] | [.metadata.name, (.spec.containers[] | select(.name == "kafka") | .env),
              (.metadata.annotations | del(.["kafka-listener-injector.io/settings"]))]'
 }
+# The twin's pods also take a value known only at start-up ({hostIP}) and the rack, from
+# annotations for the webhook and from flags for the policy (which reads no such annotation).
+twin_start_up='NODE_ADDRESS={hostIP}:{ordinal+31090}'
 twin_up() {
-  statefulset "$example" twin twin | kubectl apply -f - >/dev/null
+  statefulset "$example" twin twin | python3 -c '
+import sys, yaml
+docs = list(yaml.safe_load_all(sys.stdin))
+for d in docs:
+    if d and d.get("kind") == "StatefulSet":
+        name, template = sys.argv[1].split("=", 1)
+        d["spec"]["template"]["metadata"]["annotations"].update({
+            "kafka-listener-injector.io/rack-env": "KAFKA_BROKER_RACK",
+            "kafka-listener-injector.io/env." + name: template})
+print(yaml.safe_dump_all(docs))' "$twin_start_up" | kubectl apply -f - >/dev/null
   for i in 0 1 2; do wait_pod twin "twin-$i" || fail "twin/twin-$i was not created"; done
 }
 twin_down() {
@@ -378,7 +390,8 @@ twin_up
 stored_state twin >"$work/twin-webhook.json"
 twin_down
 kubectl delete mutatingwebhookconfiguration kafka-listener-injector >/dev/null
-"$kli" policy --node-id-env KAFKA_NODE_ID --node-id-offset 100 2>"$work/policy.err" >"$work/policy.yaml"
+"$kli" policy --node-id-env KAFKA_NODE_ID --node-id-offset 100 --rack-env KAFKA_BROKER_RACK \
+  --env "$twin_start_up" 2>"$work/policy.err" >"$work/policy.yaml"
 policy_out=$(kubectl apply -f "$work/policy.yaml" 2>&1) || fail "applying the generated policy: $policy_out"
 # Bindings take effect once the API server's policy cache has them: wait for a dry-run pod.
 for _ in $(seq 1 50); do
@@ -394,6 +407,9 @@ expect_eq "the policy stored what the webhook stored, for $(wc -l <"$work/twin-w
 expect_eq "the pods carry the policy's mark" \
   "$(kubectl get pod -n twin twin-0 -o jsonpath="{.metadata.annotations['kafka-listener-injector\.io/settings']}")" native-policy
 head -n 1 "$work/twin-policy.json" | cut -c1-220 | sed 's/^/       /'
+expect_contains "both put the node's address and the rack in from the downward API" \
+  "$(head -n 1 "$work/twin-policy.json")" \
+  '{"name":"KLI_HOST_IP","valueFrom":{"fieldRef":{"apiVersion":"v1","fieldPath":"status.hostIP"}}},{"name":"KAFKA_BROKER_RACK","valueFrom":{"fieldRef":{"apiVersion":"v1","fieldPath":"metadata.labels['"'"'topology.kubernetes.io/zone'"'"']"}}}'
 statefulset tests/fixtures/charts/apache-kraft.yaml twin bad 's/EXTERNAL:PLAINTEXT/OUTSIDE:PLAINTEXT/' \
   | kubectl apply -f - >/dev/null
 expect_contains "the companion ValidatingAdmissionPolicy denies a listener missing from the protocol map" \
