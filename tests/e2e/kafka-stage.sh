@@ -340,9 +340,9 @@ connect_from_outside() { # connect_from_outside ADDRESS PORT
   [[ $err == *"Connection refused"* ]] && echo refused || echo "no answer"
 }
 
-# NodePort Services for the brokers of node-brokers.yaml, as `services --type NodePort` renders
-# them: one per broker, only its node answering (externalTrafficPolicy Local), at the node port
-# the broker advertises.
+# The NodePort Services `services --type NodePort` is to render for node-brokers.yaml (issue 26),
+# written out: one per broker, only its node answering (externalTrafficPolicy Local), from the
+# node port the broker advertises to the container port of its EXTERNAL listener, no DNS name.
 node_port_services() { # node_port_services REPLICAS
   local i
   for i in $(seq 0 $(($1 - 1))); do
@@ -390,10 +390,10 @@ run_nodes_stage() {
   log "N1. NodePort: three nodes in two zones; each broker advertises {hostIP}:{ordinal+31090}"
   local started=$SECONDS i
   kubectl apply -f tests/e2e/kafka/node-brokers.yaml >/dev/null || fail "applying node-brokers.yaml"
-  expect_eq "services --type NodePort renders the Services applied here" \
-    "$("$kli" services -f tests/e2e/kafka/node-brokers.yaml --type NodePort 2>"$kdir/services.err" | service_shape)" \
-    "$(node_port_services 3 | service_shape)"
-  node_port_services 3 | kubectl apply -f - >/dev/null || fail "applying the NodePort Services"
+  "$kli" services -f tests/e2e/kafka/node-brokers.yaml --type NodePort >"$kdir/services.yaml" 2>"$kdir/services.err"
+  expect_eq "services --type NodePort renders a NodePort Service per broker, Local, to its EXTERNAL port" \
+    "$(service_shape <"$kdir/services.yaml")" "$(node_port_services 3 | service_shape)"
+  kubectl apply -f "$kdir/services.yaml" >/dev/null || fail "applying the output of services --type NodePort"
   for i in 0 1 2; do
     wait_ready "$NODES_NS" "kafka-$i" 240 || { fail "$NODES_NS/kafka-$i did not become ready"; kafka_logs; return; }
   done
@@ -483,7 +483,9 @@ run_nodes_stage() {
   expect_eq "messages reach broker 101 at its new node" "$(count_through_broker 101 moved)" 100
   expect_eq "node port 31091: the new node answers, the cordoned one no longer does" \
     "$(connect_from_outside "$new_addr" 31091) $(connect_from_outside "$old_addr" 31091)" "open refused"
-  outside "$kli" probe --bootstrap "$bootstrap" --timeout 3s >"$kdir/probe.txt" 2>&1
+  outside "$kli" probe --bootstrap "$bootstrap" --timeout 3s --namespace "$NODES_NS" --node-id-offset 100 \
+    --expect-template "INTERNAL://{pod}.{service}.{namespace}.svc:9092,EXTERNAL://{hostIP}:{ordinal+31090}" \
+    >"$kdir/probe.txt" 2>&1
   probe_code=$?
   sed 's/^/       /' "$kdir/probe.txt"
   expect_eq "probe from outside, bootstrapped from a node address: exit 0" "$probe_code" 0
