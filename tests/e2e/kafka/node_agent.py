@@ -4,7 +4,7 @@
 The nodes are one, `e2e-node`, with no address of its own (status.hostIP 127.0.0.1), unless
 --nodes names several, each with a zone and an address: the agent creates their Node objects
 (hostname, zone and region labels; InternalIP), puts each address on the rig's outside link, and
-plays kube-scheduler for them (see Scheduler) and kube-proxy (see NodePorts).
+plays kube-scheduler for them (see choose_node) and kube-proxy (see NodePorts).
 
 For each pod the StatefulSet controller creates it binds the pod to a node, gives it a network
 namespace with a pod IP on the rig's bridge, runs the pod's broker container as a real process
