@@ -374,6 +374,12 @@ service_shape() {
 }
 
 run_nodes_stage() {
+  # The webhook as shipped: the reconcile stage before this one left it with --readiness-gate,
+  # whose condition only a reconciler sets, and none runs here.
+  if [ -n "$WEBHOOK_PID" ]; then
+    stop_webhook || fail "the webhook exited non-zero"
+    start_webhook || { fail "the webhook did not restart"; return; }
+  fi
   kdir=$work/kafka-nodes
   mkdir -p "$kdir/pods"
   kafka_libs=$(tests/e2e/kafka/fetch-kafka.sh) || { fail "resolving the Kafka jars"; return; }
