@@ -158,6 +158,19 @@ start_webhook || exit 1
 example=$repo/manifests/examples/kafka/kafka.yaml
 expected() { echo "INTERNAL://kafka-$2.kafka-headless.$1.svc:9092,EXTERNAL://kafka-$2.kafka.example.com:9094"; }
 
+# KLI_E2E_ONLY=nodes: the webhook in cluster-wide mode and the node scenarios of the Kafka stage
+# alone (N1, Z1), to iterate on them; by default every stage runs.
+if [ "${KLI_E2E_ONLY:-}" == nodes ]; then
+  kubectl apply -k "$(overlay cluster-wide)" >/dev/null || fail "applying manifests/cluster-wide"
+  source tests/e2e/kafka-stage.sh
+  run_nodes_stage
+  stop_webhook || fail "the webhook exited non-zero at the end"
+  echo "e2e: finished in $(($(date +%s) - started))s (KLI_E2E_ONLY=nodes)"
+  echo "$passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  exit
+fi
+
 log "1. namespace opt-in"
 apply_out=$(kubectl apply -k "$(overlay namespace-opt-in)" 2>&1) || fail "applying manifests/namespace-opt-in: $apply_out"
 expect_eq "the namespace opt-in manifests apply with no warning" "$(echo "$apply_out" | grep -i warning)" ""
@@ -393,6 +406,7 @@ if [ "${KLI_E2E_KAFKA:-1}" == 1 ]; then
   source tests/e2e/kafka-stage.sh
   source tests/e2e/reconcile-stage.sh
   run_kafka_stage
+  run_nodes_stage
 else
   log "the real-Kafka stage is off (KLI_E2E_KAFKA=0)"
 fi

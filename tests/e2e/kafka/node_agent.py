@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
-"""A node agent for the e2e rig: it plays the kubelet of one node for the pods of one namespace.
+"""A node agent for the e2e rig: it plays the kubelet of the rig's nodes for the pods of one namespace.
 
-For each pod the StatefulSet controller creates it binds the pod to its node, gives it a network
+The nodes are one, `e2e-node`, with no address of its own (status.hostIP 127.0.0.1), unless
+--nodes names several, each with a zone and an address: the agent creates their Node objects
+(hostname, zone and region labels; InternalIP), puts each address on the rig's outside link, and
+plays kube-scheduler for them (see choose_node) and kube-proxy (see NodePorts).
+
+For each pod the StatefulSet controller creates it binds the pod to a node, gives it a network
 namespace with a pod IP on the rig's bridge, runs the pod's broker container as a real process
 (a real Apache Kafka broker: the container's `command`/`args` when it has them, else the apache/kafka
 image's entrypoint, which tests/e2e/kafka/image-run.sh stands in for), and reports the pod
@@ -11,6 +16,10 @@ StatefulSet controller's OrderedReady rollout proceeds pod by pod, as in a clust
 Everything the broker is configured with comes from the pod as the API server stored it (after
 the webhook): its env (value, $(VAR) references, ConfigMap/Secret keys, downward API fields),
 envFrom ConfigMaps, command and args. A pod the webhook did not inject gets no external listener.
+
+The pod is started from the object as listed after its binding, so the labels the API server's
+PodTopologyLabels admission copied from the node (topology.kubernetes.io/zone and /region) are
+there for the downward API, as the kubelet sees them.
 
 Cluster DNS: one hosts file, shared by every pod namespace, with `<pod>.<subdomain>.<ns>.svc`
 (and `.svc.cluster.local`) for each running pod, rewritten in place as pods come and go.
@@ -40,7 +49,9 @@ import subprocess
 import sys
 import time
 
-NODE = "e2e-node"
+ZONE = "topology.kubernetes.io/zone"
+REGION = "topology.kubernetes.io/region"
+HOSTNAME = "kubernetes.io/hostname"
 
 
 def kubectl(*args, stdin=None, check=True):
@@ -135,14 +146,17 @@ def expand(text, env):
     return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)", one, text)
 
 
-def field_value(pod, ip, path):
+def field_value(pod, ip, host_ip, path):
     meta = pod.obj["metadata"]
     simple = {
         "metadata.name": meta["name"],
         "metadata.namespace": meta["namespace"],
         "metadata.uid": meta["uid"],
         "status.podIP": ip,
-        "spec.nodeName": NODE,
+        "status.podIPs": ip,
+        "status.hostIP": host_ip,
+        "status.hostIPs": host_ip,
+        "spec.nodeName": pod.obj["spec"].get("nodeName", ""),
     }
     if path in simple:
         return simple[path]
@@ -152,7 +166,7 @@ def field_value(pod, ip, path):
     raise ValueError(f"unsupported fieldRef {path}")
 
 
-def container_env(pod, container, ip):
+def container_env(pod, container, ip, host_ip):
     """The container's environment as the kubelet builds it."""
     namespace = pod.namespace
     cache = {}
@@ -189,7 +203,7 @@ def container_env(pod, container, ip):
             ref = value_from["secretKeyRef"]
             env[name] = source("secret", ref["name"])[ref["key"]]
         elif "fieldRef" in value_from:
-            env[name] = field_value(pod, ip, value_from["fieldRef"]["fieldPath"])
+            env[name] = field_value(pod, ip, host_ip, value_from["fieldRef"]["fieldPath"])
         else:
             raise ValueError(f"unsupported valueFrom in env {name}")
     env["HOSTNAME"] = pod.name
@@ -322,21 +336,207 @@ class Cloud:
             self.remove(uid)
 
 
+class Node:
+    """One of the rig's nodes, from --nodes: `name[=zone[=address]]`."""
+
+    def __init__(self, text, region):
+        parts = text.strip().split("=")
+        if not parts[0] or len(parts) > 3:
+            raise ValueError(f"--nodes: {text!r} is not name[=zone[=address]]")
+        self.name = parts[0]
+        self.zone = parts[1] if len(parts) > 1 and parts[1] else None
+        self.address = parts[2] if len(parts) > 2 and parts[2] else None
+        self.region = region if self.zone else None
+
+    def host_ip(self):
+        # A node without an address of its own is this machine, as the single node always was.
+        return self.address or "127.0.0.1"
+
+    def manifest(self):
+        labels = {HOSTNAME: self.name}
+        if self.zone:
+            labels.update({ZONE: self.zone, REGION: self.region})
+        return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.name, "labels": labels}}
+
+
+def parse_nodes(text, region):
+    nodes = [Node(item, region) for item in text.split(",") if item.strip()]
+    if not nodes or len({n.name for n in nodes}) != len(nodes):
+        raise ValueError(f"--nodes {text!r}: one node at least, each name once")
+    return nodes
+
+
+def requirement_matches(requirement, values):
+    """One matchExpressions/matchFields entry of a node selector term, as the scheduler reads it."""
+    key, operator = requirement["key"], requirement["operator"]
+    wanted = requirement.get("values") or []
+    if operator == "In":
+        return key in values and values[key] in wanted
+    if operator == "NotIn":
+        return key not in values or values[key] not in wanted
+    if operator == "Exists":
+        return key in values
+    if operator == "DoesNotExist":
+        return key not in values
+    if operator in ("Gt", "Lt") and key in values:
+        try:
+            have, limit = int(values[key]), int(wanted[0])
+        except (ValueError, IndexError):
+            return False
+        return have > limit if operator == "Gt" else have < limit
+    return False
+
+
+def node_fits(spec, node):
+    """The scheduler's filters the rig's pods can meet: cordon, nodeSelector, required node affinity."""
+    if node["spec"].get("unschedulable"):
+        return False
+    labels = node["metadata"].get("labels") or {}
+    if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
+        return False
+    required = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
+                .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    terms = required.get("nodeSelectorTerms")
+    if not terms:
+        return True
+    fields = {"metadata.name": node["metadata"]["name"]}
+
+    def term_matches(term):
+        checks = ([(r, labels) for r in term.get("matchExpressions") or []]
+                  + [(r, fields) for r in term.get("matchFields") or []])
+        return bool(checks) and all(requirement_matches(r, values) for r, values in checks)
+
+    return any(term_matches(term) for term in terms)
+
+
+def controller_of(pod_obj):
+    refs = pod_obj["metadata"].get("ownerReferences") or []
+    return next((r["uid"] for r in refs if r.get("controller")), None)
+
+
+def choose_node(pod_obj, nodes, pods):
+    """The node a pending pod is bound to, or None when none fits. Among the nodes that fit, the
+    one with the fewest pods of the pod's owner (kube-scheduler's default spreading of a
+    StatefulSet's pods), then the fewest pods of the namespace, then the first by name."""
+    owner = controller_of(pod_obj)
+    placed = [p for p in pods if p["spec"].get("nodeName") and not p["metadata"].get("deletionTimestamp")]
+
+    def load(node):
+        name = node["metadata"]["name"]
+        on_node = [p for p in placed if p["spec"]["nodeName"] == name]
+        same_owner = sum(1 for p in on_node if owner and controller_of(p) == owner)
+        return same_owner, len(on_node), name
+
+    fitting = [n for n in nodes if node_fits(pod_obj["spec"], n)]
+    return min(fitting, key=load)["metadata"]["name"] if fitting else None
+
+
+class NodePorts:
+    """kube-proxy's NodePort rules on the rig's node addresses: <node address>:<nodePort> of each
+    NodePort (or LoadBalancer) Service forwards to a pod it selects, at the port's targetPort,
+    through socat in the bridge namespace, where the node addresses are. With
+    externalTrafficPolicy Local only a node that runs a selected pod listens (the others refuse
+    the connection); with Cluster every node forwards (to a pod of its own if it has one). A rule
+    follows its pod: when the pod runs again elsewhere, with another IP, it is retargeted."""
+
+    def __init__(self, bridge_ns, nodes):
+        self.bridge_ns = bridge_ns
+        self.nodes = [n for n in nodes if n.address]
+        self.forwards = {}  # (node address, nodePort) -> dict(backend, proc, service)
+
+    def sync(self, services, running):
+        """`running`: (pod object, pod IP) of each pod whose container runs."""
+        wanted = {}
+        for svc in services if self.nodes else []:
+            spec = svc["spec"]
+            selector = spec.get("selector") or {}
+            if spec.get("type") not in ("NodePort", "LoadBalancer") or not selector:
+                continue
+            endpoints = sorted(
+                ((obj, ip) for obj, ip in running
+                 if all((obj["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())),
+                key=lambda e: e[0]["metadata"]["name"])
+            local_only = spec.get("externalTrafficPolicy") == "Local"
+            for port in spec.get("ports") or []:
+                if not port.get("nodePort") or port.get("protocol", "TCP") != "TCP":
+                    continue
+                for node in self.nodes:
+                    local = [e for e in endpoints if e[0]["spec"].get("nodeName") == node.name]
+                    chosen = local or ([] if local_only else endpoints)
+                    if chosen:
+                        obj, ip = chosen[0]
+                        wanted[(node.address, port["nodePort"])] = {
+                            "backend": f"{ip}:{target_port(port, obj)}",
+                            "service": svc["metadata"]["name"]}
+        for key in list(self.forwards):
+            if self.forwards[key]["backend"] != wanted.get(key, {}).get("backend"):
+                self.stop(key)
+        for key, rule in wanted.items():
+            if key not in self.forwards:
+                self.start(key, rule)
+
+    def start(self, key, rule):
+        address, node_port = key
+        rule["proc"] = subprocess.Popen(
+            ["ip", "netns", "exec", self.bridge_ns, "socat",
+             f"TCP-LISTEN:{node_port},bind={address},fork,reuseaddr", f"TCP:{rule['backend']}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.forwards[key] = rule
+        log(f"service {rule['service']}: node port {address}:{node_port} -> {rule['backend']}")
+
+    def stop(self, key):
+        rule = self.forwards.pop(key)
+        os.killpg(rule["proc"].pid, signal.SIGTERM)
+        rule["proc"].wait()
+        log(f"service {rule['service']}: node port {key[0]}:{key[1]} closed")
+
+    def close(self):
+        for key in list(self.forwards):
+            self.stop(key)
+
+
+def target_port(port, pod_obj):
+    """A Service port's targetPort on a pod: a number, or a container port's name."""
+    target = port.get("targetPort", port["port"])
+    if isinstance(target, int):
+        return target
+    if target.isdigit():
+        return int(target)
+    for container in pod_obj["spec"]["containers"]:
+        for p in container.get("ports") or []:
+            if p.get("name") == target:
+                return p["containerPort"]
+    return port["port"]
+
+
 class Agent:
     def __init__(self, args):
         self.args = args
         self.network = Network(args.netns_prefix, args.bridge_ns, args.subnet, args.hosts_file)
         self.cloud = Cloud(args)
+        self.nodes = {n.name: n for n in parse_nodes(args.nodes, args.region)}
+        self.node_ports = NodePorts(args.bridge_ns, self.nodes.values())
         self.running = {}  # uid -> dict(pod, proc, netns, ip, ready)
+        self.reported = set()  # uids of pods already logged as unschedulable or not ours
         self.stopping = False
 
-    def ensure_node(self):
-        node = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE}},
-        }
-        kubectl("apply", "-f", "-", stdin=json.dumps(node))
+    def ensure_nodes(self):
+        """The Node objects, with the address in status as a kubelet reports it; each address is
+        put on the bridge namespace's outside link, where the outside namespace routes to."""
+        for node in self.nodes.values():
+            kubectl("apply", "-f", "-", stdin=json.dumps(node.manifest()))
+            if not node.address:
+                continue
+            status = {"status": {"addresses": [{"type": "InternalIP", "address": node.address},
+                                               {"type": "Hostname", "address": node.name}]}}
+            kubectl("patch", "node", node.name, "--subresource=status", "--type=merge",
+                    "-p", json.dumps(status))
+            sh("ip", "-n", self.args.bridge_ns, "addr", "add", f"{node.address}/32", "dev",
+               self.args.lb_dev, check=False)
+            log(f"node {node.name}: zone {node.zone or '-'}, address {node.address}")
+
+    def host_ip(self, pod):
+        return self.nodes[pod.obj["spec"]["nodeName"]].host_ip()
 
     def pods(self):
         listing = json.loads(kubectl("get", "pods", "-n", self.args.namespace, "-o", "json"))
@@ -349,14 +549,38 @@ class Agent:
                 return container
         return containers[0] if len(containers) == 1 else None
 
-    def bind(self, pod):
+    def bind(self, pod, pods):
+        """As kube-scheduler does: a Binding to the node choose_node picks; a pod that fits no
+        node stays Pending, with the scheduler's PodScheduled=False condition."""
+        nodes = [n for n in json.loads(kubectl("get", "nodes", "-o", "json"))["items"]
+                 if n["metadata"]["name"] in self.nodes]
+        node = choose_node(pod.obj, nodes, [p.obj for p in pods])
+        if node is None:
+            if pod.uid not in self.reported:
+                self.reported.add(pod.uid)
+                log(f"{pod.key}: no node fits (cordoned, nodeSelector or node affinity); left pending")
+                body = {"status": {"conditions": [{
+                    "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                    "message": f"0/{len(nodes)} nodes are available",
+                    "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}]}}
+                kubectl("patch", "pod", "-n", pod.namespace, pod.name, "--subresource=status",
+                        "--type=strategic", "-p", json.dumps(body), check=False)
+            return
         binding = {
             "apiVersion": "v1",
             "kind": "Binding",
             "metadata": {"name": pod.name, "namespace": pod.namespace},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": NODE},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
         }
-        kubectl("create", "-f", "-", stdin=json.dumps(binding))
+        # The pod's binding subresource, as kube-scheduler posts it: admission plugins such as
+        # PodTopologyLabels act on pods/binding, not on the namespace's `bindings` resource that
+        # `kubectl create` of a Binding posts to.
+        kubectl("create", "--raw", f"/api/v1/namespaces/{pod.namespace}/pods/{pod.name}/binding",
+                "-f", "-", stdin=json.dumps(binding))
+        # Counted at once, so that the next pod bound in the same pass spreads past this one.
+        pod.obj["spec"]["nodeName"] = node
+        self.reported.discard(pod.uid)
+        log(f"{pod.key}: bound to {node}")
 
     def patch_status(self, pod, ip, containers_ready, ready, message="", entry=None):
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -365,7 +589,8 @@ class Agent:
         body = {
             "status": {
                 "phase": "Running",
-                "hostIP": "127.0.0.1",
+                "hostIP": self.host_ip(pod),
+                "hostIPs": [{"ip": self.host_ip(pod)}],
                 "podIP": ip,
                 "podIPs": [{"ip": ip}],
                 "startTime": now,
@@ -402,7 +627,7 @@ class Agent:
         netns, ip = self.network.add_pod(pod.key, names)
         pod_dir = os.path.join(self.args.work, pod.namespace, pod.name)
         os.makedirs(pod_dir, exist_ok=True)
-        env = container_env(pod, container, ip)
+        env = container_env(pod, container, ip, self.host_ip(pod))
         command = [expand(a, env) for a in container.get("command", [])]
         args = [expand(a, env) for a in container.get("args", [])]
         argv = (command or [self.args.image_entrypoint]) + args
@@ -432,7 +657,7 @@ class Agent:
         }
         self.launch(entry)
         self.running[pod.obj["metadata"]["uid"]] = entry
-        log(f"{pod.key}: started in {netns} with IP {ip} ({' '.join(argv[:1])})")
+        log(f"{pod.key}: started on {pod.obj['spec']['nodeName']} in {netns} with IP {ip} ({' '.join(argv[:1])})")
         self.patch_status(pod, ip, False, False, "starting")
 
     def launch(self, entry):
@@ -483,6 +708,8 @@ class Agent:
         pods = self.pods()
         services = json.loads(kubectl("get", "services", "-n", self.args.namespace, "-o", "json"))["items"]
         self.cloud.sync(services, [p for p in pods if p.uid in self.running])
+        self.node_ports.sync(services, [(p.obj, self.running[p.uid]["ip"]) for p in pods
+                                        if p.uid in self.running and self.running[p.uid]["proc"].poll() is None])
         for pod in pods:
             uid = pod.uid
             seen.add(uid)
@@ -494,7 +721,12 @@ class Agent:
                         "--force", "--wait=false", check=False)
                 continue
             if not pod.obj["spec"].get("nodeName"):
-                self.bind(pod)
+                self.bind(pod, pods)
+                continue
+            if pod.obj["spec"]["nodeName"] not in self.nodes:
+                if uid not in self.reported:
+                    self.reported.add(uid)
+                    log(f"{pod.key}: on node {pod.obj['spec']['nodeName']}, not one of this agent's; left alone")
                 continue
             if uid not in self.running:
                 self.start(pod)
@@ -525,7 +757,7 @@ class Agent:
                 self.stop(uid)
 
     def run(self):
-        self.ensure_node()
+        self.ensure_nodes()
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         while not self.stopping:
             try:
@@ -535,6 +767,7 @@ class Agent:
             time.sleep(0.5)
         self.stop_all()
         self.cloud.close()
+        self.node_ports.close()
 
     def stop_all(self, grace=10):
         """At the end of the run: every container gets SIGTERM at once, SIGKILL after `grace`."""
@@ -588,6 +821,11 @@ def main():
     parser.add_argument("--lb-dev", required=True)
     parser.add_argument("--outside-hosts", required=True)
     parser.add_argument("--dns-delay-file")
+    parser.add_argument("--nodes", default="e2e-node",
+                        help="the nodes, comma-separated name[=zone[=address]], e.g. "
+                             "e2e-node-a=zone-a=10.77.3.11; a node without an address has "
+                             "hostIP 127.0.0.1 and no node ports")
+    parser.add_argument("--region", default="e2e-region", help="the region label of nodes with a zone")
     Agent(parser.parse_args()).run()
 
 
