@@ -260,6 +260,9 @@ produce_while() {
   sleep 5
   "${@:2}"
   sleep 5
+  # $! is the subshell that runs kafka_tool; the producer is its child (ip netns exec execs java):
+  # stop that first, or it outlives the run.
+  pkill -TERM -P "$producer" 2>/dev/null
   kill -TERM "$producer" 2>/dev/null
   wait "$producer" 2>/dev/null
   local send_errors acked lost duplicates
