@@ -27,6 +27,7 @@ cleanup() {
   [ -n "$WEBHOOK_PID" ] && kill "$WEBHOOK_PID" 2>/dev/null
   [ -n "$REGISTRY_PID" ] && kill "$REGISTRY_PID" 2>/dev/null
   declare -F reconcile_cleanup >/dev/null && reconcile_cleanup
+  declare -F gateway_cleanup >/dev/null && gateway_cleanup
   declare -F kafka_cleanup >/dev/null && kafka_cleanup
   stop_cluster
 }
@@ -157,6 +158,19 @@ start_cluster "$bin" "$work/cluster" || exit 1
 start_webhook || exit 1
 example=$repo/manifests/examples/kafka/kafka.yaml
 expected() { echo "INTERNAL://kafka-$2.kafka-headless.$1.svc:9092,EXTERNAL://kafka-$2.kafka.example.com:9094"; }
+
+# KLI_E2E_ONLY=gateway: the gateway stage alone (gateway-stage.sh), on the webhook in cluster-wide
+# mode, to iterate on it; by default every stage runs.
+if [ "${KLI_E2E_ONLY:-}" == gateway ]; then
+  kubectl apply -k "$(overlay cluster-wide)" >/dev/null || fail "applying manifests/cluster-wide"
+  source tests/e2e/kafka-stage.sh
+  source tests/e2e/gateway-stage.sh
+  run_gateway_stage
+  echo "e2e: finished in $(($(date +%s) - started))s (KLI_E2E_ONLY=gateway)"
+  echo "$passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  exit
+fi
 
 log "1. namespace opt-in"
 apply_out=$(kubectl apply -k "$(overlay namespace-opt-in)" 2>&1) || fail "applying manifests/namespace-opt-in: $apply_out"
@@ -409,6 +423,12 @@ if [ "${KLI_E2E_KAFKA:-1}" == 1 ]; then
   source tests/e2e/kafka-stage.sh
   source tests/e2e/reconcile-stage.sh
   run_kafka_stage
+  if [ "${KLI_E2E_GATEWAY:-1}" == 1 ]; then
+    source tests/e2e/gateway-stage.sh
+    run_gateway_stage
+  else
+    log "the gateway stage is off (KLI_E2E_GATEWAY=0)"
+  fi
 else
   log "the real-Kafka stage is off (KLI_E2E_KAFKA=0)"
 fi
