@@ -27,6 +27,7 @@ cleanup() {
   [ -n "$WEBHOOK_PID" ] && kill "$WEBHOOK_PID" 2>/dev/null
   [ -n "$REGISTRY_PID" ] && kill "$REGISTRY_PID" 2>/dev/null
   declare -F reconcile_cleanup >/dev/null && reconcile_cleanup
+  declare -F gateway_cleanup >/dev/null && gateway_cleanup
   declare -F kafka_cleanup >/dev/null && kafka_cleanup
   stop_cluster
 }
@@ -158,14 +159,18 @@ start_webhook || exit 1
 example=$repo/manifests/examples/kafka/kafka.yaml
 expected() { echo "INTERNAL://kafka-$2.kafka-headless.$1.svc:9092,EXTERNAL://kafka-$2.kafka.example.com:9094"; }
 
-# KLI_E2E_ONLY=nodes: the webhook in cluster-wide mode and the node scenarios of the Kafka stage
-# alone (N1, Z1), to iterate on them; by default every stage runs.
-if [ "${KLI_E2E_ONLY:-}" == nodes ]; then
+# KLI_E2E_ONLY=nodes or gateway: the webhook in cluster-wide mode and one stage alone (the node
+# scenarios N1, Z1; the TLS gateway), to iterate on it; by default every stage runs.
+if [ -n "${KLI_E2E_ONLY:-}" ]; then
   kubectl apply -k "$(overlay cluster-wide)" >/dev/null || fail "applying manifests/cluster-wide"
   source tests/e2e/kafka-stage.sh
-  run_nodes_stage
+  case $KLI_E2E_ONLY in
+    nodes) run_nodes_stage ;;
+    gateway) source tests/e2e/gateway-stage.sh && run_gateway_stage ;;
+    *) fail "KLI_E2E_ONLY=$KLI_E2E_ONLY: nodes or gateway" ;;
+  esac
   stop_webhook || fail "the webhook exited non-zero at the end"
-  echo "e2e: finished in $(($(date +%s) - started))s (KLI_E2E_ONLY=nodes)"
+  echo "e2e: finished in $(($(date +%s) - started))s (KLI_E2E_ONLY=$KLI_E2E_ONLY)"
   echo "$passed passed, $failed failed"
   [ "$failed" -eq 0 ]
   exit
@@ -407,6 +412,12 @@ if [ "${KLI_E2E_KAFKA:-1}" == 1 ]; then
   source tests/e2e/reconcile-stage.sh
   run_kafka_stage
   run_nodes_stage
+  if [ "${KLI_E2E_GATEWAY:-1}" == 1 ]; then
+    source tests/e2e/gateway-stage.sh
+    run_gateway_stage
+  else
+    log "the gateway stage is off (KLI_E2E_GATEWAY=0)"
+  fi
 else
   log "the real-Kafka stage is off (KLI_E2E_KAFKA=0)"
 fi

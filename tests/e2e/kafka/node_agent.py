@@ -178,7 +178,8 @@ def container_env(pod, container, ip, host_ip):
             if kind == "secret":
                 import base64
 
-                data = {k: base64.b64decode(v).decode() for k, v in data.items()}
+                # Bytes as they are (a key store beside a password): env gets them unchanged.
+                data = {k: base64.b64decode(v).decode(errors="surrogateescape") for k, v in data.items()}
             cache[(kind, name)] = data
         return cache[(kind, name)]
 
@@ -632,11 +633,15 @@ class Agent:
         args = [expand(a, env) for a in container.get("args", [])]
         argv = (command or [self.args.image_entrypoint]) + args
         # A private mount namespace: the image's entrypoint path is the rig's stand-in, each
-        # volume mount is a directory of this pod (kept across pod re-creation, like a PVC).
+        # volume mount is a directory of this pod (kept across pod re-creation, like a PVC); a
+        # Secret volume's directory holds the Secret's keys, written at each start.
         mounts = [(self.args.image_run, self.args.image_entrypoint)]
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
         for mount in container.get("volumeMounts", []):
             source = os.path.join(pod_dir, "volumes", mount["name"])
             os.makedirs(source, exist_ok=True)
+            if "secret" in volumes.get(mount["name"], {}):
+                write_secret_volume(pod.namespace, volumes[mount["name"]]["secret"]["secretName"], source)
             os.makedirs(mount["mountPath"], exist_ok=True)
             mounts.append((source, mount["mountPath"]))
         os.makedirs(os.path.dirname(self.args.image_entrypoint), exist_ok=True)
@@ -783,6 +788,16 @@ class Agent:
                 entry["proc"].wait()
             self.network.remove_pod(entry["pod"].key, entry["netns"])
         self.running.clear()
+
+
+def write_secret_volume(namespace, name, directory):
+    """A Secret volume as the kubelet fills it: one file per key, with the decoded bytes."""
+    import base64
+
+    secret = json.loads(kubectl("get", "secret", "-n", namespace, name, "-o", "json"))
+    for key, value in (secret.get("data") or {}).items():
+        with open(os.path.join(directory, key), "wb") as f:
+            f.write(base64.b64decode(value))
 
 
 def readiness_gates_met(pod):
