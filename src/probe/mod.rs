@@ -270,7 +270,11 @@ pub(crate) async fn check_broker(
     // An address is right where the template puts the node's own ({hostIP} behind a NodePort,
     // rendered anew when the broker moves), and wrong anywhere else: say which when it fails.
     if host.parse::<std::net::IpAddr>().is_ok() {
-        let reached = report.faults.is_empty();
+        let reached = !report.addresses.is_empty()
+            && report
+                .addresses
+                .iter()
+                .all(|a| a.answers_as == Some(node_id));
         let why = if reached {
             "an IP address, not a name: reached from here, as a node's address behind a NodePort ({hostIP}) is"
         } else {
