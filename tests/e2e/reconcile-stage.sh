@@ -236,8 +236,10 @@ relay_api_into_outside() {
   RELAY_PIDS+=($!)
   disown
   wait_for 10 test -S "$rdir/api.sock" >/dev/null
-  outside setsid socat "TCP-LISTEN:$APISERVER_PORT,bind=127.0.0.1,reuseaddr,fork" "UNIX-CONNECT:$rdir/api.sock" \
-    2>>"$rdir/api-relay.log" &
+  # Not through the `outside` function: $! must be the relay itself (ip execs setsid, which execs
+  # socat as a group leader), so that the cleanup's group kill reaches it.
+  ip netns exec "$OUTSIDE_NS" setsid socat "TCP-LISTEN:$APISERVER_PORT,bind=127.0.0.1,reuseaddr,fork" \
+    "UNIX-CONNECT:$rdir/api.sock" 2>>"$rdir/api-relay.log" &
   RELAY_PIDS+=($!)
   disown
   wait_for 10 outside bash -c "exec 3<>/dev/tcp/127.0.0.1/$APISERVER_PORT" >/dev/null
