@@ -62,12 +62,7 @@ run_gateway_stage() {
   kafka_network "$gdir"
   # The agent's load balancers publish nowhere the outside reads: this stage has none, and the
   # outside resolver holds the gateway's records alone.
-  python3 tests/e2e/kafka/node_agent.py --namespace "$GW_BROKERS_NS" --work "$gdir/pods" \
-    --kafka-libs "$kafka_libs" --image-run "$repo/tests/e2e/kafka/image-run.sh" \
-    --bridge-ns "$BRIDGE_NS" --netns-prefix "$POD_NETNS_PREFIX" --subnet 10.77.1 \
-    --hosts-file "$gdir/cluster-hosts" --lb-subnet 10.77.2 --lb-dev lbnet \
-    --outside-hosts "$gdir/load-balancer-hosts" >"$gdir/agent.log" 2>&1 &
-  AGENT_PID=$!
+  start_node_agent "$GW_BROKERS_NS" "$gdir" "$gdir/load-balancer-hosts"
 
   log "G1. Gateway API $GATEWAY_API_VERSION (standard channel) and Traefik $TRAEFIK_VERSION as its controller, at $GATEWAY_IP"
   kubectl apply --server-side -f "$crds" >"$gdir/crds.log" 2>&1 || { fail "applying the Gateway API CRDs: $(tail -n 3 "$gdir/crds.log")"; return; }

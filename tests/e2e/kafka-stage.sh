@@ -111,6 +111,17 @@ metadata_brokers() { # the brokers as the outside client sees them: "<id> <host:
     | sed -n 's/^ *broker \([0-9]*\) at \([^ ]*\).*/\1 \2/p' | sort -n
 }
 
+# Starts the node agent (the rig's kubelet and cloud) for NAMESPACE, with its pods and hosts
+# files under DIR and the load balancers' records in OUTSIDE_HOSTS; sets AGENT_PID.
+start_node_agent() { # start_node_agent NAMESPACE DIR OUTSIDE_HOSTS [FLAG...]
+  python3 tests/e2e/kafka/node_agent.py --namespace "$1" --work "$2/pods" \
+    --kafka-libs "$kafka_libs" --image-run "$repo/tests/e2e/kafka/image-run.sh" \
+    --bridge-ns "$BRIDGE_NS" --netns-prefix "$POD_NETNS_PREFIX" --subnet 10.77.1 \
+    --hosts-file "$2/cluster-hosts" --lb-subnet 10.77.2 --lb-dev lbnet \
+    --outside-hosts "$3" "${@:4}" >"$2/agent.log" 2>&1 &
+  AGENT_PID=$!
+}
+
 run_kafka_stage() {
   kdir=$work/kafka
   mkdir -p "$kdir/pods"
@@ -120,13 +131,7 @@ run_kafka_stage() {
   done
   kafka_cleanup
   kafka_network "$kdir"
-  python3 tests/e2e/kafka/node_agent.py --namespace "$KAFKA_NS" --work "$kdir/pods" \
-    --kafka-libs "$kafka_libs" --image-run "$repo/tests/e2e/kafka/image-run.sh" \
-    --bridge-ns "$BRIDGE_NS" --netns-prefix "$POD_NETNS_PREFIX" --subnet 10.77.1 \
-    --hosts-file "$kdir/cluster-hosts" --lb-subnet 10.77.2 --lb-dev lbnet \
-    --outside-hosts "$kdir/outside-dns/hosts" --dns-delay-file "$kdir/dns-delay" \
-    >"$kdir/agent.log" 2>&1 &
-  AGENT_PID=$!
+  start_node_agent "$KAFKA_NS" "$kdir" "$kdir/outside-dns/hosts" --dns-delay-file "$kdir/dns-delay"
 
   log "K1. the example cluster, applied unchanged: brokers start one by one (OrderedReady)"
   local started=$SECONDS
@@ -385,13 +390,7 @@ run_nodes_stage() {
   kafka_libs=$(tests/e2e/kafka/fetch-kafka.sh) || { fail "resolving the Kafka jars"; return; }
   kafka_cleanup
   kafka_network "$kdir"
-  python3 tests/e2e/kafka/node_agent.py --namespace "$NODES_NS" --work "$kdir/pods" \
-    --kafka-libs "$kafka_libs" --image-run "$repo/tests/e2e/kafka/image-run.sh" \
-    --bridge-ns "$BRIDGE_NS" --netns-prefix "$POD_NETNS_PREFIX" --subnet 10.77.1 \
-    --hosts-file "$kdir/cluster-hosts" --lb-subnet 10.77.2 --lb-dev lbnet \
-    --outside-hosts "$kdir/outside-dns/hosts" --nodes "$NODES" \
-    >"$kdir/agent.log" 2>&1 &
-  AGENT_PID=$!
+  start_node_agent "$NODES_NS" "$kdir" "$kdir/outside-dns/hosts" --nodes "$NODES"
 
   log "N1. NodePort: three nodes in two zones; each broker advertises {hostIP}:{ordinal+31090}"
   local started=$SECONDS i
