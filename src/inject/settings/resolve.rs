@@ -209,23 +209,11 @@ pub fn resolve<'a>(
         resolved.containers_origin = origin;
     }
     if let Some(value) = annotation(annotations, Setting::NodeIdEnv) {
-        // An empty annotation turns a cluster-wide node id off for this pod.
-        if value.is_empty() {
-            resolved.node_id_env = None;
-        } else {
-            check_env_name(value, Origin::Annotation(Setting::NodeIdEnv))?;
-            resolved.node_id_env = Some(value);
-        }
+        resolved.node_id_env = optional_env_name(value, Setting::NodeIdEnv)?;
         resolved.node_id_env_origin = Origin::Annotation(Setting::NodeIdEnv);
     }
     if let Some(value) = annotation(annotations, Setting::RackEnv) {
-        // An empty annotation turns a cluster-wide rack off for this pod.
-        if value.is_empty() {
-            resolved.rack_env = None;
-        } else {
-            check_env_name(value, Origin::Annotation(Setting::RackEnv))?;
-            resolved.rack_env = Some(value);
-        }
+        resolved.rack_env = optional_env_name(value, Setting::RackEnv)?;
         resolved.rack_env_origin = Origin::Annotation(Setting::RackEnv);
     }
     if let Some(value) = annotation(annotations, Setting::NodeIdOffset) {
@@ -277,6 +265,16 @@ pub fn resolve<'a>(
         }
     }
     Ok(resolved)
+}
+
+/// The variable an annotation names for an optional setting (node id, rack); an empty annotation
+/// turns the cluster-wide setting off for this pod.
+fn optional_env_name(value: &str, setting: Setting) -> Result<Option<&str>, SettingsError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    check_env_name(value, Origin::Annotation(setting))?;
+    Ok(Some(value))
 }
 
 /// `Ok` when `valid`, else the error naming where `value` came from and what it should be.
