@@ -234,3 +234,26 @@ fn the_json_report_names_the_outcome_the_plan_and_the_reason() {
         "kafka/kafka-1 (broker 101) did not come back within 10m"
     );
 }
+
+#[test]
+fn the_next_broker_waits_for_settle_except_after_the_last() {
+    use super::Stage;
+    use std::time::Duration;
+    let minute = Duration::from_secs(60);
+    let mut stages = vec![Stage::Recreated];
+    while let Some(next) = stages.last().unwrap().next(false, minute) {
+        stages.push(next);
+    }
+    assert_eq!(
+        stages,
+        [
+            Stage::Recreated,
+            Stage::Registered,
+            Stage::InSync,
+            Stage::Settled
+        ]
+    );
+    // Nothing follows the last broker, and --settle 0 turns the wait off.
+    assert_eq!(Stage::InSync.next(true, minute), None);
+    assert_eq!(Stage::InSync.next(false, Duration::ZERO), None);
+}
