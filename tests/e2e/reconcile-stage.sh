@@ -306,6 +306,8 @@ run_roll_scenario() {
   sed 's/^/       /' "$rdir/roll.txt"
   expect_eq "roll exits 0" "$(cat "$rdir/roll.code")" 0
   expect_contains "and says so" "$(tail -n 1 "$rdir/roll.txt")" "done: 3 brokers recreated"
+  expect_eq "between brokers it waited --settle for the peers' DNS caches (twice: not after the last)" \
+    "$(grep -c 'settled, every partition still in sync' "$rdir/roll.txt")" 2
   # (not "failed": that is the rig's count of failed checks)
   local send_errors acked lost duplicates
   read -r send_errors acked lost duplicates <<<"$measured"
