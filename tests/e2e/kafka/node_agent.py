@@ -7,11 +7,16 @@ The nodes are one, `e2e-node`, with no address of its own (status.hostIP 127.0.0
 plays kube-scheduler for them (see choose_node) and kube-proxy (see NodePorts).
 
 For each pod the StatefulSet controller creates it binds the pod to a node, gives it a network
-namespace with a pod IP on the rig's bridge, runs the pod's broker container as a real process
-(a real Apache Kafka broker: the container's `command`/`args` when it has them, else the apache/kafka
-image's entrypoint, which tests/e2e/kafka/image-run.sh stands in for), and reports the pod
-Running, then Ready once the readiness port accepts connections, through the API server. So the
-StatefulSet controller's OrderedReady rollout proceeds pod by pod, as in a cluster.
+namespace with a pod IP on the rig's bridge, runs its init containers in order to their exit
+(restarted with a back-off when one fails), then the pod's broker container as a real process
+(a real Apache Kafka broker: the container's `command`/`args` when it has them, else the
+image's entrypoint: apache/kafka's, which tests/e2e/kafka/image-run.sh stands in for, or
+bitnami/kafka's, tests/e2e/kafka/bitnami-run.sh, with bitnami-lib.sh for the image's script
+library), and reports the pod Running, then Ready once the readiness port accepts connections,
+through the API server. So the StatefulSet controller's OrderedReady rollout proceeds pod by
+pod, as in a cluster. Each container has a private mount namespace: each volume mount is a
+directory of the pod (a subPath a file in it); emptyDir volumes start empty in each new pod,
+Secret, ConfigMap and projected volumes are filled at each start, others (a PVC's) are kept.
 
 Everything the broker is configured with comes from the pod as the API server stored it (after
 the webhook): its env (value, $(VAR) references, ConfigMap/Secret keys, downward API fields),
@@ -41,9 +46,11 @@ gate's) stay.
 """
 
 import argparse
+import base64
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,6 +59,7 @@ import time
 ZONE = "topology.kubernetes.io/zone"
 REGION = "topology.kubernetes.io/region"
 HOSTNAME = "kubernetes.io/hostname"
+BITNAMI_ENTRYPOINT = "/opt/bitnami/scripts/kafka/entrypoint.sh"
 
 
 def kubectl(*args, stdin=None, check=True):
@@ -176,8 +184,6 @@ def container_env(pod, container, ip, host_ip):
             obj = json.loads(kubectl("get", kind, "-n", namespace, name, "-o", "json"))
             data = obj.get("data", {})
             if kind == "secret":
-                import base64
-
                 # Bytes as they are (a key store beside a password): env gets them unchanged.
                 data = {k: base64.b64decode(v).decode(errors="surrogateescape") for k, v in data.items()}
             cache[(kind, name)] = data
@@ -519,6 +525,7 @@ class Agent:
         self.node_ports = NodePorts(args.bridge_ns, self.nodes.values())
         self.running = {}  # uid -> dict(pod, proc, netns, ip, ready)
         self.reported = set()  # uids of pods already logged as unschedulable or not ours
+        self.init_retry = {}  # uid -> (failed attempts, monotonic time of the next) for init containers
         self.stopping = False
 
     def ensure_nodes(self):
@@ -615,10 +622,85 @@ class Agent:
         kubectl("patch", "pod", "-n", pod.namespace, pod.name, "--subresource=status",
                 "--type=strategic", "-p", json.dumps(body), check=False)
 
+    def image_files(self, image):
+        """The stand-in files an image needs, as (rig file, path in the container), and its
+        entrypoint: apache/kafka's run script, or the Bitnami image's entrypoint and the part of
+        its script library that the Bitnami chart's init containers call."""
+        if "bitnami/kafka" in image:
+            here = os.path.dirname(os.path.abspath(__file__))
+            files = [(os.path.join(here, "bitnami-run.sh"), BITNAMI_ENTRYPOINT),
+                     (os.path.join(here, "bitnami-lib.sh"), "/opt/bitnami/scripts/libkafka.sh")]
+            return files, [BITNAMI_ENTRYPOINT, "/opt/bitnami/scripts/kafka/run.sh"]
+        return [(self.args.image_run, self.args.image_entrypoint)], [self.args.image_entrypoint]
+
+    def launch_command(self, pod, container, netns, env, pod_dir):
+        """The container's argv, run in the pod's network namespace and a private mount
+        namespace: the image's stand-in files at their paths, each volume mount a directory of
+        this pod (a subPath a file or directory in it)."""
+        command = [expand(a, env) for a in container.get("command", [])]
+        args = [expand(a, env) for a in container.get("args", [])]
+        files, entrypoint = self.image_files(container.get("image", ""))
+        argv = (command or entrypoint) + args
+        mounts = list(files)
+        volumes = {v["name"]: v for v in pod.obj["spec"].get("volumes", [])}
+        for mount in container.get("volumeMounts", []):
+            source = os.path.join(pod_dir, "volumes", mount["name"])
+            os.makedirs(source, exist_ok=True)
+            fill_volume(pod.namespace, volumes.get(mount["name"], {}), source)
+            if mount.get("subPath"):
+                source = os.path.join(source, mount["subPath"])
+                if not os.path.exists(source):
+                    open(source, "w").close()
+            mounts.append((source, mount["mountPath"]))
+        for source, target in mounts:
+            # The mount point, on the host as in an image: a file for a file, else a directory.
+            if os.path.isdir(source):
+                os.makedirs(target, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                if not os.path.exists(target):
+                    open(target, "w").close()
+        binds = " && ".join(f"mount --bind '{src}' '{dst}'" for src, dst in mounts)
+        # Its own UTS namespace, with the pod's hostname, as the kubelet gives it (in the cluster
+        # hosts file): a broker resolves the name of its host for a listener with no host.
+        hostname = pod.obj["spec"].get("hostname", pod.name)
+        return ["ip", "netns", "exec", netns, "unshare", "--mount", "--uts", "--propagation",
+                "private", "sh", "-c", f'hostname {hostname} && {binds} && exec "$@"', "container",
+                *argv]
+
+    def container_env(self, pod, container, ip):
+        env = container_env(pod, container, ip, self.host_ip(pod))
+        env.update({
+            "PATH": os.environ["PATH"],
+            "KLI_KAFKA_LIBS": self.args.kafka_libs,
+            "KLI_POD_DIR": os.path.join(self.args.work, pod.namespace, pod.name, "run"),
+        })
+        return env
+
+    def run_init_containers(self, pod, netns, ip, pod_dir):
+        """As the kubelet does before the containers: each init container in order, to its
+        exit; None when all exited 0, else which one failed and how."""
+        for container in pod.obj["spec"].get("initContainers", []):
+            env = self.container_env(pod, container, ip)
+            launch = self.launch_command(pod, container, netns, env, pod_dir)
+            with open(os.path.join(pod_dir, f"init-{container['name']}.log"), "ab") as logfile:
+                try:
+                    code = subprocess.run(launch, env=env, stdout=logfile, stderr=subprocess.STDOUT,
+                                          timeout=120).returncode
+                except subprocess.TimeoutExpired:
+                    code = "a timeout (120 s)"
+            if code != 0:
+                return f"init container {container['name']} exited with {code}"
+            log(f"{pod.key}: init container {container['name']} completed")
+        return None
+
     def start(self, pod):
         container = self.broker_container(pod)
         if container is None:
             log(f"{pod.key}: no container named {self.args.container}; left pending")
+            return
+        retry_at = self.init_retry.get(pod.uid, (0, 0))[1]
+        if time.monotonic() < retry_at:
             return
         spec = pod.obj["spec"]
         names = [pod.name]
@@ -628,33 +710,22 @@ class Agent:
         netns, ip = self.network.add_pod(pod.key, names)
         pod_dir = os.path.join(self.args.work, pod.namespace, pod.name)
         os.makedirs(pod_dir, exist_ok=True)
-        env = container_env(pod, container, ip, self.host_ip(pod))
-        command = [expand(a, env) for a in container.get("command", [])]
-        args = [expand(a, env) for a in container.get("args", [])]
-        argv = (command or [self.args.image_entrypoint]) + args
-        # A private mount namespace: the image's entrypoint path is the rig's stand-in, each
-        # volume mount is a directory of this pod (kept across pod re-creation, like a PVC); a
-        # Secret volume's directory holds the Secret's keys, written at each start.
-        mounts = [(self.args.image_run, self.args.image_entrypoint)]
-        volumes = {v["name"]: v for v in spec.get("volumes", [])}
-        for mount in container.get("volumeMounts", []):
-            source = os.path.join(pod_dir, "volumes", mount["name"])
-            os.makedirs(source, exist_ok=True)
-            if "secret" in volumes.get(mount["name"], {}):
-                write_secret_volume(pod.namespace, volumes[mount["name"]]["secret"]["secretName"], source)
-            os.makedirs(mount["mountPath"], exist_ok=True)
-            mounts.append((source, mount["mountPath"]))
-        os.makedirs(os.path.dirname(self.args.image_entrypoint), exist_ok=True)
-        if not os.path.exists(self.args.image_entrypoint):
-            open(self.args.image_entrypoint, "w").close()
-        binds = " && ".join(f"mount --bind '{src}' '{dst}'" for src, dst in mounts)
-        env.update({
-            "PATH": os.environ["PATH"],
-            "KLI_KAFKA_LIBS": self.args.kafka_libs,
-            "KLI_POD_DIR": os.path.join(pod_dir, "run"),
-        })
-        launch = ["ip", "netns", "exec", netns, "unshare", "--mount", "--propagation", "private",
-                  "sh", "-c", f'{binds} && exec "$@"', "container", *argv]
+        # emptyDir volumes start empty in each new pod; other volumes (a PVC's) are kept.
+        for volume in spec.get("volumes", []):
+            if "emptyDir" in volume:
+                shutil.rmtree(os.path.join(pod_dir, "volumes", volume["name"]), ignore_errors=True)
+        failure = self.run_init_containers(pod, netns, ip, pod_dir)
+        if failure is not None:
+            # Restarted as the kubelet does (restartPolicy Always), after a doubling back-off.
+            attempts = self.init_retry.get(pod.uid, (0, 0))[0] + 1
+            self.init_retry[pod.uid] = (attempts, time.monotonic() + min(5 * 2 ** attempts, 60))
+            self.network.remove_pod(pod.key, netns)
+            log(f"{pod.key}: {failure}; retried in {min(5 * 2 ** attempts, 60)} s")
+            self.patch_status(pod, ip, False, False, failure)
+            return
+        self.init_retry.pop(pod.uid, None)
+        env = self.container_env(pod, container, ip)
+        launch = self.launch_command(pod, container, netns, env, pod_dir)
         entry = {
             "pod": pod, "netns": netns, "ip": ip, "ready": False, "port": readiness_port(container),
             "launch": launch, "env": env, "log": os.path.join(pod_dir, "container.log"),
@@ -662,7 +733,7 @@ class Agent:
         }
         self.launch(entry)
         self.running[pod.obj["metadata"]["uid"]] = entry
-        log(f"{pod.key}: started on {pod.obj['spec']['nodeName']} in {netns} with IP {ip} ({' '.join(argv[:1])})")
+        log(f"{pod.key}: started on {pod.obj['spec']['nodeName']} in {netns} with IP {ip} ({launch[launch.index('container') + 1]})")
         self.patch_status(pod, ip, False, False, "starting")
 
     def launch(self, entry):
@@ -790,14 +861,29 @@ class Agent:
         self.running.clear()
 
 
-def write_secret_volume(namespace, name, directory):
-    """A Secret volume as the kubelet fills it: one file per key, with the decoded bytes."""
-    import base64
-
-    secret = json.loads(kubectl("get", "secret", "-n", namespace, name, "-o", "json"))
-    for key, value in (secret.get("data") or {}).items():
-        with open(os.path.join(directory, key), "wb") as f:
-            f.write(base64.b64decode(value))
+def fill_volume(namespace, volume, directory):
+    """A Secret, ConfigMap or projected volume as the kubelet fills it, at each start: one file
+    per key (Secret bytes decoded). Other volumes are left as they are."""
+    sources = [volume] if "secret" in volume or "configMap" in volume else \
+        volume.get("projected", {}).get("sources", [])
+    for source in sources:
+        if "secret" in source:
+            ref = source["secret"]
+            name = ref.get("secretName", ref.get("name"))  # a volume's, a projection's
+            obj = json.loads(kubectl("get", "secret", "-n", namespace, name, "-o", "json"))
+            data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+        elif "configMap" in source:
+            obj = json.loads(kubectl("get", "configmap", "-n", namespace, source["configMap"]["name"],
+                                     "-o", "json"))
+            data = {k: v.encode() for k, v in (obj.get("data") or {}).items()}
+        else:
+            continue
+        items = source.get("secret", source.get("configMap", {})).get("items")
+        paths = {i["key"]: i["path"] for i in items} if items else {k: k for k in data}
+        for key, path in paths.items():
+            os.makedirs(os.path.dirname(os.path.join(directory, path)), exist_ok=True)
+            with open(os.path.join(directory, path), "wb") as f:
+                f.write(data[key])
 
 
 def readiness_gates_met(pod):
