@@ -68,7 +68,7 @@ fn external_name_states_read_as_the_annotation_says_them() {
     let ip = |s: &str| s.parse::<IpAddr>().unwrap();
     let ready = ExternalName::Resolves {
         host: "kafka-3.kafka.example.com".into(),
-        addresses: vec![ip("10.77.2.13")],
+        load_balancer: vec!["10.77.2.13".into()],
     };
     assert_eq!(
         ready.to_string(),
@@ -78,7 +78,7 @@ fn external_name_states_read_as_the_annotation_says_them() {
     let elsewhere = ExternalName::Elsewhere {
         host: "kafka-3.kafka.example.com".into(),
         addresses: vec![ip("10.77.2.11")],
-        load_balancer: vec![ip("10.77.2.13")],
+        load_balancer: vec!["10.77.2.13".into()],
     };
     assert_eq!(
         elsewhere.to_string(),
@@ -93,30 +93,59 @@ fn external_name_states_read_as_the_annotation_says_them() {
 #[test]
 fn the_recorded_state_does_not_change_with_the_order_dns_answers_in() {
     let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-    let load_balancer = vec![ip("10.77.2.13"), ip("10.77.2.11"), ip("10.77.2.12")];
+    let addresses = [ip("10.77.2.13"), ip("10.77.2.11"), ip("10.77.2.12")];
+    let load_balancer = vec![
+        "10.77.2.13".into(),
+        "10.77.2.11".into(),
+        "10.77.2.12".into(),
+    ];
     let host = || "kafka-3.kafka.example.com".to_owned();
-    let mut seen = std::collections::BTreeSet::new();
     // Every rotation of three A records, and answers with a subset of them, as resolvers give.
-    for answer in [
+    let answers = [
         vec!["10.77.2.11", "10.77.2.12", "10.77.2.13"],
         vec!["10.77.2.12", "10.77.2.13", "10.77.2.11"],
         vec!["10.77.2.13", "10.77.2.11", "10.77.2.12"],
         vec!["10.77.2.12"],
         vec!["10.77.2.13", "10.77.2.11"],
-    ] {
-        let mut lb = load_balancer.clone();
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for answer in &answers {
+        let mut lb: Vec<String> = load_balancer.clone();
         lb.rotate_left(answer.len() % 3);
-        let state = judge(host(), lb, Ok(answer.iter().map(|a| ip(a)).collect()));
+        let state = judge(
+            host(),
+            lb,
+            &addresses,
+            Ok(answer.iter().map(|a| ip(a)).collect()),
+        );
         seen.insert(state.to_string());
     }
     assert_eq!(
         seen.into_iter().collect::<Vec<_>>(),
         ["ready: kafka-3.kafka.example.com resolves to its load balancer (10.77.2.11 10.77.2.12 10.77.2.13)"]
     );
+    // A load balancer known by name (AWS): the name's own answer rotates and shrinks too, and
+    // the record names the load balancer, not this answer's addresses.
+    let mut seen = std::collections::BTreeSet::new();
+    for answer in &answers {
+        let now: Vec<IpAddr> = answer.iter().map(|a| ip(a)).collect();
+        let state = judge(
+            host(),
+            vec!["k8s-kafka-0-abc.elb.eu-west-1.amazonaws.com".into()],
+            &now,
+            Ok(now.clone()),
+        );
+        seen.insert(state.to_string());
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["ready: kafka-3.kafka.example.com resolves to its load balancer (k8s-kafka-0-abc.elb.eu-west-1.amazonaws.com)"]
+    );
     let elsewhere = |order: [&str; 2]| {
         judge(
             host(),
             load_balancer.clone(),
+            &addresses,
             Ok(order.iter().map(|a| ip(a)).collect()),
         )
         .to_string()

@@ -129,6 +129,16 @@ leads() { [ "$(metric "$1" kafka_listener_injector_reconcile_leader)" == 1 ]; }
 external_name_ready() {
   kubectl get service -n "$KAFKA_NS" "$1" -o jsonpath='{.metadata.annotations.kafka-listener-injector\.io/external-name}' | grep -q '^ready'
 }
+AWS_LB_TYPE=service.beta.kubernetes.io/aws-load-balancer-type
+external_name_of() {
+  kubectl get service -n "$KAFKA_NS" "$1" -o jsonpath='{.metadata.annotations.kafka-listener-injector\.io/external-name}'
+}
+external_name_is() { [[ "$(external_name_of "$1")" == "$2"* ]]; } # external_name_is SERVICE PREFIX
+lb_reported_by_name() { # the hostname in SERVICE's load balancer status; fails while there is none
+  local name
+  name=$(kubectl get service -n "$KAFKA_NS" "$1" -o jsonpath='{.status.loadBalancer.ingress[0].hostname}')
+  [ -n "$name" ] && echo "$name"
+}
 leader_count() { # how many of the reconcilers say they lead
   local port n=0
   for port in "$@"; do [ "$(metric "$port" kafka_listener_injector_reconcile_leader)" == 1 ] && n=$((n + 1)); done
@@ -421,6 +431,26 @@ PY
   expect_eq "60 s of rotating answers and 12 reconciles: no Service of kafka was written" \
     "$(service_versions)" "$versions_before"
   expect_eq "and the reconciler published no event" "$(our_events)" "$events_before"
+
+  log "R1b. kafka-1's load balancer known by name only, as AWS reports it; the name answers with one of its addresses, another each second"
+  kubectl annotate service -n "$KAFKA_NS" kafka-1-external "$AWS_LB_TYPE=external" >/dev/null
+  local lb_name
+  lb_name=$(wait_for 30 lb_reported_by_name kafka-1-external >/dev/null; lb_reported_by_name kafka-1-external)
+  took=$(wait_for 60 external_name_is kafka-1-external "ready: kafka-1.$DOMAIN resolves to its load balancer ($lb_name)")
+  expect_eq "kafka-1-external: ready, recorded against its load balancer's name ${lb_name:-(none)} (after ${took} s)" \
+    "$(external_name_of kafka-1-external)" "ready: kafka-1.$DOMAIN resolves to its load balancer ($lb_name)"
+  answers=$(for _ in 1 2 3 4; do dig_outside "$lb_name"; sleep 1; done)
+  expect_eq "its name answers with one address at a time, and not always the same one" \
+    "$(awk '{print NF}' <<<"$answers" | sort -u) $(sort -u <<<"$answers" | wc -l)" "1 2"
+  versions_before=$(service_versions)
+  events_before=$(our_events)
+  touch_statefulset 6 5 by-name
+  expect_eq "30 s of changing answers and 6 reconciles: no Service of kafka was written" \
+    "$(service_versions)" "$versions_before"
+  expect_eq "and the reconciler published no event" "$(our_events)" "$events_before"
+  kubectl annotate service -n "$KAFKA_NS" kafka-1-external "$AWS_LB_TYPE-" >/dev/null
+  wait_for 60 external_name_is kafka-1-external "ready: kafka-1.$DOMAIN resolves to its load balancer (10.77.2." >/dev/null \
+    || fail "kafka-1-external did not return to its addresses: $(external_name_of kafka-1-external)"
 
   log "R2. scale 3 -> 5 with the readiness gate: each new broker waits for its name"
   local scaled=$SECONDS

@@ -31,7 +31,9 @@ Cluster DNS: one hosts file, shared by every pod namespace, with `<pod>.<subdoma
 
 It also plays the cloud around the cluster: each Service of type LoadBalancer gets two addresses
 of its own (one per "zone", as an AWS NLB has; on the rig's "outside" link) forwarding to the pod
-its selector names, written to the Service's status as a cloud controller does; and, as
+its selector names, written to the Service's status as a cloud controller does (for a Service
+annotated service.beta.kubernetes.io/aws-load-balancer-type, a name instead, as AWS reports an
+ELB, which answers with one of the addresses, another each second); and, as
 external-dns does, the outside resolver (a hosts file used only by the outside namespace) gets
 records for each `external-dns.alpha.kubernetes.io/hostname` annotation pointing at those
 addresses, in an order that rotates every second as CoreDNS' loadbalance plugin and round-robin
@@ -221,6 +223,7 @@ class Cloud:
     """LoadBalancer addresses and external-dns records for the Services of one namespace."""
 
     HOSTNAME = "external-dns.alpha.kubernetes.io/hostname"
+    AWS_TYPE = "service.beta.kubernetes.io/aws-load-balancer-type"
 
     def __init__(self, args):
         self.args = args
@@ -264,6 +267,9 @@ class Cloud:
             entry = self.balancers[uid]
             now = time.monotonic()
             entry["hostnames"] = {h: entry["hostnames"].get(h, now) for h in self.hostnames(svc)}
+            aws = self.AWS_TYPE in (svc["metadata"].get("annotations") or {})
+            if entry.get("aws") != aws:
+                self.report(svc, aws)
         for uid in list(self.balancers):
             if uid not in seen:
                 self.remove(uid)
@@ -281,10 +287,23 @@ class Cloud:
         first_seen = {h: time.monotonic() for h in hostnames}
         self.balancers[svc["metadata"]["uid"]] = {"ips": ips, "procs": procs, "hostnames": first_seen,
                                                   "name": name, "backend": backend}
-        body = {"status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in ips]}}}
-        kubectl("patch", "service", "-n", svc["metadata"]["namespace"], name, "--subresource=status",
-                "--type=merge", "-p", json.dumps(body), check=False)
         log(f"service {name}: load balancer {' '.join(ips)} -> {backend}; DNS {', '.join(hostnames) or '-'}")
+
+    def report(self, svc, aws):
+        """The load balancer in the Service's status: its addresses, or, for a Service annotated
+        for AWS, only a name of its own, as AWS reports an ELB; that name answers with one of
+        the addresses at a time, another each second, as an ELB's name answers with a subset of
+        its nodes (see write_hosts)."""
+        entry = self.balancers[svc["metadata"]["uid"]]
+        name = svc["metadata"]["name"]
+        entry["aws"] = aws
+        entry["lb_name"] = f"{name}-{svc['metadata']['uid'][:8]}.elb.{self.args.region}.amazonaws.com" if aws else None
+        ingress = [{"hostname": entry["lb_name"]}] if aws else [{"ip": ip} for ip in entry["ips"]]
+        kubectl("patch", "service", "-n", svc["metadata"]["namespace"], name, "--subresource=status",
+                "--type=merge", "-p", json.dumps({"status": {"loadBalancer": {"ingress": ingress}}}),
+                check=False)
+        if aws:
+            log(f"service {name}: load balancer reported by name, {entry['lb_name']}")
 
     def forward(self, svc, ips, backend):
         procs = []
@@ -329,6 +348,8 @@ class Cloud:
             turn = self.rotation % len(e["ips"])
             ips = e["ips"][turn:] + e["ips"][:turn]
             lines += [f"{ip} {h}" for h, seen in e["hostnames"].items() if seen <= published for ip in ips]
+            if e.get("lb_name"):
+                lines.append(f"{ips[0]} {e['lb_name']}")
         text = "\n".join(lines) + "\n"
         if text == getattr(self, "written", None):
             return
