@@ -1,10 +1,14 @@
 # The same layout as `make image` (which needs no Docker): a static musl binary at
 # /usr/local/bin, user 65532, entrypoint the binary, command `serve`; here on distroless/static.
-# Build: docker build -t kafka-listener-injector:0.1.0 .
+# Build: docker build -t kafka-listener-injector:0.1.0 \
+#   --build-arg KLI_REVISION=$(git rev-parse HEAD) --build-arg SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) .
+# (without them `--version` says revision unknown: the build context has no .git).
 FROM rust:1.95-alpine AS build
 RUN apk add --no-cache musl-dev
+ARG KLI_REVISION=unknown
+ARG SOURCE_DATE_EPOCH
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY benches ./benches
 COPY bench/fixtures ./bench/fixtures

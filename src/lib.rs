@@ -16,4 +16,5 @@ pub mod reconcile;
 pub mod roll;
 pub mod services;
 pub mod telemetry;
+pub mod version;
 pub mod webhook;

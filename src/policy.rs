@@ -61,6 +61,8 @@ pub fn template_expression(template: &Template) -> String {
             Part::Variable(Variable::StatefulSet) => "variables.statefulset".to_owned(),
             Part::Variable(Variable::Domain) => "variables.domain".to_owned(),
             Part::Variable(Variable::Ordinal) => "string(variables.ordinal)".to_owned(),
+            // `render` refuses these (see `downward_refusal`); as text they are the reference.
+            Part::Variable(Variable::Runtime(runtime)) => cel_string(runtime.reference()),
         })
         .collect();
     parts.join(" + ")
@@ -79,6 +81,9 @@ pub fn render(config: &Config) -> anyhow::Result<Vec<Value>> {
         anyhow::bail!(
             "--container: the native policy injects into one container; name one, or use the webhook"
         );
+    }
+    if let Some(refusal) = downward_refusal(defaults) {
+        anyhow::bail!(refusal);
     }
     let env_name = listeners_env_name(defaults);
     let selectors = Selectors::for_mode(config);
@@ -103,6 +108,35 @@ pub fn render(config: &Config) -> anyhow::Result<Vec<Value>> {
         objects.push(binding("ValidatingAdmissionPolicyBinding", &checks));
     }
     Ok(objects)
+}
+
+/// Why the policy cannot do what these settings ask: a downward-API variable (`{hostIP}`,
+/// `{nodeName}`, `{podIP}`, `--rack-env`) is `valueFrom.fieldRef`, an atomic struct, which a
+/// MutatingAdmissionPolicy's ApplyConfiguration may not set (the API server refuses every pod
+/// with "may not mutate atomic arrays, maps or structs").
+fn downward_refusal(defaults: &Defaults) -> Option<String> {
+    let placeholder = std::iter::once(("--listeners".to_owned(), &defaults.listeners))
+        .chain(
+            defaults
+                .extra_env
+                .iter()
+                .map(|(name, template)| (format!("--env {name}"), template)),
+        )
+        .find_map(|(flag, template)| {
+            let runtime = *template.runtime().first()?;
+            Some(format!(
+                "{flag} uses {}",
+                Variable::Runtime(runtime).placeholder()
+            ))
+        });
+    let why = match (placeholder, &defaults.rack_env) {
+        (Some(placeholder), _) => placeholder,
+        (None, Some(_)) => "--rack-env".to_owned(),
+        (None, None) => return None,
+    };
+    Some(format!(
+        "{why}, a value the pod learns when it starts, which needs a downward-API variable (valueFrom.fieldRef): a MutatingAdmissionPolicy cannot set one (fieldRef is an atomic struct, which its ApplyConfiguration may not mutate); use the webhook"
+    ))
 }
 
 fn binding(kind: &str, policy: &str) -> Value {
@@ -306,7 +340,7 @@ fn validating_policy(name: &str, rules: &Value, selectors: &Selectors) -> Value 
 /// What the webhook does that the policy cannot, said plainly (on stderr).
 pub fn differences(config: &Config) -> Vec<String> {
     let mut out = vec![
-        "per-pod annotations other than kafka-listener-injector.io/domain and inject are not read (listeners, env-name, container, env.NAME, node-id-*, strict): CEL cannot parse templates; put the settings in the flags of this command, one policy per Kafka cluster".to_owned(),
+        "per-pod annotations other than kafka-listener-injector.io/domain and inject are not read (listeners, env-name, container, env.NAME, node-id-*, rack-env, strict): CEL cannot parse templates; put the settings in the flags of this command, one policy per Kafka cluster".to_owned(),
         "the ordinal comes only from the apps.kubernetes.io/pod-index label (Kubernetes 1.28+), never from the pod name".to_owned(),
         "no admission warnings: an overridden variable, a shell that assigns it, a properties file, envFrom and other effectiveness findings are not reported (run preview in CI)".to_owned(),
         "of the listener checks only one runs (in the companion ValidatingAdmissionPolicy): every advertised name must be in the broker container's protocol map when it sets one; malformed values, KAFKA_LISTENERS, the inter-broker listener and node id ranges are not checked".to_owned(),

@@ -459,6 +459,30 @@ fn example_policy_is_up_to_date_and_names_what_it_cannot_do() {
 }
 
 #[test]
+fn the_policy_refuses_values_known_only_at_start_up_naming_the_flag() {
+    for (args, named) in [
+        (
+            &["--listeners", "EXTERNAL://{hostIP}:{ordinal+31090}"][..],
+            "--listeners uses {hostIP}",
+        ),
+        (
+            &["--env", "NODE={nodeName}"][..],
+            "--env NODE uses {nodeName}",
+        ),
+        (&["--rack-env", "KAFKA_BROKER_RACK"][..], "--rack-env"),
+    ] {
+        let out = Command::new(BIN).arg("policy").args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty(), "nothing half-written");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.contains(named) && err.contains("fieldRef is an atomic struct"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn installed_as_kubectl_kafka_listeners_it_answers_as_a_kubectl_plugin() {
     let dir = tempfile::tempdir().unwrap();
     let plugin = dir.path().join("kubectl-kafka_listeners");

@@ -158,8 +158,19 @@ fn defined_flags() -> BTreeSet<String> {
     flags
 }
 
-/// Flags of other tools that the pages quote (helm, kubectl, curl, cargo, external-dns, Kafka).
+/// Flags of other tools that the pages quote (helm, kubectl, curl, cargo, external-dns, Kafka,
+/// cosign, krew).
 const OTHER_TOOLS: &[&str] = &[
+    "--type",
+    "--plain-http",
+    "--verify",
+    "--keyring",
+    "--sign",
+    "--insecure-ignore-tlog",
+    "--certificate-identity-regexp",
+    "--certificate-oidc-issuer",
+    "--manifest",
+    "--archive",
     "--set",
     "--cascade",
     "--create-namespace",

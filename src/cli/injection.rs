@@ -42,6 +42,11 @@ pub struct InjectionArgs {
         allow_negative_numbers = true
     )]
     pub node_id_offset: i64,
+    /// Also set this env var (e.g. KAFKA_BROKER_RACK) to the broker's zone: the pod's
+    /// topology.kubernetes.io/zone label, which Kubernetes 1.35+ copies from the node at binding,
+    /// read through the downward API (no RBAC).
+    #[arg(long, env = "KLI_RACK_ENV", value_name = "NAME")]
+    pub rack_env: Option<String>,
     /// Deny pods whose injected values would not take effect (effectiveness findings), instead
     /// of warning.
     #[arg(long, env = "KLI_STRICT")]
@@ -71,6 +76,7 @@ impl InjectionArgs {
             env: self.env.clone(),
             node_id_env: self.node_id_env.clone(),
             node_id_offset: self.node_id_offset,
+            rack_env: self.rack_env.clone(),
             strict: self.strict,
             ignore_namespaces: self.ignore_namespaces.clone(),
             readiness_gate: self.readiness_gate,

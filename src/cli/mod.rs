@@ -28,7 +28,11 @@ pub use self::services::{
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "kafka-listener-injector", version, about)]
+#[command(
+    name = "kafka-listener-injector",
+    version = crate::version::LONG_VERSION,
+    about
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

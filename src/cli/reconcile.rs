@@ -54,6 +54,9 @@ impl ReconcileArgs {
         if self.dns_check_interval.is_zero() {
             bail!("--dns-check-interval must be positive");
         }
+        if self.render.gateway.is_some() {
+            bail!("--gateway: reconcile does not manage gateway routes yet; render them with `services --gateway` and apply them");
+        }
         let identity = match &self.identity {
             Some(identity) => identity.clone(),
             None => {

@@ -34,6 +34,12 @@ pub struct RollArgs {
     /// How long one broker may take to come back (pod Ready, in the metadata, in sync).
     #[arg(long, env = "KLI_ROLL_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Before the next broker, how long after a recreated pod turned Ready to wait: the other
+    /// brokers find it by DNS, and a JVM caches a name for 30 s, a node-local DNS cache another
+    /// 30 s. Until then, moving leadership onto it can leave its followers fetching from the old
+    /// pod's address. 0 turns the wait off.
+    #[arg(long, env = "KLI_ROLL_SETTLE", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub settle: Duration,
     /// Time each Kafka request gets.
     #[arg(long, env = "KLI_REQUEST_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
@@ -81,6 +87,7 @@ impl RollArgs {
             },
             dry_run: self.dry_run,
             timeout: self.timeout,
+            settle: self.settle,
             accept_unavailable: self.accept_unavailable.clone(),
             json: self.output == RollOutput::Json,
         })

@@ -59,6 +59,26 @@ pub struct RenderArgs {
     /// (placeholders {statefulset}, {namespace}, {domain}), e.g. bootstrap.{domain}.
     #[arg(long, env = "KLI_BOOTSTRAP_HOST")]
     pub bootstrap_host: Option<String>,
+    /// Route every broker through one Gateway, as NAMESPACE/NAME: a TLSRoute per broker (and
+    /// for the bootstrap host), matched by SNI with TLS passed through to the broker, to an
+    /// in-cluster Service each. One load balancer for all brokers; each must advertise a DNS
+    /// name, on the port of the Gateway's TLS listener.
+    #[arg(long, env = "KLI_GATEWAY", value_name = "NAMESPACE/NAME", value_parser = parse_gateway)]
+    pub gateway: Option<services::GatewayRef>,
+}
+
+fn parse_gateway(text: &str) -> Result<services::GatewayRef, String> {
+    let (namespace, name) = text
+        .split_once('/')
+        .ok_or_else(|| format!("{text:?} is not NAMESPACE/NAME"))?;
+    let label = |part: &str| crate::inject::text::is_dns_name(part) && !part.contains('.');
+    if !label(namespace) || !label(name) {
+        return Err(format!("{text:?} is not NAMESPACE/NAME (DNS labels)"));
+    }
+    Ok(services::GatewayRef {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -121,7 +141,11 @@ impl RenderArgs {
                 bail!("--source-range {range:?} is not a CIDR such as 203.0.113.0/24");
             }
         }
-        let load_balancer = self.service_type == ServiceType::LoadBalancer;
+        if self.gateway.is_some() && self.service_type == ServiceType::NodePort {
+            bail!("--gateway routes every broker through the gateway's load balancer; --type NodePort does not apply");
+        }
+        let load_balancer =
+            self.service_type == ServiceType::LoadBalancer && self.gateway.is_none();
         if !load_balancer && !self.source_ranges.is_empty() {
             bail!("--source-range applies to --type LoadBalancer only");
         }
@@ -141,9 +165,10 @@ impl RenderArgs {
         }
         Ok(services::Render {
             defaults: injection.defaults()?,
-            service_type: match self.service_type {
-                ServiceType::LoadBalancer => services::ServiceType::LoadBalancer,
-                ServiceType::NodePort => services::ServiceType::NodePort,
+            service_type: match (self.service_type, &self.gateway) {
+                (_, Some(_)) => services::ServiceType::ClusterIp,
+                (ServiceType::LoadBalancer, None) => services::ServiceType::LoadBalancer,
+                (ServiceType::NodePort, None) => services::ServiceType::NodePort,
             },
             annotations,
             port: self.port,
@@ -164,6 +189,7 @@ impl RenderArgs {
                 .to_owned()
             }),
             bootstrap_host,
+            gateway: self.gateway.clone(),
         })
     }
 }

@@ -63,6 +63,16 @@ pub enum ListenerError {
     InterBrokerNotAdvertised { name: String, var: String },
 }
 
+/// The host and port of the listener named `name` (as Kafka compares names: ignoring case) in a
+/// listeners value; `None` when the value does not parse or has no such listener.
+pub fn endpoint_of(value: &str, name: &str) -> Option<(String, u16)> {
+    parse_listeners(value)
+        .ok()?
+        .into_iter()
+        .find(|l| l.name.eq_ignore_ascii_case(name))
+        .map(|l| (l.host.to_owned(), l.port))
+}
+
 /// Parses a comma-separated listeners value.
 pub fn parse_listeners(value: &str) -> Result<Vec<Listener<'_>>, ListenerError> {
     let count = value.split(',').count();

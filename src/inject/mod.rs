@@ -101,6 +101,9 @@ pub struct Injection {
     pub patch: Patch,
     /// The containers (and init containers) injected into.
     pub containers: Vec<String>,
+    /// `(env var, downward-API field)`: the start-up values the templates refer to
+    /// (`KLI_HOST_IP` from `status.hostIP`, ...) and the rack.
+    pub downward: Vec<(String, String)>,
     /// The advertised-listeners variable and its value; `None` with `--env-name none`.
     pub listeners: Option<(String, String)>,
     /// The listeners template rendered for this pod, also with `--env-name none` when it renders
@@ -149,7 +152,7 @@ const CONTROLLER_NAMES: [&str; 2] = [
     "KAFKA_CONTROLLER_LISTENER_NAMES",
     "KAFKA_CFG_CONTROLLER_LISTENER_NAMES",
 ];
-const LISTENERS: [&str; 2] = ["KAFKA_LISTENERS", "KAFKA_CFG_LISTENERS"];
+pub(crate) const LISTENERS: [&str; 2] = ["KAFKA_LISTENERS", "KAFKA_CFG_LISTENERS"];
 const INTER_BROKER_NAME: [&str; 2] = [
     "KAFKA_INTER_BROKER_LISTENER_NAME",
     "KAFKA_CFG_INTER_BROKER_LISTENER_NAME",
@@ -183,7 +186,7 @@ pub fn inject(pod: &PodView, namespace: &str, defaults: &Defaults) -> Decision {
     }
     warnings.extend(findings.iter().cloned());
 
-    let env: Vec<(&str, &str)> = rendered.env_pairs();
+    let env = rendered.env_pairs();
     let settings_hash = gated.settings.fingerprint(
         defaults,
         rendered.listeners.as_ref().map(|(name, _)| name.as_str()),
@@ -218,6 +221,11 @@ pub fn inject(pod: &PodView, namespace: &str, defaults: &Defaults) -> Decision {
             .targets
             .iter()
             .map(|t| t.container.name.to_string())
+            .collect(),
+        downward: rendered
+            .downward
+            .iter()
+            .map(|&(name, field)| (name.to_owned(), field.to_owned()))
             .collect(),
         listeners: rendered.listeners,
         advertised: rendered.advertised,

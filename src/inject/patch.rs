@@ -14,11 +14,49 @@ pub struct Target<'a> {
     /// The containers (or init containers) to set the env in, by list and index.
     pub containers: &'a [(ContainerList, usize)],
     /// `(name, value)` pairs to set in each of those containers' env, in order.
-    pub env: &'a [(&'a str, &'a str)],
+    pub env: &'a [(&'a str, EnvValue<'a>)],
     /// `(key, value)` annotations to set on the pod.
     pub annotations: &'a [(&'a str, &'a str)],
     /// A readiness gate the pod must carry (`spec.readinessGates[].conditionType`).
     pub readiness_gate: Option<&'a str>,
+}
+
+/// What an injected variable is set to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvValue<'a> {
+    /// `value`: text, which may refer to earlier variables as `$(NAME)`.
+    Text(&'a str),
+    /// `valueFrom.fieldRef.fieldPath`: a downward-API field the kubelet reads when the container
+    /// starts (the node's address, a label the API server copies from the node at binding).
+    Field(&'a str),
+}
+
+impl<'a> EnvValue<'a> {
+    fn text(self) -> Option<&'a str> {
+        match self {
+            Self::Text(text) => Some(text),
+            Self::Field(_) => None,
+        }
+    }
+
+    /// Whether `var` already defines exactly this.
+    fn defined_by(self, var: &EnvView<'_>) -> bool {
+        match self {
+            Self::Text(text) => var.value.as_deref() == Some(text) && var.value_from.is_none(),
+            Self::Field(path) => {
+                var.field_path() == Some(path) && var.value.as_deref().unwrap_or("").is_empty()
+            }
+        }
+    }
+
+    fn to_json(self, name: &str) -> Value {
+        match self {
+            Self::Text(text) => json!({ "name": name, "value": text }),
+            Self::Field(path) => {
+                json!({ "name": name, "valueFrom": { "fieldRef": { "apiVersion": "v1", "fieldPath": path } } })
+            }
+        }
+    }
 }
 
 /// An env var whose existing definition the patch replaces: `(container, variable)`.
@@ -94,7 +132,7 @@ pub fn build_patch(pod: &PodView, target: &Target<'_>) -> (Patch, Vec<Overridden
 /// before the first entry that refers to it. `replaced` hears of each definition replaced.
 fn env_ops(
     existing: Option<&[EnvView<'_>]>,
-    env: &[(&str, &str)],
+    env: &[(&str, EnvValue<'_>)],
     env_path: &impl Fn(&[&str]) -> PointerBuf,
     ops: &mut Vec<PatchOperation>,
     replaced: &mut impl FnMut(&str),
@@ -104,11 +142,11 @@ fn env_ops(
             let mut order = Vec::new();
             for &(name, value) in env {
                 let at = first_reference(&order, name).unwrap_or(order.len());
-                order.insert(at, (name, Some(value)));
+                order.insert(at, (name, value));
             }
             let list = order
                 .iter()
-                .map(|(name, value)| env_var(name, value.unwrap_or_default()))
+                .map(|(name, value)| value.to_json(name))
                 .collect();
             ops.push(add(env_path(&[]), Value::Array(list)));
         }
@@ -125,22 +163,31 @@ fn env_ops(
             }
             let refers = |value: Option<&str>| value.is_some_and(|v| v.contains("$("));
             let no_references = existing.iter().all(|var| !refers(var.value.as_deref()))
-                && absent.iter().all(|(_, value)| !refers(Some(value)));
+                && env.iter().all(|(_, value)| !refers(value.text()));
             if no_references {
                 for (name, value) in absent {
-                    ops.push(add(env_path(&["-"]), env_var(name, value)));
+                    ops.push(add(env_path(&["-"]), value.to_json(name)));
                 }
                 return;
             }
-            let mut order: Vec<(&str, Option<&str>)> = existing
+            // The list as it will be once the replacements are applied: a replaced entry refers
+            // to what its new value refers to.
+            let mut order: Vec<(&str, EnvValue<'_>)> = existing
                 .iter()
-                .map(|var| (&*var.name, var.value.as_deref()))
+                .map(|var| {
+                    let injected = env.iter().find(|(name, _)| *name == var.name);
+                    let value = match injected {
+                        Some(&(_, value)) => value,
+                        None => EnvValue::Text(var.value.as_deref().unwrap_or_default()),
+                    };
+                    (&*var.name, value)
+                })
                 .collect();
             for (name, value) in absent {
                 let at = first_reference(&order, name);
                 let position = at.map_or_else(|| "-".to_owned(), |at| at.to_string());
-                ops.push(add(env_path(&[&position]), env_var(name, value)));
-                order.insert(at.unwrap_or(order.len()), (name, Some(value)));
+                ops.push(add(env_path(&[&position]), value.to_json(name)));
+                order.insert(at.unwrap_or(order.len()), (name, value));
             }
         }
     }
@@ -159,7 +206,7 @@ enum Definition {
 fn replace_env(
     existing: &[EnvView<'_>],
     name: &str,
-    value: &str,
+    value: EnvValue<'_>,
     env_path: &impl Fn(&[&str]) -> PointerBuf,
     ops: &mut Vec<PatchOperation>,
 ) -> Definition {
@@ -170,8 +217,7 @@ fn replace_env(
         .enumerate()
         .filter(|(_, var)| var.name == name)
     {
-        let already = var.value.as_deref() == Some(value) && var.value_from.is_none();
-        if already {
+        if value.defined_by(var) {
             if matches!(definition, Definition::Absent) {
                 definition = Definition::Same;
             }
@@ -179,7 +225,7 @@ fn replace_env(
             definition = Definition::Replaced;
             ops.push(PatchOperation::Replace(ReplaceOperation {
                 path: env_path(&[&i.to_string()]),
-                value: env_var(name, value),
+                value: value.to_json(name),
             }));
         }
     }
@@ -188,16 +234,14 @@ fn replace_env(
 
 /// The index of the first entry whose value refers to `name` as `$(name)`: Kubernetes expands a
 /// reference only to a variable defined before it.
-fn first_reference(order: &[(&str, Option<&str>)], name: &str) -> Option<usize> {
+fn first_reference(order: &[(&str, EnvValue<'_>)], name: &str) -> Option<usize> {
     order.iter().position(|(_, value)| {
-        value.is_some_and(|value| super::text::references(value).contains(&name))
+        value
+            .text()
+            .is_some_and(|value| super::text::references(value).contains(&name))
     })
 }
 
 fn add(path: PointerBuf, value: Value) -> PatchOperation {
     PatchOperation::Add(AddOperation { path, value })
-}
-
-fn env_var(name: &str, value: &str) -> Value {
-    json!({ "name": name, "value": value })
 }

@@ -2,8 +2,9 @@
 //! rendered from the settings and checked against what Kafka and Kubernetes accept.
 
 use super::listeners::{self, BrokerListenerConfig};
-use super::settings::{self, Defaults, EnvName};
-use super::template::Values;
+use super::patch::EnvValue;
+use super::settings::{self, Defaults, EnvName, ZONE_FIELD};
+use super::template::{Runtime, Values};
 use super::view::{ContainerView, PodView};
 use super::{
     findings, text, Gated, InjectError, TargetContainer, CONTROLLER_NAMES, INTER_BROKER_NAME,
@@ -12,6 +13,8 @@ use super::{
 
 /// The rendered values of one pod.
 pub(super) struct Rendered<'s> {
+    /// `(env var, downward-API field)`: the start-up values the templates refer to, and the rack.
+    pub(super) downward: Vec<(&'s str, &'static str)>,
     pub(super) listeners: Option<(String, String)>,
     pub(super) env_name_choice: Option<EnvNameChoice>,
     pub(super) advertised: Option<String>,
@@ -22,12 +25,23 @@ pub(super) struct Rendered<'s> {
 }
 
 impl Rendered<'_> {
-    pub(super) fn env_pairs(&self) -> Vec<(&str, &str)> {
-        self.listeners
+    /// Every variable to inject, the downward-API ones first: the values after them may refer
+    /// to them.
+    pub(super) fn env_pairs(&self) -> Vec<(&str, EnvValue<'_>)> {
+        self.downward
             .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .chain(self.node_id.iter().map(|(n, _, text)| (*n, text.as_str())))
-            .chain(self.extra_env.iter().map(|(n, v)| (*n, v.as_str())))
+            .map(|&(name, field)| (name, EnvValue::Field(field)))
+            .chain(
+                self.listeners
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), EnvValue::Text(v))),
+            )
+            .chain(
+                self.node_id
+                    .iter()
+                    .map(|(n, _, value)| (*n, EnvValue::Text(value))),
+            )
+            .chain(self.extra_env.iter().map(|(n, v)| (*n, EnvValue::Text(v))))
             .collect()
     }
 
@@ -77,6 +91,14 @@ pub(super) fn render<'s>(
         }
     };
     settings.variable_names(env_name.as_deref())?;
+    let mut downward: Vec<(&str, &str)> = settings
+        .runtime_uses(env_name.is_some())
+        .into_iter()
+        .map(|(runtime, _)| (runtime.env_name(), runtime.field_path()))
+        .collect();
+    if let Some(rack_env) = settings.rack_env {
+        downward.push((rack_env, ZONE_FIELD));
+    }
 
     let mut warnings = Vec::new();
     let listeners = match env_name {
@@ -106,12 +128,22 @@ pub(super) fn render<'s>(
             })?;
         extra_env.push((extra.name, value));
     }
-    check_references(gated, &listeners, &node_id, &extra_env, &mut warnings)?;
+    check_references(
+        gated,
+        &Injected {
+            downward: &downward,
+            listeners: &listeners,
+            node_id: &node_id,
+            extra_env: &extra_env,
+        },
+        &mut warnings,
+    )?;
     let advertised = match &listeners {
         Some((_, value)) => Some(value.clone()),
         None => settings.listeners(defaults).render(&values).ok(),
     };
     Ok(Rendered {
+        downward,
         listeners,
         env_name_choice,
         advertised,
@@ -121,9 +153,6 @@ pub(super) fn render<'s>(
     })
 }
 
-/// Every `$(NAME)` reference in an injected value must name a variable the kubelet can expand:
-/// one the container defines, or one injected with it. Else the broker would advertise the
-/// literal text, which Kafka refuses.
 /// The advertised listeners, rendered and checked against the broker container's settings.
 fn render_listeners(
     defaults: &Defaults,
@@ -173,30 +202,48 @@ fn node_id(gated: &Gated<'_>) -> Result<i64, InjectError> {
     Ok(node_id)
 }
 
+/// The variables one pod is given, for [`check_references`].
+struct Injected<'r> {
+    downward: &'r [(&'r str, &'static str)],
+    listeners: &'r Option<(String, String)>,
+    node_id: &'r Option<(&'r str, i64, String)>,
+    extra_env: &'r [(&'r str, String)],
+}
+
+impl Injected<'_> {
+    fn defines(&self, name: &str) -> bool {
+        self.downward.iter().any(|(n, _)| *n == name)
+            || self.listeners.as_ref().is_some_and(|(n, _)| n == name)
+            || self.node_id.as_ref().is_some_and(|(n, _, _)| *n == name)
+            || self.extra_env.iter().any(|(n, _)| *n == name)
+    }
+}
+
+/// Every `$(NAME)` reference in an injected value must name a variable the kubelet can expand:
+/// one the container defines, or one injected with it. Else the broker would advertise the
+/// literal text, which Kafka refuses.
 fn check_references(
     gated: &Gated<'_>,
-    listeners: &Option<(String, String)>,
-    node_id: &Option<(&str, i64, String)>,
-    extra_env: &[(&str, String)],
+    injected: &Injected<'_>,
     warnings: &mut Vec<String>,
 ) -> Result<(), InjectError> {
     let settings = &gated.settings;
-    let injected = |name: &str| {
-        listeners.as_ref().is_some_and(|(n, _)| n == name)
-            || node_id.as_ref().is_some_and(|(n, _, _)| *n == name)
-            || extra_env.iter().any(|(n, _)| *n == name)
-    };
+    let Injected {
+        listeners,
+        extra_env,
+        ..
+    } = injected;
     let listeners_value = listeners
         .as_ref()
         .map(|(_, value)| (settings.listeners_origin.clone(), value.as_str()));
     let extra_values = settings
         .extra_env
         .iter()
-        .zip(extra_env)
+        .zip(extra_env.iter())
         .map(|(extra, (_, value))| (extra.origin.clone(), value.as_str()));
     for (origin, value) in listeners_value.into_iter().chain(extra_values) {
         for name in text::references(value) {
-            if injected(name) {
+            if injected.defines(name) {
                 continue;
             }
             let missing = gated.targets.iter().find(|target| {
@@ -217,7 +264,10 @@ fn check_references(
         }
     }
     if let Some((_, value)) = listeners {
-        let referenced = text::references(value);
+        // The start-up values are the node's and the pod's own addresses and names: nothing to
+        // warn about. References of the user's own are.
+        let mut referenced = text::references(value);
+        referenced.retain(|name| !Runtime::ALL.iter().any(|r| r.env_name() == *name));
         if !referenced.is_empty() {
             warnings.push(format!(
                 "the advertised listeners refer to $({}), which Kubernetes expands when the container starts: the hosts were checked around those references, not their values",

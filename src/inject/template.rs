@@ -20,6 +20,49 @@ pub enum Variable {
     Namespace,
     Service,
     Domain,
+    /// Known only when the pod starts: rendered as a reference to a downward-API variable.
+    Runtime(Runtime),
+}
+
+/// A value the pod gets from its node when it starts, not at admission: the webhook injects a
+/// downward-API variable for it, and the template renders as a `$(NAME)` reference to that
+/// variable, which the kubelet expands when the container starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Runtime {
+    HostIp,
+    NodeName,
+    PodIp,
+}
+
+impl Runtime {
+    pub const ALL: [Self; 3] = [Self::HostIp, Self::NodeName, Self::PodIp];
+
+    /// The variable the webhook injects for it.
+    pub fn env_name(self) -> &'static str {
+        match self {
+            Self::HostIp => "KLI_HOST_IP",
+            Self::NodeName => "KLI_NODE_NAME",
+            Self::PodIp => "KLI_POD_IP",
+        }
+    }
+
+    /// The downward-API field the variable reads (`valueFrom.fieldRef.fieldPath`).
+    pub fn field_path(self) -> &'static str {
+        match self {
+            Self::HostIp => "status.hostIP",
+            Self::NodeName => "spec.nodeName",
+            Self::PodIp => "status.podIP",
+        }
+    }
+
+    /// What the template renders: the reference the kubelet expands.
+    pub fn reference(self) -> &'static str {
+        match self {
+            Self::HostIp => "$(KLI_HOST_IP)",
+            Self::NodeName => "$(KLI_NODE_NAME)",
+            Self::PodIp => "$(KLI_POD_IP)",
+        }
+    }
 }
 
 impl Variable {
@@ -31,6 +74,9 @@ impl Variable {
             "namespace" => Self::Namespace,
             "service" => Self::Service,
             "domain" => Self::Domain,
+            "hostIP" => Self::Runtime(Runtime::HostIp),
+            "nodeName" => Self::Runtime(Runtime::NodeName),
+            "podIP" => Self::Runtime(Runtime::PodIp),
             _ => return None,
         })
     }
@@ -44,6 +90,9 @@ impl Variable {
             Self::Namespace => "{namespace}",
             Self::Service => "{service}",
             Self::Domain => "{domain}",
+            Self::Runtime(Runtime::HostIp) => "{hostIP}",
+            Self::Runtime(Runtime::NodeName) => "{nodeName}",
+            Self::Runtime(Runtime::PodIp) => "{podIP}",
         }
     }
 }
@@ -73,7 +122,7 @@ pub struct Template {
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum TemplateError {
-    #[error("unknown placeholder {{{0}}} (known: {{pod}}, {{ordinal}}, {{ordinal+N}}, {{ordinal-N}}, {{statefulset}}, {{namespace}}, {{service}}, {{domain}})")]
+    #[error("unknown placeholder {{{0}}} (known: {{pod}}, {{ordinal}}, {{ordinal+N}}, {{ordinal-N}}, {{statefulset}}, {{namespace}}, {{service}}, {{domain}}, {{hostIP}}, {{nodeName}}, {{podIP}})")]
     UnknownPlaceholder(String),
     #[error("unclosed '{{' at byte {0}")]
     Unclosed(usize),
@@ -144,6 +193,21 @@ impl Template {
         &self.source
     }
 
+    /// The start-up values the template refers to, each once, in the order of [`Runtime`].
+    pub fn runtime(&self) -> Vec<Runtime> {
+        let mut found: Vec<Runtime> = self
+            .segments
+            .iter()
+            .filter_map(|segment| match segment {
+                Segment::Variable(Variable::Runtime(runtime)) => Some(*runtime),
+                _ => None,
+            })
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+
     /// The template's pieces, in order.
     pub fn parts(&self) -> impl Iterator<Item = Part<'_>> {
         self.segments.iter().map(|segment| match segment {
@@ -211,6 +275,7 @@ fn parse_placeholder(name: &str) -> Result<Segment, TemplateError> {
 
 fn lookup<'a>(variable: Variable, values: &Values<'a>) -> Result<&'a str, TemplateError> {
     let (value, why) = match variable {
+        Variable::Runtime(runtime) => return Ok(runtime.reference()),
         Variable::Pod => (values.pod, "the pod has no name"),
         Variable::StatefulSet => (values.statefulset, "the pod belongs to no StatefulSet"),
         Variable::Namespace => (values.namespace, "the pod has no namespace"),
@@ -266,6 +331,23 @@ mod tests {
             template.render(&values()).unwrap(),
             "EXTERNAL://node.example.com:31092,X://b1.kafka:1"
         );
+    }
+
+    #[test]
+    fn start_up_placeholders_render_as_references_to_their_downward_variables() {
+        let template = Template::parse(
+            "EXTERNAL://{hostIP}:{ordinal+31090},N://{nodeName}:1,P://{podIP}:2,Q://{hostIP}:3",
+        )
+        .unwrap();
+        assert_eq!(
+            template.render(&values()).unwrap(),
+            "EXTERNAL://$(KLI_HOST_IP):31092,N://$(KLI_NODE_NAME):1,P://$(KLI_POD_IP):2,Q://$(KLI_HOST_IP):3"
+        );
+        assert_eq!(template.runtime(), Runtime::ALL);
+        let none = Template::parse("EXTERNAL://{pod}.{domain}:9094").unwrap();
+        assert!(none.runtime().is_empty());
+        // Placeholder names are case-sensitive, as Kubernetes' field names are.
+        assert!(Template::parse("{hostip}").is_err());
     }
 
     #[test]

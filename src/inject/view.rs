@@ -10,7 +10,6 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_with::{serde_as, BorrowCow};
 
@@ -137,8 +136,9 @@ pub struct PortView {
     pub container_port: i64,
 }
 
-/// One entry of a container's `env`: a plain value, or one taken from elsewhere (`valueFrom`,
-/// whose content no rule reads).
+/// One entry of a container's `env`: a plain value, or one taken from elsewhere (`valueFrom`, of
+/// which only a downward-API field is read: the variables the webhook injects for start-up
+/// values are such fields).
 #[serde_as]
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -149,8 +149,37 @@ pub struct EnvView<'a> {
     #[serde_as(as = "Option<BorrowCow>")]
     #[serde(default, borrow)]
     pub value: Option<Text<'a>>,
-    #[serde(default)]
-    pub value_from: Option<IgnoredAny>,
+    #[serde(default, borrow)]
+    pub value_from: Option<ValueFromView<'a>>,
+}
+
+/// `env[].valueFrom`: the downward-API field it names, if it names one.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValueFromView<'a> {
+    #[serde(default, borrow)]
+    pub field_ref: Option<FieldRefView<'a>>,
+}
+
+#[serde_as]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldRefView<'a> {
+    #[serde_as(as = "Option<BorrowCow>")]
+    #[serde(default, borrow)]
+    pub field_path: Option<Text<'a>>,
+}
+
+impl EnvView<'_> {
+    /// The downward-API field this entry takes its value from.
+    pub fn field_path(&self) -> Option<&str> {
+        self.value_from
+            .as_ref()?
+            .field_ref
+            .as_ref()?
+            .field_path
+            .as_deref()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

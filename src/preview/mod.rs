@@ -9,6 +9,7 @@ use std::io::Write;
 use anyhow::Context;
 
 use self::manifests::{Expansion, ManifestPod, Source};
+use crate::inject::settings::{ZONE_FIELD, ZONE_LABEL};
 use crate::inject::{self, Decision, Defaults, PodView};
 
 /// What `preview` prints per pod.
@@ -248,9 +249,14 @@ fn json_line(id: &str, decision: &Decision) -> serde_json::Value {
             for (name, value) in &injection.extra_env {
                 env.insert(name.clone(), value.clone().into());
             }
+            let downward: serde_json::Map<String, serde_json::Value> = injection
+                .downward
+                .iter()
+                .map(|(name, field)| (name.clone(), field.clone().into()))
+                .collect();
             serde_json::json!({
                 "pod": id, "outcome": "inject", "containers": injection.containers,
-                "env": env, "unchanged": injection.patch.0.is_empty(),
+                "env": env, "envFromFields": downward, "unchanged": injection.patch.0.is_empty(),
                 "envNameReason": injection.env_name_choice.map(inject::EnvNameChoice::as_str),
                 "effective": injection.findings.is_empty(), "findings": injection.findings,
                 "warnings": injection.warnings,
@@ -351,6 +357,9 @@ fn write_summary(out: &mut impl Write, id: &str, decision: &Decision) -> std::io
     match decision {
         Decision::Inject(injection) => {
             write!(out, "{id}: inject into {}:", injection.containers.join(","))?;
+            for (name, field) in &injection.downward {
+                write!(out, " {name} from {field}")?;
+            }
             if let Some((name, value)) = &injection.listeners {
                 write!(out, " {name}={value}")?;
             }
@@ -364,6 +373,12 @@ fn write_summary(out: &mut impl Write, id: &str, decision: &Decision) -> std::io
                 write!(out, " (already injected, empty patch)")?;
             }
             writeln!(out)?;
+            if let Some((name, _)) = injection.downward.iter().find(|(_, f)| f == ZONE_FIELD) {
+                writeln!(
+                    out,
+                    "{id}:   note: {name} is the pod's {ZONE_LABEL} label, which Kubernetes 1.35+ copies from its node at binding (PodTopologyLabels admission, on by default); on older clusters, or nodes without the label, it is empty and the broker has no rack"
+                )?;
+            }
             for warning in &injection.warnings {
                 writeln!(out, "{id}:   warning: {warning}")?;
             }

@@ -135,13 +135,18 @@ impl Connection {
     }
 }
 
-/// The topics that lose availability while one broker restarts: a partition with one replica,
-/// or with `min.insync.replicas` equal to (or above) its replication factor, refuses `acks=all`
-/// writes (or all access) while any of its replicas is away.
-pub fn at_risk(state: &ClusterState, min_insync: &[(String, i32)]) -> Vec<String> {
+/// The topics that lose availability while one of the `restarting` brokers is away: a partition
+/// on it with one replica, or with `min.insync.replicas` equal to (or above) its replication
+/// factor, refuses `acks=all` writes (or all access) meanwhile.
+pub fn at_risk(
+    state: &ClusterState,
+    min_insync: &[(String, i32)],
+    restarting: &[i32],
+) -> Vec<String> {
     let mut topics: Vec<String> = state
         .partitions
         .iter()
+        .filter(|p| p.replicas.iter().any(|r| restarting.contains(r)))
         .filter(|p| {
             let min = min_insync
                 .iter()

@@ -49,6 +49,16 @@ pub(crate) struct Connection {
     offered: BTreeMap<i16, RangeInclusive<i16>>,
 }
 
+/// A broker as the metadata names it.
+#[derive(Debug)]
+pub(super) struct MetadataBroker {
+    pub(super) node_id: i32,
+    pub(super) host: String,
+    pub(super) port: i32,
+    /// `broker.rack` (Metadata v1+).
+    pub(super) rack: Option<String>,
+}
+
 impl Connection {
     /// Connects to `address` (TLS with `host` as the server name when configured), says
     /// ApiVersions and authenticates; returns the connection and the TCP connect time.
@@ -257,16 +267,21 @@ impl Connection {
         Ok(())
     }
 
-    /// The brokers in the metadata: `(node id, host, port)`.
-    pub(super) async fn brokers(&mut self) -> Result<Vec<(i32, String, i32)>, ProbeError> {
+    /// The brokers in the metadata, by node id.
+    pub(super) async fn brokers(&mut self) -> Result<Vec<MetadataBroker>, ProbeError> {
         let request = MetadataRequest::default().with_topics(Some(vec![]));
         let response = self.call_negotiated(&request, METADATA).await?;
-        let mut brokers: Vec<(i32, String, i32)> = response
+        let mut brokers: Vec<MetadataBroker> = response
             .brokers
             .iter()
-            .map(|b| (b.node_id.0, b.host.to_string(), b.port))
+            .map(|b| MetadataBroker {
+                node_id: b.node_id.0,
+                host: b.host.to_string(),
+                port: b.port,
+                rack: b.rack.as_ref().map(ToString::to_string),
+            })
             .collect();
-        brokers.sort();
+        brokers.sort_by_key(|b| b.node_id);
         Ok(brokers)
     }
 

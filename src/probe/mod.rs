@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::inject::template::{Template, Values};
+use crate::inject::template::{Runtime, Template, Values};
 
 /// A validated `probe` invocation.
 #[derive(Debug)]
@@ -119,9 +119,13 @@ pub enum ProbeError {
 pub struct BrokerReport {
     pub node_id: i32,
     pub advertised: String,
+    /// The rack the broker registered with (`broker.rack`), when it has one.
+    pub rack: Option<String>,
     pub addresses: Vec<AddressReport>,
     /// Faults, each a sentence naming the broker; empty when a client here can use it.
     pub faults: Vec<String>,
+    /// What the reader should know that does not stop a client here.
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -129,6 +133,9 @@ pub struct AddressReport {
     pub address: String,
     /// Milliseconds to connect, when it connected.
     pub connect_ms: Option<f64>,
+    /// With `--tls`: the name the broker's certificate was verified for (the one sent as SNI, which
+    /// a TLS gateway routes by), once the handshake succeeded.
+    pub tls_name: Option<String>,
     /// The broker id that answered there, when it said.
     pub answers_as: Option<i32>,
     pub error: Option<String>,
@@ -162,8 +169,10 @@ pub async fn probe(config: &Config) -> Result<Vec<BrokerReport>, ProbeError> {
     let brokers = bootstrap(config).await?.brokers().await?;
     let mut reports = Vec::with_capacity(brokers.len());
     let mut held = Vec::new();
-    for (node_id, host, port) in brokers {
-        let (report, connection) = check_broker(config, node_id, &host, port).await;
+    for broker in brokers {
+        let (mut report, connection) =
+            check_broker(config, broker.node_id, &broker.host, broker.port).await;
+        report.rack = broker.rack;
         if let Some(connection) = connection {
             held.push((reports.len(), connection));
         }
@@ -233,8 +242,10 @@ pub(crate) async fn check_broker(
     let mut report = BrokerReport {
         node_id,
         advertised: advertised.clone(),
+        rack: None,
         addresses: Vec::new(),
         faults: Vec::new(),
+        notes: Vec::new(),
     };
     let fault = |why: String| format!("broker {node_id} advertises {advertised}: {why}");
     if let Some(expected) = config
@@ -242,16 +253,11 @@ pub(crate) async fn check_broker(
         .as_ref()
         .and_then(|e| expected_address(e, node_id))
     {
-        if expected != advertised {
+        if !advertises(&expected, host, port) {
             report
                 .faults
                 .push(fault(format!("expected {expected} from the template (a pod created before the webhook, or a start script that overrides it)")));
         }
-    }
-    if host.parse::<std::net::IpAddr>().is_ok() {
-        report.faults.push(fault(
-            "an IP address, not a name: a pod IP reaches no client outside the cluster, and a load balancer's address changes with its Service".into(),
-        ));
     }
     let addresses = match resolve(host, port, config.timeout).await {
         Ok(addresses) => addresses,
@@ -260,11 +266,45 @@ pub(crate) async fn check_broker(
             return (report, None);
         }
     };
+    let kept = check_addresses(config, node_id, host, addresses, &mut report, &fault).await;
+    // An address is right where the template puts the node's own ({hostIP} behind a NodePort,
+    // rendered anew when the broker moves), and wrong anywhere else: say which when it fails.
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        let reached = !report.addresses.is_empty()
+            && report
+                .addresses
+                .iter()
+                .all(|a| a.answers_as == Some(node_id));
+        let why = if reached {
+            "an IP address, not a name: reached from here, as a node's address behind a NodePort ({hostIP}) is"
+        } else {
+            "an IP address, not a name: a pod IP reaches no client outside the cluster, and a load balancer's address changes with its Service"
+        };
+        let entry = fault(why.into());
+        if reached {
+            report.notes.push(entry);
+        } else {
+            report.faults.push(entry);
+        }
+    }
+    (report, kept)
+}
+
+/// Connects to each address of the broker and asks who answers; returns one connection.
+async fn check_addresses(
+    config: &Config,
+    node_id: i32,
+    host: &str,
+    addresses: Vec<SocketAddr>,
+    report: &mut BrokerReport,
+    fault: &impl Fn(String) -> String,
+) -> Option<Connection> {
     let mut kept = None;
     for address in addresses {
         let mut entry = AddressReport {
             address: address.ip().to_string(),
             connect_ms: None,
+            tls_name: None,
             answers_as: None,
             error: None,
         };
@@ -272,6 +312,9 @@ pub(crate) async fn check_broker(
             let (mut connection, took) =
                 Connection::open(address, host, &config.security, config.timeout).await?;
             entry.connect_ms = Some(took.as_secs_f64() * 1000.0);
+            if config.security.tls.is_some() {
+                entry.tls_name = Some(host.to_owned());
+            }
             let identity = connection.identity(node_id).await?;
             Ok::<_, ProbeError>((identity, connection))
         };
@@ -301,7 +344,27 @@ pub(crate) async fn check_broker(
         }
         report.addresses.push(entry);
     }
-    (report, kept)
+    kept
+}
+
+/// Whether a broker advertising `host:port` advertises what `expected` (rendered from the
+/// template) stands for: the same, or, where the template has a value known only at start-up,
+/// an address (`{hostIP}`, `{podIP}`) or a name (`{nodeName}`) in its place.
+pub(crate) fn advertises(expected: &str, host: &str, port: i32) -> bool {
+    let Some((expected_host, expected_port)) = expected.rsplit_once(':') else {
+        return false;
+    };
+    if expected_port != port.to_string() {
+        return false;
+    }
+    let start_up = Runtime::ALL
+        .into_iter()
+        .find(|runtime| runtime.reference() == expected_host);
+    match start_up {
+        Some(Runtime::NodeName) => crate::inject::text::is_dns_name(host),
+        Some(Runtime::HostIp | Runtime::PodIp) => host.parse::<std::net::IpAddr>().is_ok(),
+        None => expected_host == host,
+    }
 }
 
 /// The `host:port` broker `node_id` should advertise on the expected listener.
@@ -319,11 +382,8 @@ fn expected_address(expectation: &Expectation, node_id: i32) -> Option<String> {
             domain: expectation.domain.as_deref(),
         })
         .ok()?;
-    crate::inject::listeners::parse_listeners(&value)
-        .ok()?
-        .into_iter()
-        .find(|l| l.name.eq_ignore_ascii_case(&expectation.listener))
-        .map(|l| format!("{}:{}", l.host, l.port))
+    crate::inject::listeners::endpoint_of(&value, &expectation.listener)
+        .map(|(host, port)| format!("{host}:{port}"))
 }
 
 #[cfg(test)]

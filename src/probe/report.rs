@@ -21,12 +21,18 @@ pub fn write_reports(
         let addresses: Vec<String> = report
             .addresses
             .iter()
-            .map(|a| match (a.connect_ms, a.answers_as) {
-                (Some(ms), Some(id)) => {
-                    format!("{} (connect {ms:.1} ms, answers as broker {id})", a.address)
+            .map(|a| {
+                let tls = a.tls_name.as_deref().map_or_else(String::new, |name| {
+                    format!(", TLS certificate valid for {name}")
+                });
+                match (a.connect_ms, a.answers_as) {
+                    (Some(ms), Some(id)) => format!(
+                        "{} (connect {ms:.1} ms{tls}, answers as broker {id})",
+                        a.address
+                    ),
+                    (Some(ms), None) => format!("{} (connect {ms:.1} ms{tls})", a.address),
+                    _ => format!("{} (unreachable)", a.address),
                 }
-                (Some(ms), None) => format!("{} (connect {ms:.1} ms)", a.address),
-                _ => format!("{} (unreachable)", a.address),
             })
             .collect();
         let verdict = if report.faults.is_empty() {
@@ -34,9 +40,13 @@ pub fn write_reports(
         } else {
             "FAULT"
         };
+        let rack = report
+            .rack
+            .as_deref()
+            .map_or_else(String::new, |rack| format!(" (rack {rack})"));
         writeln!(
             out,
-            "broker {} {} -> {}: {verdict}",
+            "broker {}{rack} {} -> {}: {verdict}",
             report.node_id,
             report.advertised,
             if addresses.is_empty() {
@@ -47,6 +57,9 @@ pub fn write_reports(
         )?;
         for fault in &report.faults {
             writeln!(out, "  {fault}")?;
+        }
+        for note in &report.notes {
+            writeln!(out, "  note: {note}")?;
         }
     }
     let faulty = reports.iter().filter(|r| !r.faults.is_empty()).count();

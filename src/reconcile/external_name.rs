@@ -54,12 +54,14 @@ pub(super) fn resolver(server: Option<SocketAddr>) -> anyhow::Result<TokioResolv
 /// Whether a broker's advertised name resolves to its load balancer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExternalName {
-    /// The name resolves to (one of) the load balancer's addresses, which `addresses` lists.
+    /// The name resolves to (one of) the load balancer's addresses. `load_balancer` is the
+    /// Service's ingress as the cloud reports it: addresses, or a name (AWS), never what a name
+    /// resolved to this time, which may change from answer to answer.
     Resolves {
         host: String,
-        addresses: Vec<IpAddr>,
+        load_balancer: Vec<String>,
     },
-    /// The load balancer has no address yet.
+    /// The load balancer has no address yet (or its name resolves to none).
     NoLoadBalancer,
     /// The name does not resolve (yet): no record, or the resolver failed.
     Unresolved { host: String, why: String },
@@ -67,7 +69,7 @@ pub enum ExternalName {
     Elsewhere {
         host: String,
         addresses: Vec<IpAddr>,
-        load_balancer: Vec<IpAddr>,
+        load_balancer: Vec<String>,
     },
     /// Not a LoadBalancer Service: nothing to compare with.
     NotLoadBalancer,
@@ -91,19 +93,15 @@ impl ExternalName {
 
 impl std::fmt::Display for ExternalName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let list = |addresses: &[IpAddr]| {
-            addresses
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
         match self {
-            Self::Resolves { host, addresses } => {
+            Self::Resolves {
+                host,
+                load_balancer,
+            } => {
                 write!(
                     f,
                     "ready: {host} resolves to its load balancer ({})",
-                    list(addresses)
+                    load_balancer.join(" ")
                 )
             }
             Self::NoLoadBalancer => write!(f, "pending: the load balancer has no address yet"),
@@ -115,8 +113,12 @@ impl std::fmt::Display for ExternalName {
             } => write!(
                 f,
                 "mismatch: {host} resolves to {}, the load balancer is {}",
-                list(addresses),
-                list(load_balancer)
+                addresses
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                load_balancer.join(" ")
             ),
             Self::NotLoadBalancer => write!(f, "ready: not a LoadBalancer Service; not checked"),
         }
@@ -137,19 +139,24 @@ pub(super) async fn external_name_state(
         .and_then(|s| s.load_balancer.as_ref())
         .and_then(|lb| lb.ingress.clone())
         .unwrap_or_default();
+    // The ingress as reported (stable), and the addresses to compare with: a name's are what it
+    // resolves to now.
     let mut load_balancer = Vec::new();
+    let mut addresses = Vec::new();
     for entry in &ingress {
-        if let Some(ip) = entry.ip.as_deref().and_then(|ip| ip.parse().ok()) {
-            load_balancer.push(ip);
+        if let Some(ip) = entry.ip.as_deref() {
+            load_balancer.push(ip.to_owned());
+            addresses.extend(ip.parse::<IpAddr>().ok());
         }
         // A provider that gives a name (AWS): its addresses are the load balancer's.
         if let Some(name) = &entry.hostname {
+            load_balancer.push(name.clone());
             if let Ok(answer) = resolver.lookup_ip(format!("{name}.")).await {
-                load_balancer.extend(answer.iter());
+                addresses.extend(answer.iter());
             }
         }
     }
-    if load_balancer.is_empty() {
+    if addresses.is_empty() {
         return ExternalName::NoLoadBalancer;
     }
     let answer = match resolver.lookup_ip(format!("{host}.")).await {
@@ -159,22 +166,24 @@ pub(super) async fn external_name_state(
         Err(error) if error.is_no_records_found() => Err("no record"),
         Err(_) => Err("no answer from the resolver"),
     };
-    judge(host, load_balancer, answer)
+    judge(host, load_balancer, &addresses, answer)
 }
 
-/// Compares the answer for the broker's name with the load balancer's addresses. Both are sets:
+/// Compares the answer for the broker's name with the load balancer's `addresses`. Both are sets:
 /// DNS servers rotate the order of several A records (CoreDNS `loadbalance`, an AWS NLB with an
-/// address per zone), and the state, written on the Service, must not change with the order or
-/// every reconcile would rewrite it and trigger the next.
+/// address per zone) and may answer with a subset, and the state, written on the Service, must not
+/// change with the answer or every reconcile would rewrite it and trigger the next. So a match
+/// records the `load_balancer` as the Service reports it, not the addresses of this answer.
 pub(super) fn judge(
     host: String,
-    mut load_balancer: Vec<IpAddr>,
+    mut load_balancer: Vec<String>,
+    addresses: &[IpAddr],
     answer: Result<Vec<IpAddr>, &'static str>,
 ) -> ExternalName {
     load_balancer.sort_unstable();
     load_balancer.dedup();
-    let mut addresses = match answer {
-        Ok(addresses) => addresses,
+    let mut answer = match answer {
+        Ok(answer) => answer,
         Err(why) => {
             return ExternalName::Unresolved {
                 host,
@@ -182,19 +191,17 @@ pub(super) fn judge(
             }
         }
     };
-    addresses.sort_unstable();
-    addresses.dedup();
-    if addresses.iter().any(|a| load_balancer.contains(a)) {
-        // Only the load balancer's addresses are recorded: a resolver that answers with a
-        // subset of them, different each time, leaves the record as it is.
+    answer.sort_unstable();
+    answer.dedup();
+    if answer.iter().any(|a| addresses.contains(a)) {
         ExternalName::Resolves {
             host,
-            addresses: load_balancer,
+            load_balancer,
         }
     } else {
         ExternalName::Elsewhere {
             host,
-            addresses,
+            addresses: answer,
             load_balancer,
         }
     }

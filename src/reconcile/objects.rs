@@ -10,7 +10,9 @@ use serde_json::json;
 use tracing::warn;
 
 use super::Context;
-use crate::services::HOSTNAME_ANNOTATION;
+use crate::inject::listeners::parse_listeners;
+use crate::inject::text::references;
+use crate::services::{Advertised, HOSTNAME_ANNOTATION};
 
 /// The host a Service's broker advertises now (the first of its external-dns hostnames; a
 /// second is the name its next pod will advertise), or "" for none.
@@ -20,6 +22,32 @@ pub(super) fn exposed_host(service: &Service) -> &str {
         .get(HOSTNAME_ANNOTATION)
         .and_then(|names| names.split(',').next())
         .map_or("", str::trim)
+}
+
+/// Whether a running broker still advertises what this broker Service serves: its name, or, for a
+/// broker on its node's address (no name; `$(KLI_HOST_IP):31090` in its record), the Service's
+/// node port. Such a Service must outlive any change of template, labels or namespace while the
+/// broker runs.
+pub(super) fn advertised_by_running(service: &Service, running: &Advertised) -> bool {
+    let host = exposed_host(service);
+    let node_ports: Vec<i32> = service
+        .spec
+        .iter()
+        .flat_map(|spec| spec.ports.iter().flatten())
+        .filter_map(|port| port.node_port)
+        .collect();
+    running.values().any(|value| {
+        parse_listeners(value).is_ok_and(|listeners| {
+            listeners.iter().any(|listener| {
+                if host.is_empty() {
+                    !references(listener.host).is_empty()
+                        && node_ports.contains(&i32::from(listener.port))
+                } else {
+                    listener.host == host
+                }
+            })
+        })
+    })
 }
 
 /// Sets (or with `None` removes) one annotation, as a merge patch under our field manager.

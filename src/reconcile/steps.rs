@@ -14,9 +14,8 @@ use tracing::{info, warn};
 use super::external_name::{
     external_name_state, record_external_name, set_gate, set_readiness_condition, Gate,
 };
-use super::objects::{annotate, exposed_host, publish};
+use super::objects::{advertised_by_running, annotate, exposed_host, publish};
 use super::{selected, Context, Error, FIELD_MANAGER, RESYNC, SCALED_DOWN_ANNOTATION};
-use crate::inject::listeners::parse_listeners;
 use crate::inject::ordinal::POD_INDEX_LABEL;
 use crate::inject::settings::RECORD_KEY;
 use crate::services::{self, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
@@ -273,7 +272,10 @@ impl<'a> Run<'a> {
                     ("ServiceCreated", "created")
                 };
                 info!(namespace = %self.namespace, service = %service_name, "Service {verb}");
-                let host = exposed_host(&service);
+                let host = match exposed_host(&service) {
+                    "" => "its broker's node address",
+                    host => host,
+                };
                 self.publish(
                     EventType::Normal,
                     reason,
@@ -318,12 +320,7 @@ impl<'a> Run<'a> {
             if bootstrap {
                 return !running.is_empty();
             }
-            let host = exposed_host(service);
-            !host.is_empty()
-                && running.values().any(|value| {
-                    parse_listeners(value)
-                        .is_ok_and(|listeners| listeners.iter().any(|l| l.host == host))
-                })
+            advertised_by_running(service, running)
         };
         for (service_name, service) in owned.iter().filter(|(n, _)| !wanted.contains(*n)) {
             if paused || still_advertised(service) {

@@ -68,7 +68,7 @@ fn external_name_states_read_as_the_annotation_says_them() {
     let ip = |s: &str| s.parse::<IpAddr>().unwrap();
     let ready = ExternalName::Resolves {
         host: "kafka-3.kafka.example.com".into(),
-        addresses: vec![ip("10.77.2.13")],
+        load_balancer: vec!["10.77.2.13".into()],
     };
     assert_eq!(
         ready.to_string(),
@@ -78,7 +78,7 @@ fn external_name_states_read_as_the_annotation_says_them() {
     let elsewhere = ExternalName::Elsewhere {
         host: "kafka-3.kafka.example.com".into(),
         addresses: vec![ip("10.77.2.11")],
-        load_balancer: vec![ip("10.77.2.13")],
+        load_balancer: vec!["10.77.2.13".into()],
     };
     assert_eq!(
         elsewhere.to_string(),
@@ -93,30 +93,59 @@ fn external_name_states_read_as_the_annotation_says_them() {
 #[test]
 fn the_recorded_state_does_not_change_with_the_order_dns_answers_in() {
     let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-    let load_balancer = vec![ip("10.77.2.13"), ip("10.77.2.11"), ip("10.77.2.12")];
+    let addresses = [ip("10.77.2.13"), ip("10.77.2.11"), ip("10.77.2.12")];
+    let load_balancer = vec![
+        "10.77.2.13".into(),
+        "10.77.2.11".into(),
+        "10.77.2.12".into(),
+    ];
     let host = || "kafka-3.kafka.example.com".to_owned();
-    let mut seen = std::collections::BTreeSet::new();
     // Every rotation of three A records, and answers with a subset of them, as resolvers give.
-    for answer in [
+    let answers = [
         vec!["10.77.2.11", "10.77.2.12", "10.77.2.13"],
         vec!["10.77.2.12", "10.77.2.13", "10.77.2.11"],
         vec!["10.77.2.13", "10.77.2.11", "10.77.2.12"],
         vec!["10.77.2.12"],
         vec!["10.77.2.13", "10.77.2.11"],
-    ] {
-        let mut lb = load_balancer.clone();
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for answer in &answers {
+        let mut lb: Vec<String> = load_balancer.clone();
         lb.rotate_left(answer.len() % 3);
-        let state = judge(host(), lb, Ok(answer.iter().map(|a| ip(a)).collect()));
+        let state = judge(
+            host(),
+            lb,
+            &addresses,
+            Ok(answer.iter().map(|a| ip(a)).collect()),
+        );
         seen.insert(state.to_string());
     }
     assert_eq!(
         seen.into_iter().collect::<Vec<_>>(),
         ["ready: kafka-3.kafka.example.com resolves to its load balancer (10.77.2.11 10.77.2.12 10.77.2.13)"]
     );
+    // A load balancer known by name (AWS): the name's own answer rotates and shrinks too, and
+    // the record names the load balancer, not this answer's addresses.
+    let mut seen = std::collections::BTreeSet::new();
+    for answer in &answers {
+        let now: Vec<IpAddr> = answer.iter().map(|a| ip(a)).collect();
+        let state = judge(
+            host(),
+            vec!["k8s-kafka-0-abc.elb.eu-west-1.amazonaws.com".into()],
+            &now,
+            Ok(now.clone()),
+        );
+        seen.insert(state.to_string());
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["ready: kafka-3.kafka.example.com resolves to its load balancer (k8s-kafka-0-abc.elb.eu-west-1.amazonaws.com)"]
+    );
     let elsewhere = |order: [&str; 2]| {
         judge(
             host(),
             load_balancer.clone(),
+            &addresses,
             Ok(order.iter().map(|a| ip(a)).collect()),
         )
         .to_string()
@@ -165,6 +194,22 @@ async fn a_name_is_checked_against_the_load_balancer_address_it_has() {
     assert!(matches!(
         external_name_state(&with_address("192.0.2.7"), &resolver).await,
         ExternalName::Elsewhere { .. }
+    ));
+    // A load balancer known by name only, as AWS reports it: its addresses are what the name
+    // resolves to.
+    let mut by_name = service.clone();
+    by_name.status = Some(k8s_openapi::api::core::v1::ServiceStatus {
+        load_balancer: Some(k8s_openapi::api::core::v1::LoadBalancerStatus {
+            ingress: Some(vec![k8s_openapi::api::core::v1::LoadBalancerIngress {
+                hostname: Some("localhost".into()),
+                ..Default::default()
+            }]),
+        }),
+        ..Default::default()
+    });
+    assert!(matches!(
+        external_name_state(&by_name, &resolver).await,
+        ExternalName::Resolves { .. }
     ));
 }
 
@@ -230,4 +275,47 @@ fn the_name_a_service_is_checked_by_is_the_one_its_broker_advertises_now() {
     );
     service.metadata.annotations = None;
     assert_eq!(super::objects::exposed_host(&service), "");
+}
+
+#[test]
+fn a_service_is_kept_while_a_running_broker_advertises_its_name_or_its_node_port() {
+    use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
+    let advertised = |value: &str| crate::services::Advertised::from([(0, value.to_owned())]);
+    let mut named = service(&OURS, None);
+    named.metadata.annotations = Some(
+        [(
+            HOSTNAME_ANNOTATION.to_owned(),
+            "kafka-0.kafka.example.com".to_owned(),
+        )]
+        .into_iter()
+        .collect(),
+    );
+    let kept = |service: &Service, value: &str| {
+        super::objects::advertised_by_running(service, &advertised(value))
+    };
+    assert!(kept(&named, "EXTERNAL://kafka-0.kafka.example.com:9094"));
+    assert!(!kept(&named, "EXTERNAL://kafka-1.kafka.example.com:9094"));
+
+    // A broker on its node's address: no name, so the node port tells.
+    let mut at_node = service(&OURS, None);
+    at_node.spec = Some(ServiceSpec {
+        type_: Some("NodePort".into()),
+        ports: Some(vec![ServicePort {
+            port: 9094,
+            node_port: Some(31090),
+            ..ServicePort::default()
+        }]),
+        ..ServiceSpec::default()
+    });
+    assert!(kept(
+        &at_node,
+        "INTERNAL://kafka-0.h.kafka.svc:9092,EXTERNAL://$(KLI_HOST_IP):31090"
+    ));
+    assert!(!kept(&at_node, "EXTERNAL://$(KLI_HOST_IP):31091"));
+    // A literal address on that port is not this layout's: the template says which node.
+    assert!(!kept(&at_node, "EXTERNAL://10.0.0.7:31090"));
+    assert!(!kept(
+        &at_node,
+        "EXTERNAL://kafka-0.kafka.example.com:31090"
+    ));
 }

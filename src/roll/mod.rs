@@ -7,7 +7,9 @@
 //!    (unless accepted).
 //! 3. One broker at a time: delete its pod; wait until the StatefulSet has recreated it with the
 //!    new settings and it is Ready, until the broker is back in the metadata at its expected
-//!    endpoint and answers there as itself, and until nothing is under-replicated.
+//!    endpoint and answers there as itself, and until nothing is under-replicated. Before the
+//!    next broker, wait out `--settle` from the moment the pod turned Ready: its peers reach it
+//!    by its headless DNS name, and their resolvers may still hold the old pod's address.
 //! 4. The first broker that does not come back within the timeout stops the roll; the rest are
 //!    untouched, and a second run resumes (pods already current are skipped).
 
@@ -40,6 +42,9 @@ pub struct Config {
     pub dry_run: bool,
     /// How long one broker may take to come back.
     pub timeout: Duration,
+    /// How long after a recreated pod turned Ready the next broker may go: the time the other
+    /// brokers' DNS caches need to forget the old pod's address.
+    pub settle: Duration,
     /// Topics whose unavailability during a restart the user accepts.
     pub accept_unavailable: Vec<String>,
     pub json: bool,
@@ -117,8 +122,9 @@ pub async fn run(config: &Config, out: &mut impl Write) -> anyhow::Result<Outcom
         return roll.finish(&plan, Outcome::Refused, Some(reason));
     }
     controller_last(&mut plan.steps, state.controller);
-    for step in &plan.steps {
-        if let Err(reason) = roll.restart(step, &live).await? {
+    for (index, step) in plan.steps.iter().enumerate() {
+        let last = index + 1 == plan.steps.len();
+        if let Err(reason) = roll.restart(step, &live, last).await? {
             return roll.finish(&plan, Outcome::Stopped, Some(reason));
         }
     }
@@ -178,7 +184,8 @@ async fn preconditions(
     let mut topics: Vec<String> = state.partitions.iter().map(|p| p.topic.clone()).collect();
     topics.dedup();
     let min_insync = roll.min_insync(&topics).await?;
-    let risky: Vec<String> = at_risk(state, &min_insync)
+    let restarting: Vec<i32> = plan.steps.iter().map(|step| step.node_id).collect();
+    let risky: Vec<String> = at_risk(state, &min_insync, &restarting)
         .into_iter()
         .filter(|t| !config.accept_unavailable.contains(t))
         .collect();
@@ -206,6 +213,9 @@ struct Roll<'a, W: Write> {
 
 /// How often a restarting broker is looked at.
 const POLL: Duration = Duration::from_secs(2);
+
+/// How long after `--settle` the partitions may take to be in sync again.
+const SETTLED_CHECK: Duration = Duration::from_secs(30);
 
 impl<W: Write> Roll<'_, W> {
     fn say(&mut self, line: &str) -> std::io::Result<()> {
@@ -256,6 +266,7 @@ impl<W: Write> Roll<'_, W> {
             writeln!(self.out)?;
         } else {
             let line = match (&outcome, &reason) {
+                (Outcome::Done, _) if self.rolled.is_empty() => "done: nothing to recreate".into(),
                 (Outcome::Done, _) => format!("done: {} brokers recreated", self.rolled.len()),
                 (Outcome::Planned, _) => "dry run: nothing touched".to_owned(),
                 (Outcome::Refused, Some(reason)) => format!("refused: {reason}"),
@@ -281,8 +292,14 @@ impl<W: Write> Roll<'_, W> {
         Ok(connection.min_insync_replicas(topics).await?)
     }
 
-    /// Recreates one broker and waits for it: `Ok(Err(reason))` when it did not come back.
-    async fn restart(&mut self, step: &Step, live: &[Pod]) -> anyhow::Result<Result<(), String>> {
+    /// Recreates one broker and waits for it (and, unless it is the `last`, for its peers to be
+    /// able to find it): `Ok(Err(reason))` when it did not come back.
+    async fn restart(
+        &mut self,
+        step: &Step,
+        live: &[Pod],
+        last: bool,
+    ) -> anyhow::Result<Result<(), String>> {
         let id = format!(
             "{}/{} (broker {})",
             self.config.namespace, step.pod, step.node_id
@@ -311,27 +328,45 @@ impl<W: Write> Roll<'_, W> {
             step.endpoint
         ))?;
         let started = Instant::now();
-        let deadline = started + self.config.timeout;
+        let mut deadline = started + self.config.timeout;
         let mut stage = Stage::Recreated;
         let mut saw = String::new();
+        // When the new pod was first seen Ready: its address is in the cluster DNS from then on.
+        let mut settled_at = deadline;
         while Instant::now() < deadline {
-            match self.look(stage, step, old_uid.as_deref()).await {
+            let look = match stage {
+                Stage::Settled if Instant::now() < settled_at => Look::Waiting(format!(
+                    "{} s of --settle left",
+                    settled_at
+                        .saturating_duration_since(Instant::now())
+                        .as_secs()
+                )),
+                _ => self.look(stage, step, old_uid.as_deref()).await,
+            };
+            match look {
                 Look::Waiting(what) => saw = what,
                 Look::Reached(what) => {
                     self.say(&format!(
                         "{id}: {what} after {} s",
                         started.elapsed().as_secs()
                     ))?;
-                    match stage.next() {
-                        Some(next) => {
-                            stage = next;
-                            continue;
-                        }
-                        None => {
-                            self.rolled.push(step.pod.clone());
-                            return Ok(Ok(()));
-                        }
+                    if stage == Stage::Recreated {
+                        settled_at = Instant::now() + self.config.settle;
                     }
+                    if let Some(next) = stage.next(last, self.config.settle) {
+                        if next == Stage::Settled {
+                            // --timeout bounds the broker's return, not this wait.
+                            deadline = deadline.max(settled_at + SETTLED_CHECK);
+                            self.say(&format!(
+                                "{id}: the next broker goes {} after this pod turned Ready (--settle): until then the other brokers may still resolve its name to the old pod's address",
+                                humantime::format_duration(self.config.settle)
+                            ))?;
+                        }
+                        stage = next;
+                        continue;
+                    }
+                    self.rolled.push(step.pod.clone());
+                    return Ok(Ok(()));
                 }
             }
             tokio::time::sleep(POLL).await;
@@ -370,7 +405,7 @@ impl<W: Write> Roll<'_, W> {
                 else {
                     return Look::Waiting("it is not registered".into());
                 };
-                if format!("{host}:{port}") != step.endpoint {
+                if !crate::probe::advertises(&step.endpoint, host, *port) {
                     return Look::Waiting(format!("it advertises {host}:{port}"));
                 }
                 let (report, _) =
@@ -384,14 +419,17 @@ impl<W: Write> Roll<'_, W> {
                     Look::Waiting(report.faults.join("; "))
                 }
             }
-            Stage::InSync => match self.cluster().await {
+            Stage::InSync | Stage::Settled => match self.cluster().await {
                 Ok(state) => {
                     let lagging: Vec<String> = state
                         .unhealthy()
                         .map(|p| format!("{}-{}", p.topic, p.partition))
                         .collect();
                     if lagging.is_empty() {
-                        Look::Reached("every partition in sync".into())
+                        Look::Reached(match stage {
+                            Stage::Settled => "settled, every partition still in sync".into(),
+                            _ => "every partition in sync".into(),
+                        })
                     } else {
                         Look::Waiting(format!(
                             "{} partitions under-replicated or offline ({})",
@@ -420,14 +458,21 @@ enum Stage {
     Registered,
     /// No partition under-replicated or offline.
     InSync,
+    /// `--settle` after it turned Ready, and still nothing under-replicated: the other brokers'
+    /// resolvers have had the time to learn the new pod's address. Skipped after the last
+    /// broker.
+    Settled,
 }
 
 impl Stage {
-    fn next(self) -> Option<Self> {
+    /// The stage after this one: the settle wait only between brokers, and only when asked for.
+    fn next(self, last: bool, settle: Duration) -> Option<Self> {
         match self {
             Self::Recreated => Some(Self::Registered),
             Self::Registered => Some(Self::InSync),
-            Self::InSync => None,
+            Self::InSync if last || settle.is_zero() => None,
+            Self::InSync => Some(Self::Settled),
+            Self::Settled => None,
         }
     }
 
@@ -439,6 +484,7 @@ impl Stage {
                 step.node_id, step.endpoint
             ),
             Self::InSync => "no under-replicated partition".into(),
+            Self::Settled => "--settle to pass, with no under-replicated partition".into(),
         }
     }
 }

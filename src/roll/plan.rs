@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use serde::Serialize;
 
-use crate::inject::listeners::parse_listeners;
+use crate::inject::listeners::{endpoint_of, parse_listeners};
 use crate::inject::settings::{Defaults, RECORD_KEY, SETTINGS_KEY};
 use crate::inject::view::PodView;
 use crate::inject::Decision;
@@ -57,29 +57,63 @@ pub fn plan(
     node_id_offset: i64,
 ) -> anyhow::Result<Plan> {
     let name = statefulset.name_any();
-    let update_revision = statefulset
-        .status
-        .as_ref()
-        .and_then(|s| s.update_revision.clone());
     let wanted: BTreeMap<String, Pod> = expand_statefulset(statefulset, namespace, None)
         .map_err(|error| anyhow::anyhow!("statefulset/{name}: {error}"))?
         .into_iter()
         .map(|pod| (pod.name_any(), pod))
         .collect();
+    let compare = Compare {
+        statefulset,
+        namespace,
+        defaults,
+        listener,
+        node_id_offset,
+    };
     let mut plan = Plan::default();
     let mut live: Vec<&Pod> = live.iter().collect();
     live.sort_by_key(|pod| std::cmp::Reverse(ordinal_of(pod, &name)));
     for pod in live {
-        let pod_name = pod.name_any();
-        let id = format!("{namespace}/{pod_name}");
-        let Some(template) = wanted.get(&pod_name) else {
-            continue; // an ordinal beyond spec.replicas, about to be removed
+        // An ordinal beyond spec.replicas is about to be removed, not recreated.
+        let Some(template) = wanted.get(&pod.name_any()) else {
+            continue;
         };
+        match compare.pod(pod, template)? {
+            Compared::NotInjected => {}
+            Compared::Current(id) => plan.current.push(id),
+            Compared::Refused(why) => plan.refused.push(why),
+            Compared::Recreate(step) => plan.steps.push(step),
+        }
+    }
+    Ok(plan)
+}
+
+/// What the roll compares each live pod with.
+struct Compare<'a> {
+    statefulset: &'a StatefulSet,
+    namespace: &'a str,
+    defaults: &'a Defaults,
+    listener: &'a str,
+    node_id_offset: i64,
+}
+
+/// One live pod, compared.
+enum Compared {
+    /// Its next pod is not one the webhook injects.
+    NotInjected,
+    Current(String),
+    Refused(String),
+    Recreate(Step),
+}
+
+impl Compare<'_> {
+    fn pod(&self, pod: &Pod, template: &Pod) -> anyhow::Result<Compared> {
+        let pod_name = pod.name_any();
+        let id = format!("{}/{pod_name}", self.namespace);
         let view = PodView::from_pod(template)
             .map_err(|error| anyhow::anyhow!("{id}: not a valid Pod: {error}"))?;
-        let injection = match crate::inject::inject(&view, namespace, defaults) {
+        let injection = match crate::inject::inject(&view, self.namespace, self.defaults) {
             Decision::Inject(injection) => injection,
-            Decision::Skip { .. } => continue, // not a broker the webhook injects
+            Decision::Skip { .. } => return Ok(Compared::NotInjected),
             Decision::Deny { message, .. } => {
                 anyhow::bail!("{id}: the webhook would deny its next pod: {message}")
             }
@@ -87,76 +121,85 @@ pub fn plan(
         let advertised_after = injection.advertised.clone().ok_or_else(|| {
             anyhow::anyhow!("{id}: the listeners template does not render for this pod")
         })?;
-        let endpoint = parse_listeners(&advertised_after)?
-            .into_iter()
-            .find(|l| l.name.eq_ignore_ascii_case(listener))
-            .map(|l| format!("{}:{}", l.host, l.port))
+        parse_listeners(&advertised_after)?;
+        let endpoint = endpoint_of(&advertised_after, self.listener)
+            .map(|(host, port)| format!("{host}:{port}"))
             .ok_or_else(|| {
                 anyhow::anyhow!(
-                    "{id}: no listener named {listener} in {advertised_after:?} (use --listener)"
+                    "{id}: no listener named {} in {advertised_after:?} (use --listener)",
+                    self.listener
                 )
             })?;
-        let ordinal = ordinal_of(pod, &name);
-        let node_id_now = live_env(pod, injection.node_id.as_ref().map(|(env, _)| env.as_str()));
-        if let (Some((env, after)), Some(before)) = (&injection.node_id, &node_id_now) {
-            if *before != after.to_string() {
-                plan.refused.push(format!(
+        let ordinal = ordinal_of(pod, &self.statefulset.name_any());
+        if let Some((env, after)) = &injection.node_id {
+            let before = live_env(pod, env);
+            if let Some(before) = before.filter(|before| *before != after.to_string()) {
+                return Ok(Compared::Refused(format!(
                     "{id}: {env} would change from {before} to {after}: the broker would refuse to start on its volume, whose meta.properties holds {before}"
-                ));
-                continue;
+                )));
             }
         }
         let node_id = injection
             .node_id
             .as_ref()
-            .map_or(ordinal + node_id_offset, |(_, id)| *id);
+            .map_or(ordinal + self.node_id_offset, |(_, id)| *id);
         let node_id = i32::try_from(node_id)
             .map_err(|_| anyhow::anyhow!("{id}: node id {node_id} is out of range"))?;
         let annotations = pod.annotations();
-        let advertised_before = annotations.get(RECORD_KEY).cloned();
-        let settings_before = annotations.get(SETTINGS_KEY).cloned();
-        let mut why = Vec::new();
-        if advertised_before.as_deref() != Some(advertised_after.as_str()) {
-            why.push(format!(
-                "advertised listeners {} -> {advertised_after}",
-                advertised_before.as_deref().unwrap_or("(none recorded)")
-            ));
-        }
-        if settings_before.as_deref() != Some(injection.settings_hash.as_str()) {
-            why.push(format!(
-                "settings {} -> {}",
-                settings_before.as_deref().unwrap_or("(none)"),
-                injection.settings_hash
-            ));
-        }
-        let revision = pod.labels().get(REVISION_LABEL);
-        if let (Some(now), Some(wanted)) = (revision, &update_revision) {
-            if now != wanted {
-                if let Some(why_not) = controller_rolls(statefulset, ordinal) {
-                    plan.refused
-                        .push(format!("{id}: a new template revision, but {why_not}"));
-                    continue;
-                }
-                why.push(format!("template revision {now} -> {wanted}"));
-            }
-        }
-        if why.is_empty() {
-            plan.current.push(id);
-            continue;
-        }
-        plan.steps.push(Step {
+        let step = Step {
             pod: pod_name,
             ordinal,
             node_id,
-            advertised_before,
+            advertised_before: annotations.get(RECORD_KEY).cloned(),
             advertised_after,
-            settings_before,
+            settings_before: annotations.get(SETTINGS_KEY).cloned(),
             settings_after: injection.settings_hash.clone(),
             endpoint,
-            why,
-        });
+            why: Vec::new(),
+        };
+        Ok(self.why(pod, step, id))
     }
-    Ok(plan)
+
+    /// The step with what changes in words, or why the pod is current or refused.
+    fn why(&self, pod: &Pod, mut step: Step, id: String) -> Compared {
+        if step.advertised_before.as_deref() != Some(step.advertised_after.as_str()) {
+            step.why.push(format!(
+                "advertised listeners {} -> {}",
+                step.advertised_before
+                    .as_deref()
+                    .unwrap_or("(none recorded)"),
+                step.advertised_after
+            ));
+        }
+        if step.settings_before.as_deref() != Some(step.settings_after.as_str()) {
+            step.why.push(format!(
+                "settings {} -> {}",
+                step.settings_before.as_deref().unwrap_or("(none)"),
+                step.settings_after
+            ));
+        }
+        let update_revision = self
+            .statefulset
+            .status
+            .as_ref()
+            .and_then(|s| s.update_revision.as_ref());
+        if let (Some(now), Some(wanted)) = (pod.labels().get(REVISION_LABEL), update_revision) {
+            if now != wanted {
+                if let Some(why_not) = controller_rolls(self.statefulset, step.ordinal) {
+                    return Compared::Refused(format!(
+                        "{id}: a new template revision, but {why_not}"
+                    ));
+                }
+                step.why
+                    .push(format!("template revision {now} -> {wanted}"));
+            }
+        }
+        if step.why.is_empty() {
+            Compared::Current(id)
+        } else {
+            Compared::Recreate(step)
+        }
+    }
 }
 
 /// Why deleting pod `ordinal` would not bring it onto the new template revision, or would race
@@ -187,8 +230,7 @@ fn ordinal_of(pod: &Pod, statefulset: &str) -> i64 {
 }
 
 /// The literal value of `env` in the live pod's containers (the last definition wins).
-fn live_env(pod: &Pod, env: Option<&str>) -> Option<String> {
-    let env = env?;
+fn live_env(pod: &Pod, env: &str) -> Option<String> {
     let spec = pod.spec.as_ref()?;
     spec.containers
         .iter()

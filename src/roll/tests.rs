@@ -25,6 +25,19 @@ fn example(annotation: Option<(&str, &str)>) -> StatefulSet {
     serde_json::from_value(statefulset).unwrap()
 }
 
+/// The roll of `statefulset` over the `live` pods, with the default settings and listener.
+fn plan_of(statefulset: &StatefulSet, live: &[Pod]) -> super::plan::Plan {
+    plan(
+        statefulset,
+        live,
+        "kafka",
+        &Defaults::default(),
+        "EXTERNAL",
+        0,
+    )
+    .unwrap()
+}
+
 /// The pods the webhook made from `statefulset`'s template: what runs now.
 fn running(statefulset: &StatefulSet) -> Vec<Pod> {
     crate::preview::manifests::expand_statefulset(statefulset, "kafka", None)
@@ -47,15 +60,7 @@ fn running(statefulset: &StatefulSet) -> Vec<Pod> {
 #[test]
 fn pods_on_the_current_settings_are_skipped() {
     let statefulset = example(None);
-    let planned = plan(
-        &statefulset,
-        &running(&statefulset),
-        "kafka",
-        &Defaults::default(),
-        "EXTERNAL",
-        0,
-    )
-    .unwrap();
+    let planned = plan_of(&statefulset, &running(&statefulset));
     assert!(planned.steps.is_empty(), "{:?}", planned.steps);
     assert_eq!(
         planned.current,
@@ -70,15 +75,7 @@ fn a_new_domain_recreates_every_broker_highest_ordinal_first() {
         "kafka-listener-injector.io/domain",
         "kafka.example.net",
     )));
-    let mut planned = plan(
-        &changed,
-        &live,
-        "kafka",
-        &Defaults::default(),
-        "EXTERNAL",
-        0,
-    )
-    .unwrap();
+    let mut planned = plan_of(&changed, &live);
     let order: Vec<_> = planned
         .steps
         .iter()
@@ -110,15 +107,7 @@ fn a_new_domain_recreates_every_broker_highest_ordinal_first() {
 fn a_node_id_that_would_change_is_refused_and_named() {
     let live = running(&example(None));
     let changed = example(Some(("kafka-listener-injector.io/node-id-offset", "200")));
-    let planned = plan(
-        &changed,
-        &live,
-        "kafka",
-        &Defaults::default(),
-        "EXTERNAL",
-        0,
-    )
-    .unwrap();
+    let planned = plan_of(&changed, &live);
     assert!(planned.steps.is_empty());
     assert_eq!(planned.refused.len(), 3);
     assert_eq!(
@@ -166,7 +155,12 @@ fn topics_one_restart_takes_below_min_insync_replicas_are_named() {
         ],
     };
     let min_insync = [("orders".to_owned(), 2), ("strict".to_owned(), 2)];
-    assert_eq!(at_risk(&state, &min_insync), ["single", "strict"]);
+    assert_eq!(
+        at_risk(&state, &min_insync, &[100, 101, 102]),
+        ["single", "strict"]
+    );
+    // A topic on brokers the roll does not restart (another StatefulSet's) is not at risk.
+    assert_eq!(at_risk(&state, &min_insync, &[100, 102]), ["strict"]);
     assert!(!state.partitions[0].under_replicated());
     let lagging = Partition {
         isr: vec![100],
@@ -197,34 +191,69 @@ fn a_new_revision_is_rolled_only_where_deleting_the_pod_brings_it() {
         })
     };
     statefulset.spec.as_mut().unwrap().update_strategy = strategy("OnDelete");
-    let planned = plan(
-        &statefulset,
-        &live,
-        "kafka",
-        &Defaults::default(),
-        "EXTERNAL",
-        0,
-    )
-    .unwrap();
+    let planned = plan_of(&statefulset, &live);
     assert_eq!(planned.steps.len(), 3);
     assert_eq!(
         planned.steps[0].why,
         ["template revision kafka-1 -> kafka-2"]
     );
     statefulset.spec.as_mut().unwrap().update_strategy = strategy("RollingUpdate");
-    let planned = plan(
-        &statefulset,
-        &live,
-        "kafka",
-        &Defaults::default(),
-        "EXTERNAL",
-        0,
-    )
-    .unwrap();
+    let planned = plan_of(&statefulset, &live);
     assert!(planned.steps.is_empty());
     assert!(
         planned.refused[0].contains("rolls new revisions itself"),
         "{:?}",
         planned.refused
     );
+}
+
+#[test]
+fn the_json_report_names_the_outcome_the_plan_and_the_reason() {
+    let live = running(&example(None));
+    let changed = example(Some((
+        "kafka-listener-injector.io/domain",
+        "kafka.example.net",
+    )));
+    let planned = plan_of(&changed, &live);
+    let report = super::Report {
+        outcome: &super::Outcome::Stopped,
+        plan: &planned,
+        rolled: &["kafka-2".to_owned()],
+        reason: Some("kafka/kafka-1 (broker 101) did not come back within 10m"),
+    };
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["outcome"], "stopped");
+    assert_eq!(json["rolled"], serde_json::json!(["kafka-2"]));
+    assert_eq!(json["plan"]["steps"][1]["pod"], "kafka-1");
+    assert_eq!(
+        json["plan"]["steps"][1]["endpoint"],
+        "kafka-1.kafka.example.net:9094"
+    );
+    assert_eq!(
+        json["reason"],
+        "kafka/kafka-1 (broker 101) did not come back within 10m"
+    );
+}
+
+#[test]
+fn the_next_broker_waits_for_settle_except_after_the_last() {
+    use super::Stage;
+    use std::time::Duration;
+    let minute = Duration::from_secs(60);
+    let mut stages = vec![Stage::Recreated];
+    while let Some(next) = stages.last().unwrap().next(false, minute) {
+        stages.push(next);
+    }
+    assert_eq!(
+        stages,
+        [
+            Stage::Recreated,
+            Stage::Registered,
+            Stage::InSync,
+            Stage::Settled
+        ]
+    );
+    // Nothing follows the last broker, and --settle 0 turns the wait off.
+    assert_eq!(Stage::InSync.next(true, minute), None);
+    assert_eq!(Stage::InSync.next(false, Duration::ZERO), None);
 }

@@ -13,13 +13,18 @@ use k8s_openapi::api::core::v1::{Pod, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::inject::listeners::{parse_listeners, Listener};
+use crate::inject::listeners::{endpoint_of, parse_listeners, Listener};
 use crate::inject::ordinal::POD_INDEX_LABEL;
 use crate::inject::template::{Part, Template, Values, Variable};
 use crate::inject::view::PodView;
 use crate::inject::{Decision, Defaults};
 use crate::output::{write_objects, Format};
 use crate::preview::manifests::{self, Expansion, Source, POD_NAME_LABEL};
+
+mod exposure;
+
+use self::exposure::{security_protocol, tls_route, unencrypted_in_public};
+pub use self::exposure::{Cloud, GatewayRef, Scope, GATEWAY_API_VERSION};
 
 pub const HOSTNAME_ANNOTATION: &str = "external-dns.alpha.kubernetes.io/hostname";
 /// Label on every Service this project renders; the reconciler lists its own Services by it.
@@ -36,55 +41,8 @@ const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
 pub enum ServiceType {
     LoadBalancer,
     NodePort,
-}
-
-/// Who may reach the load balancers: an explicit choice, because the providers differ in what
-/// they do by default (the AWS Load Balancer Controller makes internal ones, the in-tree
-/// providers public ones).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    Public,
-    Internal,
-}
-
-/// The cloud whose load-balancer annotations express [`Scope`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cloud {
-    Aws,
-    Gcp,
-    Azure,
-}
-
-impl Cloud {
-    /// The annotations that make a Service's load balancer public or internal on this cloud.
-    fn scope_annotations(self, scope: Scope) -> &'static [(&'static str, &'static str)] {
-        match (self, scope) {
-            // The AWS Load Balancer Controller makes internal load balancers unless told.
-            (Cloud::Aws, Scope::Public) => &[(
-                "service.beta.kubernetes.io/aws-load-balancer-scheme",
-                "internet-facing",
-            )],
-            (Cloud::Aws, Scope::Internal) => &[
-                (
-                    "service.beta.kubernetes.io/aws-load-balancer-scheme",
-                    "internal",
-                ),
-                // The in-tree provider's spelling.
-                (
-                    "service.beta.kubernetes.io/aws-load-balancer-internal",
-                    "true",
-                ),
-            ],
-            (Cloud::Gcp, Scope::Public) | (Cloud::Azure, Scope::Public) => &[],
-            (Cloud::Gcp, Scope::Internal) => {
-                &[("networking.gke.io/load-balancer-type", "Internal")]
-            }
-            (Cloud::Azure, Scope::Internal) => &[(
-                "service.beta.kubernetes.io/azure-load-balancer-internal",
-                "true",
-            )],
-        }
-    }
+    /// Behind a gateway: the route reaches the broker through this in-cluster Service.
+    ClusterIp,
 }
 
 /// How the Services are rendered: shared by `services` and `reconcile`.
@@ -108,6 +66,9 @@ pub struct Render {
     pub external_traffic_policy: Option<String>,
     /// The host of one bootstrap Service per StatefulSet, for all of its brokers.
     pub bootstrap_host: Option<Template>,
+    /// Route every broker through this Gateway (one `TLSRoute` each, by SNI) instead of a load
+    /// balancer each; the Services are then in-cluster ones.
+    pub gateway: Option<GatewayRef>,
 }
 
 /// A validated `services` invocation.
@@ -125,6 +86,9 @@ pub struct Rendered {
     /// The brokers' Services, in ordinal order.
     pub brokers: Vec<Service>,
     pub bootstrap: Option<Service>,
+    /// With a gateway: one `TLSRoute` per broker Service (and the bootstrap one), in the same
+    /// order.
+    pub routes: Vec<serde_json::Value>,
     pub warnings: Vec<String>,
 }
 
@@ -143,6 +107,9 @@ struct Broker<'a> {
     /// `{domain}` for this pod: the flag, or the pod's own annotation.
     domain: Option<String>,
     host: String,
+    /// The host is a reference the kubelet expands when the broker starts (`$(KLI_HOST_IP)`):
+    /// the node's own address, which has no DNS name to publish.
+    at_start_up: bool,
     /// The name the broker's next pod will advertise, when the template has changed since its
     /// pod was created (a new domain): published beside `host` on the same load balancer, so
     /// that it resolves before the pod is recreated with it.
@@ -177,83 +144,153 @@ pub fn for_statefulset(
     let mut rendered = Rendered::default();
     let mut brokers = Vec::with_capacity(pods.len());
     for pod in &pods {
-        let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
-        let id = format!("{namespace}/{pod_name}");
-        let view = PodView::from_pod(pod).with_context(|| format!("{id}: not a valid Pod"))?;
-        let injection = match crate::inject::inject(&view, namespace, &render.defaults) {
-            Decision::Inject(injection) => injection,
-            Decision::Skip { .. } => continue,
-            Decision::Deny { message, .. } => bail!("{message}"),
-        };
-        let ordinal = ordinal_of(pod);
-        let find = |value: &str| {
-            parse_listeners(value)
-                .ok()?
-                .into_iter()
-                .find(|l| l.name.eq_ignore_ascii_case(&render.listener))
-                .map(|l| (l.host.to_owned(), l.port))
-        };
-        let advertised = injection.advertised.as_deref().with_context(|| {
-            format!("{id}: the listeners template does not render for this pod")
-        })?;
-        parse_listeners(advertised)?;
-        let (template_host, template_port) = find(advertised).with_context(|| {
-            format!(
-                "{id}: no listener named {} in {advertised:?} (use --listener)",
-                render.listener
-            )
-        })?;
-        // A running broker's record wins for its own Service; one without the exposed listener
-        // (created before it was added) gets the template's, as its next start will.
-        let (host, port) = running
-            .get(&ordinal)
-            .and_then(|value| find(value))
-            .unwrap_or_else(|| (template_host.clone(), template_port));
-        let next_host = (host != template_host && port == template_port).then_some(template_host);
-        let listener = crate::inject::listeners::Listener {
-            name: &render.listener,
-            host: &host,
-            port,
-        };
-        if let Some(warning) = unencrypted_in_public(render, pod, &injection.containers, &listener)
-        {
-            rendered.warnings.push(format!("{id}: {warning}"));
+        if let Some(broker) = broker(render, pod, namespace, running, &mut rendered.warnings)? {
+            brokers.push(broker);
         }
-        // The pod was just injected, so its settings resolve.
-        let domain =
-            crate::inject::settings::resolve(&render.defaults, view.metadata.annotations.as_ref())
-                .ok()
-                .and_then(|settings| settings.domain.map(str::to_owned));
-        brokers.push(Broker {
-            pod,
-            name: pod_name,
-            ordinal,
-            domain,
-            host: listener.host.to_owned(),
-            next_host,
-            advertised_port: listener.port,
-            container_port: render.port.unwrap_or(listener.port),
-            template_port,
-        });
     }
     for broker in &brokers {
         let id = format!("{namespace}/{}", broker.name);
         let service =
             broker_service(render, statefulset, namespace, broker).with_context(|| id.clone())?;
+        if let Some(gateway) = &render.gateway {
+            let hostnames = std::iter::once(broker.host.clone())
+                .chain(broker.next_host.clone())
+                .collect();
+            rendered
+                .routes
+                .push(tls_route(gateway, &service, hostnames));
+        }
         rendered.brokers.push(service);
     }
     // A StatefulSet scaled to zero has nothing to bootstrap from, and needs no Service yet.
     if let (Some(host), false) = (&render.bootstrap_host, brokers.is_empty()) {
-        rendered.bootstrap = Some(
-            bootstrap_service(render, statefulset, namespace, host, &brokers)
-                .with_context(|| format!("{namespace}/{name}: bootstrap Service"))?,
-        );
+        let bootstrap = bootstrap_service(render, statefulset, namespace, host, &brokers)
+            .with_context(|| format!("{namespace}/{name}: bootstrap Service"))?;
+        if let Some(gateway) = &render.gateway {
+            let host = bootstrap
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(HOSTNAME_ANNOTATION))
+                .cloned()
+                .unwrap_or_default();
+            rendered
+                .routes
+                .push(tls_route(gateway, &bootstrap, vec![host]));
+        }
+        rendered.bootstrap = Some(bootstrap);
     }
     Ok(rendered)
 }
 
+/// One pod of the StatefulSet as a broker to expose: `None` when the webhook would skip it.
+fn broker<'a>(
+    render: &Render,
+    pod: &'a Pod,
+    namespace: &str,
+    running: &Advertised,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Option<Broker<'a>>> {
+    let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+    let id = format!("{namespace}/{pod_name}");
+    let view = PodView::from_pod(pod).with_context(|| format!("{id}: not a valid Pod"))?;
+    let injection = match crate::inject::inject(&view, namespace, &render.defaults) {
+        Decision::Inject(injection) => injection,
+        Decision::Skip { .. } => return Ok(None),
+        Decision::Deny { message, .. } => bail!("{message}"),
+    };
+    let ordinal = ordinal_of(pod);
+    let find = |value: &str| endpoint_of(value, &render.listener);
+    let advertised = injection
+        .advertised
+        .as_deref()
+        .with_context(|| format!("{id}: the listeners template does not render for this pod"))?;
+    parse_listeners(advertised)?;
+    let (template_host, template_port) = find(advertised).with_context(|| {
+        format!(
+            "{id}: no listener named {} in {advertised:?} (use --listener)",
+            render.listener
+        )
+    })?;
+    // A running broker's record wins for its own Service; one without the exposed listener
+    // (created before it was added) gets the template's, as its next start will.
+    let (host, port) = running
+        .get(&ordinal)
+        .and_then(|value| find(value))
+        .unwrap_or_else(|| (template_host.clone(), template_port));
+    let next_host = (host != template_host && port == template_port).then_some(template_host);
+    let at_start_up = !crate::inject::text::references(&host).is_empty();
+    if at_start_up && render.service_type != ServiceType::NodePort {
+        bail!(
+            "{id}: listener {} advertises {host}, an address the broker learns when it starts (its node's, with {{hostIP}}), which no load balancer or gateway route can stand for; use --type NodePort",
+            render.listener
+        );
+    }
+    if render.gateway.is_some() {
+        if !crate::inject::text::is_dns_name(&host) {
+            bail!(
+                "{id}: listener {} advertises {host}: a gateway routes TLS by the name the client asks for (SNI), so each broker must advertise a DNS name",
+                render.listener
+            );
+        }
+        let protocol = security_protocol(pod, &injection.containers, &render.listener);
+        if let Some(protocol @ ("PLAINTEXT" | "SASL_PLAINTEXT")) = protocol.as_deref() {
+            bail!(
+                "{id}: listener {} is {protocol}: a gateway routes a connection by the name in its TLS handshake (SNI), and a listener without TLS sends none; map it to SSL or SASL_SSL",
+                render.listener
+            );
+        }
+    }
+    let listener = Listener {
+        name: &render.listener,
+        host: &host,
+        port,
+    };
+    if let Some(warning) = unencrypted_in_public(render, pod, &injection.containers, &listener) {
+        warnings.push(format!("{id}: {warning}"));
+    }
+    // The pod was just injected, so its settings resolve.
+    let domain =
+        crate::inject::settings::resolve(&render.defaults, view.metadata.annotations.as_ref())
+            .ok()
+            .and_then(|settings| settings.domain.map(str::to_owned));
+    Ok(Some(Broker {
+        pod,
+        name: pod_name,
+        ordinal,
+        domain,
+        host: listener.host.to_owned(),
+        at_start_up,
+        next_host,
+        advertised_port: listener.port,
+        container_port: render
+            .port
+            .or_else(|| bound_port(&view, &injection.containers, &render.listener))
+            .unwrap_or(listener.port),
+        template_port,
+    }))
+}
+
+/// The port the broker binds the listener to, from its `KAFKA_LISTENERS` when it sets one: a
+/// NodePort broker advertises `31090+ordinal` but listens where its chart says (`EXTERNAL://:9094`).
+fn bound_port(view: &PodView<'_>, containers: &[String], listener: &str) -> Option<u16> {
+    let broker = view
+        .containers()
+        .iter()
+        .find(|c| containers.iter().any(|name| *name == c.name))?;
+    let (_, bound) = broker.env_value(&crate::inject::LISTENERS)?;
+    // Bind addresses may have no host (`EXTERNAL://:9094`), which advertised ones may not.
+    bound.split(',').find_map(|entry| {
+        let (name, address) = entry.trim().split_once("://")?;
+        let (_, port) = address.rsplit_once(':')?;
+        name.eq_ignore_ascii_case(listener)
+            .then(|| port.parse().ok())
+            .flatten()
+    })
+}
+
 /// Renders the Services for every StatefulSet in the manifests; the warnings go to `err`.
-pub fn render(config: &Config, err: &mut impl Write) -> anyhow::Result<Vec<Service>> {
+pub fn render(config: &Config, err: &mut impl Write) -> anyhow::Result<Vec<serde_json::Value>> {
     let documents = manifests::read_documents(&config.source.files)?;
     let expansion = Expansion {
         namespace: &config.source.namespace,
@@ -275,8 +312,10 @@ pub fn render(config: &Config, err: &mut impl Write) -> anyhow::Result<Vec<Servi
         for warning in &rendered.warnings {
             writeln!(err, "warning: {warning}")?;
         }
-        services.extend(rendered.brokers);
-        services.extend(rendered.bootstrap);
+        for service in rendered.brokers.iter().chain(&rendered.bootstrap) {
+            services.push(serde_json::to_value(service)?);
+        }
+        services.extend(rendered.routes);
     }
     if services.is_empty() {
         bail!("no broker pod of any StatefulSet in the given manifests");
@@ -378,14 +417,17 @@ fn broker_service(
     }
     let mut annotations = annotations(render, &values)?;
     // external-dns takes a comma-separated list; the first is the name the broker advertises now.
+    // A broker advertising its node's address has no name to publish.
     let hostnames = match &broker.next_host {
         Some(next) => format!("{},{next}", broker.host),
         None => broker.host.clone(),
     };
-    annotations.insert(HOSTNAME_ANNOTATION.into(), hostnames);
+    if !broker.at_start_up && render.gateway.is_none() {
+        annotations.insert(HOSTNAME_ANNOTATION.into(), hostnames);
+    }
     let selector = BTreeMap::from([(POD_NAME_LABEL.into(), broker.name.to_owned())]);
     let port = service_port(render, broker)?;
-    Ok(service(
+    let mut service = service(
         render,
         statefulset,
         namespace,
@@ -393,7 +435,14 @@ fn broker_service(
         annotations,
         selector,
         port,
-    ))
+    );
+    // The broker advertises the address of the node it runs on: only that node may answer on
+    // its node port (Local), unless the user chose otherwise.
+    if let Some(spec) = service.spec.as_mut().filter(|_| broker.at_start_up) {
+        spec.external_traffic_policy
+            .get_or_insert_with(|| "Local".to_owned());
+    }
+    Ok(service)
 }
 
 /// One Service for all brokers of the StatefulSet: a name clients bootstrap from that does not
@@ -483,7 +532,7 @@ fn service(
                 (INSTANCE_LABEL.into(), sts_name.clone()),
                 (COMPONENT_LABEL.into(), component.into()),
             ])),
-            annotations: Some(annotations),
+            annotations: (!annotations.is_empty()).then_some(annotations),
             // Offline manifests name no uid; in the cluster, deleting the StatefulSet deletes its
             // Services.
             owner_references: statefulset.metadata.uid.as_ref().map(|uid| {
@@ -502,6 +551,7 @@ fn service(
             type_: Some(match render.service_type {
                 ServiceType::LoadBalancer => "LoadBalancer".into(),
                 ServiceType::NodePort => "NodePort".into(),
+                ServiceType::ClusterIp => "ClusterIP".into(),
             }),
             selector: Some(selector),
             ports: Some(vec![port]),
@@ -513,65 +563,6 @@ fn service(
             ..ServiceSpec::default()
         }),
         status: None,
-    }
-}
-
-/// A warning when the exposed listener carries no encryption and its load balancer is public.
-fn unencrypted_in_public(
-    render: &Render,
-    pod: &Pod,
-    containers: &[String],
-    listener: &Listener<'_>,
-) -> Option<String> {
-    if render.service_type != ServiceType::LoadBalancer || render.scope != Scope::Public {
-        return None;
-    }
-    let protocol = security_protocol(pod, containers, listener.name)?;
-    if !matches!(protocol.as_str(), "PLAINTEXT" | "SASL_PLAINTEXT") {
-        return None;
-    }
-    let exposure = if render.source_ranges.is_empty() {
-        "a public load balancer open to every address"
-    } else {
-        "a public load balancer"
-    };
-    Some(format!(
-        "listener {} is {protocol} (no TLS) behind {exposure}: its traffic{} crosses the internet in clear text \
-         (map it to SSL or SASL_SSL, or use --load-balancer internal)",
-        listener.name,
-        if protocol == "SASL_PLAINTEXT" { ", passwords included," } else { "" },
-    ))
-}
-
-/// The security protocol of listener `name` in the injected containers' env: the protocol map's
-/// entry, or the name itself when no map is set (Kafka's default map is the identity on the
-/// standard protocol names). `None` when the env does not tell (e.g. the map comes from a
-/// ConfigMap).
-fn security_protocol(pod: &Pod, containers: &[String], name: &str) -> Option<String> {
-    let spec = pod.spec.as_ref()?;
-    let container = spec
-        .containers
-        .iter()
-        .find(|c| containers.contains(&c.name))?;
-    let env = container.env.as_deref().unwrap_or_default();
-    let map = env.iter().find(|e| {
-        matches!(
-            e.name.as_str(),
-            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP" | "KAFKA_CFG_LISTENER_SECURITY_PROTOCOL_MAP"
-        )
-    });
-    match map {
-        Some(var) => {
-            let value = var.value.as_deref()?;
-            value.split(',').find_map(|entry| {
-                let (listener, protocol) = entry.split_once(':')?;
-                listener
-                    .trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| protocol.trim().to_ascii_uppercase())
-            })
-        }
-        None => Some(name.to_ascii_uppercase()),
     }
 }
 

@@ -26,6 +26,7 @@ fn render() -> Render {
         source_ranges: Vec::new(),
         external_traffic_policy: None,
         bootstrap_host: Some(Template::parse("bootstrap.{domain}").unwrap()),
+        gateway: None,
     }
 }
 
@@ -61,23 +62,30 @@ fn a_statefulset_scaled_to_zero_needs_no_service_not_even_a_bootstrap_one() {
     );
 }
 
-#[test]
-fn a_running_broker_keeps_the_name_it_advertises_until_it_is_recreated() {
-    // Broker 0 still runs with the old domain and port; broker 1 was recreated already.
+/// Two brokers of the example, broker 0 still running with `external` as its EXTERNAL listener.
+fn with_broker_0_running(external: &str) -> Rendered {
     let running = Advertised::from([(
         0,
-        "INTERNAL://kafka-0.kafka-headless.kafka.svc:9092,EXTERNAL://kafka-0.kafka.old.example.com:9095"
-            .to_owned(),
+        format!("INTERNAL://kafka-0.kafka-headless.kafka.svc:9092,EXTERNAL://{external}"),
     )]);
-    let rendered = for_statefulset(
+    for_statefulset(
         &render(),
         &example_statefulset(),
         "kafka",
         Some(2),
         &running,
     )
-    .unwrap();
-    let host = |service: &Service| service.annotations()[HOSTNAME_ANNOTATION].clone();
+    .unwrap()
+}
+
+fn host(service: &Service) -> String {
+    service.annotations()[HOSTNAME_ANNOTATION].clone()
+}
+
+#[test]
+fn a_running_broker_keeps_the_name_it_advertises_until_it_is_recreated() {
+    // Broker 0 still runs with the old domain and port; broker 1 was recreated already.
+    let rendered = with_broker_0_running("kafka-0.kafka.old.example.com:9095");
     let port = |service: &Service| service.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port;
     // A new port needs a new Service port: the next name waits for the broker's recreation.
     assert_eq!(host(&rendered.brokers[0]), "kafka-0.kafka.old.example.com");
@@ -90,20 +98,7 @@ fn a_running_broker_keeps_the_name_it_advertises_until_it_is_recreated() {
 
 #[test]
 fn a_broker_not_yet_recreated_after_a_domain_change_has_both_names_on_its_load_balancer() {
-    let running = Advertised::from([(
-        0,
-        "INTERNAL://kafka-0.kafka-headless.kafka.svc:9092,EXTERNAL://kafka-0.kafka.old.example.com:9094"
-            .to_owned(),
-    )]);
-    let rendered = for_statefulset(
-        &render(),
-        &example_statefulset(),
-        "kafka",
-        Some(2),
-        &running,
-    )
-    .unwrap();
-    let host = |service: &Service| service.annotations()[HOSTNAME_ANNOTATION].clone();
+    let rendered = with_broker_0_running("kafka-0.kafka.old.example.com:9094");
     // The name it advertises first (its clients use it now), then the one its next pod will:
     // published before the pod is recreated, it resolves by the time the new broker registers.
     assert_eq!(

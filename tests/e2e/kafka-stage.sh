@@ -28,8 +28,9 @@ kafka_cleanup() {
 }
 
 # The rig's networks: a bridge for pod IPs (10.77.1.0/24) inside BRIDGE_NS, load balancer
-# addresses (10.77.2.0/24) on BRIDGE_NS's link to the outside, and the outside namespace that
-# routes to the load balancers only: pod IPs are unreachable from there, as from a VM outside.
+# addresses (10.77.2.0/24) and node addresses (10.77.3.0/24) on BRIDGE_NS's link to the outside,
+# and the outside namespace that routes to those only: pod IPs are unreachable from there, as
+# from a VM outside.
 kafka_network() {
   local dir=$1
   ip netns add "$BRIDGE_NS"
@@ -45,6 +46,8 @@ kafka_network() {
   ip -n "$OUTSIDE_NS" addr add 10.78.0.2/24 dev eth0
   ip -n "$OUTSIDE_NS" link set eth0 up
   ip -n "$OUTSIDE_NS" route add 10.77.2.0/24 via 10.78.0.1
+  # Node addresses (the node scenarios' --nodes), reachable from outside as a VPC's nodes are.
+  ip -n "$OUTSIDE_NS" route add 10.77.3.0/24 via 10.78.0.1
   : >"$dir/cluster-hosts"
   # The outside resolver's records, in a directory of their own: the DNS server of the
   # reconciler stage serves it too (dnsmasq --hostsdir).
@@ -77,6 +80,10 @@ kafka_logs() { # the evidence when something fails: the agent's log and each bro
 # A Kafka tool class from the broker's jars, run in the outside namespace.
 kafka_tool() { outside java -Xmx256m -cp "$kafka_libs/*" -Dorg.slf4j.simpleLogger.defaultLogLevel=warn "$@"; }
 
+# The outside client's bootstrap server in the helpers below: kafka-0's name, unless the caller
+# has a local `bootstrap` (the node scenarios bootstrap from a node address).
+bootstrap_server() { echo "${bootstrap:-kafka-0.$DOMAIN:9094}"; }
+
 # Waits up to 30 s for broker ID in the outside client's metadata; prints "<id> <host:port>".
 advertised_by() { # advertised_by ID
   local line
@@ -91,16 +98,28 @@ advertised_by() { # advertised_by ID
 # Creates TOPIC on broker ID alone, produces 100 messages from outside and counts what comes back:
 # the outside client must reach that broker through its own name and load balancer.
 count_through_broker() { # count_through_broker ID TOPIC
-  kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "kafka-0.$DOMAIN:9094" \
+  kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$(bootstrap_server)" \
     --create --topic "$2" --replica-assignment "$1" >/dev/null 2>"$kdir/topic.err" \
     || echo "e2e: creating a topic on broker $1 failed: $(tail -n 3 "$kdir/topic.err")" >&2
-  seq 1 100 | outside kcat -P -b "kafka-0.$DOMAIN:9094" -t "$2" 2>"$kdir/produce.err"
-  outside kcat -C -b "kafka-0.$DOMAIN:9094" -t "$2" -o beginning -e -q -m 30 2>/dev/null | wc -l
+  seq 1 100 | outside kcat -P -b "$(bootstrap_server)" -t "$2" 2>"$kdir/produce.err"
+  # (-e waits for the end of every partition: a broker out of reach would hold it for ever.)
+  outside timeout 120 kcat -C -b "$(bootstrap_server)" -t "$2" -o beginning -e -q -m 30 2>/dev/null | wc -l
 }
 
 metadata_brokers() { # the brokers as the outside client sees them: "<id> <host:port>" lines
-  outside kcat -b "kafka-0.$DOMAIN:9094" -L -m 10 2>/dev/null \
+  outside kcat -b "$(bootstrap_server)" -L -m 10 2>/dev/null \
     | sed -n 's/^ *broker \([0-9]*\) at \([^ ]*\).*/\1 \2/p' | sort -n
+}
+
+# Starts the node agent (the rig's kubelet and cloud) for NAMESPACE, with its pods and hosts
+# files under DIR and the load balancers' records in OUTSIDE_HOSTS; sets AGENT_PID.
+start_node_agent() { # start_node_agent NAMESPACE DIR OUTSIDE_HOSTS [FLAG...]
+  python3 tests/e2e/kafka/node_agent.py --namespace "$1" --work "$2/pods" \
+    --kafka-libs "$kafka_libs" --image-run "$repo/tests/e2e/kafka/image-run.sh" \
+    --bridge-ns "$BRIDGE_NS" --netns-prefix "$POD_NETNS_PREFIX" --subnet 10.77.1 \
+    --hosts-file "$2/cluster-hosts" --lb-subnet 10.77.2 --lb-dev lbnet \
+    --outside-hosts "$3" "${@:4}" >"$2/agent.log" 2>&1 &
+  AGENT_PID=$!
 }
 
 run_kafka_stage() {
@@ -112,13 +131,7 @@ run_kafka_stage() {
   done
   kafka_cleanup
   kafka_network "$kdir"
-  python3 tests/e2e/kafka/node_agent.py --namespace "$KAFKA_NS" --work "$kdir/pods" \
-    --kafka-libs "$kafka_libs" --image-run "$repo/tests/e2e/kafka/image-run.sh" \
-    --bridge-ns "$BRIDGE_NS" --netns-prefix "$POD_NETNS_PREFIX" --subnet 10.77.1 \
-    --hosts-file "$kdir/cluster-hosts" --lb-subnet 10.77.2 --lb-dev lbnet \
-    --outside-hosts "$kdir/outside-dns/hosts" --dns-delay-file "$kdir/dns-delay" \
-    >"$kdir/agent.log" 2>&1 &
-  AGENT_PID=$!
+  start_node_agent "$KAFKA_NS" "$kdir" "$kdir/outside-dns/hosts" --dns-delay-file "$kdir/dns-delay"
 
   log "K1. the example cluster, applied unchanged: brokers start one by one (OrderedReady)"
   local started=$SECONDS
@@ -169,6 +182,18 @@ run_kafka_stage() {
   outside kcat -C -b "kafka-0.$DOMAIN:9094" -t e2e -o beginning -e -q -m 30 >"$kdir/consumed.txt" 2>"$kdir/consume.err"
   expect_eq "10,000 messages consumed from outside" "$(wc -l <"$kdir/consumed.txt")" 10000
   expect_eq "none lost or duplicated" "$(sort -n "$kdir/consumed.txt" | uniq | wc -l) $(sort -n "$kdir/consumed.txt" | tail -n 1)" "10000 10000"
+
+  log "K3b. a broker's process killed: restarted in its pod, as the kubelet does, with the same name"
+  local uid_before restarted
+  uid_before=$(kubectl get pod -n "$KAFKA_NS" kafka-1 -o jsonpath='{.metadata.uid}')
+  pkill -KILL -f "$kdir/pods/$KAFKA_NS/kafka-1/run/config/final/server.properties" \
+    || fail "no broker process of kafka-1 to kill"
+  restarted=$(kubectl wait -n "$KAFKA_NS" pod/kafka-1 --timeout=120s \
+      --for=jsonpath='{.status.containerStatuses[0].restartCount}'=1 >/dev/null 2>&1 \
+    && wait_ready "$KAFKA_NS" kafka-1 180 && echo restarted)
+  expect_eq "kafka-1 restarted in place: the same pod, restartCount 1, Ready again" \
+    "$restarted $(kubectl get pod -n "$KAFKA_NS" kafka-1 -o jsonpath='{.metadata.uid}')" "restarted $uid_before"
+  expect_eq "and broker 101 is back at its own name" "$(advertised_by 101)" "101 kafka-1.$DOMAIN:9094"
 
   log "P1. probe from outside: every broker reachable by its own name, as itself"
   local template="INTERNAL://{pod}.{service}.{namespace}.svc:9092,EXTERNAL://{pod}.{domain}:9094"
@@ -293,5 +318,184 @@ print(yaml.safe_dump(sts))' <manifests/examples/kafka/kafka.yaml \
   kubectl delete statefulset -n "$KAFKA_NS" kafka-bad >/dev/null
 
   kubectl delete namespace "$KAFKA_NS" --wait=false >/dev/null
+  kafka_cleanup
+}
+
+# --- Every way to reach a broker from outside (issue 26): through its node ---
+# A second run of the node agent, for namespace kafka-nodes, plays three nodes in two zones, each
+# with an address of its own (10.77.3.0/24, routed from outside as a VPC's nodes are): it binds
+# pods as kube-scheduler does (spread, nodeSelector, cordon), forwards node ports as kube-proxy
+# does, and the API server copies each node's zone to the pods bound to it (PodTopologyLabels).
+# The brokers (tests/e2e/kafka/node-brokers.yaml) advertise {hostIP}:{ordinal+31090} and carry
+# their node's zone as broker.rack, both from the webhook.
+NODES_NS=kafka-nodes
+NODES=e2e-node-a=zone-a=10.77.3.11,e2e-node-b=zone-b=10.77.3.12,e2e-node-c=zone-a=10.77.3.13
+
+node_of() { kubectl get pod -n "$NODES_NS" "$1" -o jsonpath='{.spec.nodeName}' 2>/dev/null; }
+address_of() { kubectl get node "$1" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}' 2>/dev/null; }
+label_of() { # label_of KIND [NAMESPACE] NAME LABEL
+  kubectl get "$1" "${@:2:$#-2}" -o json 2>/dev/null | jq -r --arg l "${!#}" '.metadata.labels[$l] // "-"'
+}
+zone_of() { label_of node "$1" topology.kubernetes.io/zone; }
+
+# "open" when ADDRESS:PORT accepts a connection from outside, "refused" when it is refused.
+connect_from_outside() { # connect_from_outside ADDRESS PORT
+  local err
+  err=$(outside timeout 3 bash -c "exec 3<>/dev/tcp/$1/$2" 2>&1) && { echo open; return; }
+  [[ $err == *"Connection refused"* ]] && echo refused || echo "no answer"
+}
+
+# The NodePort Services `services --type NodePort` is to render for node-brokers.yaml (issue 26),
+# written out: one per broker, only its node answering (externalTrafficPolicy Local), from the
+# node port the broker advertises to the container port of its EXTERNAL listener, no DNS name.
+node_port_services() { # node_port_services REPLICAS
+  local i
+  for i in $(seq 0 $(($1 - 1))); do
+    cat <<SVC
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: kafka-$i-external
+  namespace: $NODES_NS
+spec:
+  type: NodePort
+  externalTrafficPolicy: Local
+  publishNotReadyAddresses: true
+  selector: {statefulset.kubernetes.io/pod-name: kafka-$i}
+  ports:
+    - {name: kafka, port: 9094, targetPort: 9094, nodePort: $((31090 + i))}
+SVC
+  done
+}
+
+# The fields of Services (YAML on stdin) a client's path through a node port depends on, one
+# JSON line per Service.
+service_shape() {
+  python3 -c 'import sys, json, yaml; [print(json.dumps(d)) for d in yaml.safe_load_all(sys.stdin) if d]' \
+    | jq -c '{name: .metadata.name, type: .spec.type, externalTrafficPolicy: .spec.externalTrafficPolicy,
+              dns: .metadata.annotations["external-dns.alpha.kubernetes.io/hostname"], selector: .spec.selector,
+              ports: [.spec.ports[] | {port, targetPort: (.targetPort // .port), nodePort}]}' | sort
+}
+
+run_nodes_stage() {
+  # The webhook as shipped: the reconcile stage before this one left it with --readiness-gate,
+  # whose condition only a reconciler sets, and none runs here.
+  if [ -n "$WEBHOOK_PID" ]; then
+    stop_webhook || fail "the webhook exited non-zero"
+    start_webhook || { fail "the webhook did not restart"; return; }
+  fi
+  kdir=$work/kafka-nodes
+  mkdir -p "$kdir/pods"
+  kafka_libs=$(tests/e2e/kafka/fetch-kafka.sh) || { fail "resolving the Kafka jars"; return; }
+  kafka_cleanup
+  kafka_network "$kdir"
+  start_node_agent "$NODES_NS" "$kdir" "$kdir/outside-dns/hosts" --nodes "$NODES"
+
+  log "N1. NodePort: three nodes in two zones; each broker advertises {hostIP}:{ordinal+31090}"
+  local started=$SECONDS i
+  kubectl apply -f tests/e2e/kafka/node-brokers.yaml >/dev/null || fail "applying node-brokers.yaml"
+  "$kli" services -f tests/e2e/kafka/node-brokers.yaml --type NodePort >"$kdir/services.yaml" 2>"$kdir/services.err"
+  expect_eq "services --type NodePort renders a NodePort Service per broker, Local, to its EXTERNAL port" \
+    "$(service_shape <"$kdir/services.yaml")" "$(node_port_services 3 | service_shape)"
+  kubectl apply -f "$kdir/services.yaml" >/dev/null || fail "applying the output of services --type NodePort"
+  for i in 0 1 2; do
+    wait_ready "$NODES_NS" "kafka-$i" 240 || { fail "$NODES_NS/kafka-$i did not become ready"; kafka_logs; return; }
+  done
+  log "   three brokers ready after $((SECONDS - started)) s"
+  local -a node addr
+  for i in 0 1 2; do
+    node[i]=$(node_of "kafka-$i")
+    addr[i]=$(address_of "${node[i]}")
+    echo "       kafka-$i on ${node[i]} (${addr[i]}, $(zone_of "${node[i]}"))"
+  done
+  expect_eq "the controller runs where its nodeSelector puts it" "$(node_of kafka-controller-0)" e2e-node-c
+  expect_eq "the brokers are spread over three nodes" "$(printf '%s\n' "${node[@]}" | sort -u | wc -l)" 3
+  for i in 0 1 2; do
+    expect_eq "kafka-$i carries its node's zone and region (PodTopologyLabels at binding)" \
+      "$(label_of pod -n "$NODES_NS" "kafka-$i" topology.kubernetes.io/zone) $(label_of pod -n "$NODES_NS" "kafka-$i" topology.kubernetes.io/region)" \
+      "$(zone_of "${node[i]}") $(label_of node "${node[i]}" topology.kubernetes.io/region)"
+  done
+  local bootstrap=${addr[0]}:31090 expected_brokers got
+  expected_brokers=$(printf '%s\n' "100 ${addr[0]}:31090" "101 ${addr[1]}:31091" "102 ${addr[2]}:31092")
+  for _ in $(seq 1 30); do
+    got=$(metadata_brokers)
+    [ "$got" == "$expected_brokers" ] && break
+    sleep 1
+  done
+  outside kcat -b "$bootstrap" -L -m 10 2>&1 | head -n 5 | sed 's/^/       /'
+  expect_eq "bootstrapped from $bootstrap, the metadata shows each broker at its own node's address and port" \
+    "$got" "$expected_brokers"
+  expect_eq "node port 31090 (Local): broker 0's node answers, another node refuses" \
+    "$(connect_from_outside "${addr[0]}" 31090) $(connect_from_outside "${addr[1]}" 31090)" "open refused"
+  kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" \
+    --create --topic spread --replica-assignment 100,101,102 >/dev/null 2>"$kdir/topic.err" \
+    || fail "creating topic spread: $(tail -n 3 "$kdir/topic.err")"
+  seq 1 300 | outside kcat -P -b "$bootstrap" -t spread -X enable.idempotence=true -X message.timeout.ms=60000 2>"$kdir/produce.err" \
+    || fail "producing: $(tail -n 3 "$kdir/produce.err")"
+  outside timeout 120 kcat -C -b "$bootstrap" -t spread -o beginning -e -q -m 30 >"$kdir/consumed.txt" 2>"$kdir/consume.err"
+  expect_eq "300 messages through a partition on each broker, produced and consumed from outside" \
+    "$(sort -n "$kdir/consumed.txt" | uniq | wc -l)" 300
+
+  log "Z1. racks: each broker's broker.rack is its node's zone; replicas span both zones"
+  kafka_tool org.apache.kafka.tools.BrokerApiVersionsCommand --bootstrap-server "$bootstrap" \
+    >"$kdir/api-versions.txt" 2>"$kdir/api-versions.err"
+  sed -n 's/ -> .*//p' "$kdir/api-versions.txt" | sed 's/^/       /'
+  local racks expected_racks
+  racks=$(sed -n 's/^[^ ]* (id: \([0-9]*\) rack: \([^ ]*\) .*/\1 \2/p' "$kdir/api-versions.txt" | sort -n)
+  expected_racks=$(printf '%s\n' "100 $(zone_of "${node[0]}")" "101 $(zone_of "${node[1]}")" "102 $(zone_of "${node[2]}")")
+  expect_eq "the outside client sees every broker's rack, its node's zone" "$racks" "$expected_racks"
+  kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" \
+    --create --topic racks --partitions 6 --replication-factor 2 >/dev/null 2>"$kdir/topic.err" \
+    || fail "creating topic racks: $(tail -n 3 "$kdir/topic.err")"
+  local replicas spanning
+  for _ in $(seq 1 20); do
+    replicas=$(outside kcat -b "$bootstrap" -L -t racks -m 10 2>/dev/null | sed -n 's/.*partition \([0-9]*\),.* replicas: \([0-9,]*\),.*/\1 \2/p')
+    [ "$(echo "$replicas" | grep -c .)" -eq 6 ] && break
+    sleep 1
+  done
+  echo "$replicas" | tr '\n' ';' | sed 's/^/       partition replicas: /; s/$/\n/'
+  # A partition spans both zones when its replicas' racks (by the zones above) are two.
+  spanning=$(echo "$replicas" | while read -r _ ids; do
+    for id in ${ids//,/ }; do echo "$expected_racks" | awk -v id="$id" '$1 == id {print $2}'; done | sort -u | wc -l
+  done | grep -c '^2$')
+  expect_eq "topic racks (6 partitions, replication factor 2): every partition has replicas in both zones" "$spanning" 6
+
+  log "N1b. kafka-1's node cordoned and its pod deleted: it runs on another node, advertised and reached there"
+  local old_node=${node[1]} old_addr=${addr[1]} old_uid new_node new_addr
+  old_uid=$(kubectl get pod -n "$NODES_NS" kafka-1 -o jsonpath='{.metadata.uid}')
+  kubectl cordon "$old_node" >/dev/null
+  kubectl delete pod -n "$NODES_NS" kafka-1 --wait=false >/dev/null
+  for _ in $(seq 1 120); do
+    [ -n "$(kubectl get pod -n "$NODES_NS" kafka-1 -o jsonpath='{.metadata.uid}' 2>/dev/null | grep -v "^$old_uid$")" ] && break
+    sleep 1
+  done
+  wait_ready "$NODES_NS" kafka-1 240 || { fail "the new kafka-1 did not become ready"; kafka_logs; return; }
+  new_node=$(node_of kafka-1)
+  new_addr=$(address_of "$new_node")
+  echo "       kafka-1 now on $new_node ($new_addr)"
+  expect_eq "the new kafka-1 runs on a node other than the cordoned one" \
+    "$([ -n "$new_node" ] && [ "$new_node" != "$old_node" ] && echo elsewhere)" elsewhere
+  addr[1]=$new_addr
+  expected_brokers=$(printf '%s\n' "100 ${addr[0]}:31090" "101 ${addr[1]}:31091" "102 ${addr[2]}:31092")
+  for _ in $(seq 1 30); do
+    got=$(metadata_brokers)
+    [ "$got" == "$expected_brokers" ] && break
+    sleep 1
+  done
+  expect_eq "the metadata shows broker 101 at its new node's address, the others where they were" \
+    "$got" "$expected_brokers"
+  expect_eq "messages reach broker 101 at its new node" "$(count_through_broker 101 moved)" 100
+  expect_eq "node port 31091: the new node answers, the cordoned one no longer does" \
+    "$(connect_from_outside "$new_addr" 31091) $(connect_from_outside "$old_addr" 31091)" "open refused"
+  outside "$kli" probe --bootstrap "$bootstrap" --timeout 3s --namespace "$NODES_NS" --node-id-offset 100 \
+    --expect-template "INTERNAL://{pod}.{service}.{namespace}.svc:9092,EXTERNAL://{hostIP}:{ordinal+31090}" \
+    >"$kdir/probe.txt" 2>&1
+  probe_code=$?
+  sed 's/^/       /' "$kdir/probe.txt"
+  expect_eq "probe from outside, bootstrapped from a node address: exit 0" "$probe_code" 0
+  kubectl uncordon "$old_node" >/dev/null
+
+  kubectl delete namespace "$NODES_NS" --wait=false >/dev/null
   kafka_cleanup
 }

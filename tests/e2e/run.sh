@@ -18,13 +18,16 @@ source tests/e2e/cluster.sh
 WEBHOOK_PORT=${WEBHOOK_PORT:-28443}
 ADMIN_PORT=${ADMIN_PORT:-29090}
 WEBHOOK_PID=
+REGISTRY_PID=
 passed=0
 failed=0
 started=$(date +%s)
 
 cleanup() {
   [ -n "$WEBHOOK_PID" ] && kill "$WEBHOOK_PID" 2>/dev/null
+  [ -n "$REGISTRY_PID" ] && kill "$REGISTRY_PID" 2>/dev/null
   declare -F reconcile_cleanup >/dev/null && reconcile_cleanup
+  declare -F gateway_cleanup >/dev/null && gateway_cleanup
   declare -F kafka_cleanup >/dev/null && kafka_cleanup
   stop_cluster
 }
@@ -155,6 +158,25 @@ start_cluster "$bin" "$work/cluster" || exit 1
 start_webhook || exit 1
 example=$repo/manifests/examples/kafka/kafka.yaml
 expected() { echo "INTERNAL://kafka-$2.kafka-headless.$1.svc:9092,EXTERNAL://kafka-$2.kafka.example.com:9094"; }
+
+# KLI_E2E_ONLY=nodes, bitnami or gateway: the webhook in cluster-wide mode and one stage alone (the
+# node scenarios N1, Z1; the Bitnami chart; the TLS gateway), to iterate on it; by default every
+# stage runs.
+if [ -n "${KLI_E2E_ONLY:-}" ]; then
+  kubectl apply -k "$(overlay cluster-wide)" >/dev/null || fail "applying manifests/cluster-wide"
+  source tests/e2e/kafka-stage.sh
+  case $KLI_E2E_ONLY in
+    nodes) run_nodes_stage ;;
+    bitnami) source tests/e2e/bitnami-stage.sh && run_bitnami_stage ;;
+    gateway) source tests/e2e/gateway-stage.sh && run_gateway_stage ;;
+    *) fail "KLI_E2E_ONLY=$KLI_E2E_ONLY: nodes, bitnami or gateway" ;;
+  esac
+  stop_webhook || fail "the webhook exited non-zero at the end"
+  echo "e2e: finished in $(($(date +%s) - started))s (KLI_E2E_ONLY=$KLI_E2E_ONLY)"
+  echo "$passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  exit
+fi
 
 log "1. namespace opt-in"
 apply_out=$(kubectl apply -k "$(overlay namespace-opt-in)" 2>&1) || fail "applying manifests/namespace-opt-in: $apply_out"
@@ -391,13 +413,40 @@ if [ "${KLI_E2E_KAFKA:-1}" == 1 ]; then
   source tests/e2e/kafka-stage.sh
   source tests/e2e/reconcile-stage.sh
   run_kafka_stage
+  run_nodes_stage
+  source tests/e2e/bitnami-stage.sh
+  run_bitnami_stage
+  if [ "${KLI_E2E_GATEWAY:-1}" == 1 ]; then
+    source tests/e2e/gateway-stage.sh
+    run_gateway_stage
+  else
+    log "the gateway stage is off (KLI_E2E_GATEWAY=0)"
+  fi
 else
   log "the real-Kafka stage is off (KLI_E2E_KAFKA=0)"
 fi
 
-log "13. Helm: install, upgrade and uninstall the chart"
+log "13. Helm: the chart as a signed OCI artifact, verified, then installed, upgraded and uninstalled"
 helm=$(tests/tools/go-tool.sh helm) || fail "building helm"
 kubectl delete -k "$(overlay cluster-wide)" --wait=true >/dev/null 2>&1
+# Published as a release publishes it (helm package --sign, helm push, cosign sign) to a loopback
+# registry, and verified with the public keys alone before the install.
+chart_version=$(sed -n 's/^version: *//p' charts/kafka-listener-injector/Chart.yaml)
+source tests/tools/local-registry.sh
+start_registry "$(tests/tools/go-tool.sh crane)" "$work/registry.log" "${REGISTRY_PORT:-25000}" \
+  || fail "starting the loopback registry on ${REGISTRY_PORT:-25000}"
+chart_ref=$(tests/image/publish-chart.sh "127.0.0.1:$REGISTRY_PORT" 2>"$work/publish-chart.log") \
+  || fail "publishing the chart: $(tail -n 3 "$work/publish-chart.log")"
+source tests/image/signing.sh
+if "$cosign" verify "${cosign_verify[@]}" "127.0.0.1:$REGISTRY_PORT/charts/kafka-listener-injector:$chart_version" \
+    >"$work/chart-verify.json" 2>"$work/chart-verify.err"; then
+  expect_eq "cosign verify of the chart, by its tag, finds the signed digest" \
+    "127.0.0.1:$REGISTRY_PORT/charts/kafka-listener-injector@$(jq -r '.[0].critical.image["docker-manifest-digest"]' "$work/chart-verify.json")" \
+    "$chart_ref"
+else
+  fail "cosign verify of the chart: $(grep -m1 '^Error:' "$work/chart-verify.err")"
+fi
+chart=oci://127.0.0.1:$REGISTRY_PORT/charts/kafka-listener-injector
 # The chart, called by URL on loopback like the manifests above; its caBundle is the running
 # webhook's CA (certificates.mode=secret).
 # The Secret is a real one, made by the user before the install as the chart's README says: the
@@ -407,11 +456,12 @@ chart_values=(--set webhook.url="https://127.0.0.1:$WEBHOOK_PORT/mutate" --set c
 kubectl create namespace kafka-listener-injector --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl create secret tls -n kafka-listener-injector e2e-webhook-tls \
   --cert "$work/certs/live/tls.crt" --key "$work/certs/live/tls.key" >/dev/null || fail "creating the webhook's Secret"
-if out=$("$helm" install kli charts/kafka-listener-injector -n kafka-listener-injector \
-    "${chart_values[@]}" 2>&1); then
-  pass "helm install"
+# --verify: helm itself checks the chart's provenance (.prov, pushed with it) before installing.
+if out=$("$helm" install kli "$chart" --version "$chart_version" --plain-http --verify --keyring "$helm_pub" \
+    -n kafka-listener-injector "${chart_values[@]}" 2>&1); then
+  pass "helm install $chart --version $chart_version --verify"
 else
-  fail "helm install: $out"
+  fail "helm install $chart --version $chart_version: $out"
 fi
 expect_contains "NOTES show the next step" "$out" 'kafka-listener-injector.io/inject: "true"'
 expect_eq "the webhook's pods mount the user's Secret" \
@@ -422,8 +472,8 @@ statefulset "$example" helm-installed | kubectl apply -f - >/dev/null
 wait_pod helm-installed kafka-0 || fail "helm-installed/kafka-0 was not created"
 expect_eq "the chart's webhook injects the example StatefulSet" \
   "$(env_of helm-installed kafka-0 KAFKA_ADVERTISED_LISTENERS)" "$(expected helm-installed 0)"
-out=$("$helm" upgrade kli charts/kafka-listener-injector -n kafka-listener-injector "${chart_values[@]}" \
-  --set replicaCount=3 2>&1) || fail "helm upgrade: $out"
+out=$("$helm" upgrade kli "$chart" --version "$chart_version" --plain-http -n kafka-listener-injector \
+  "${chart_values[@]}" --set replicaCount=3 2>&1) || fail "helm upgrade: $out"
 expect_eq "helm upgrade changes the Deployment" \
   "$(kubectl get deployment -n kafka-listener-injector kafka-listener-injector -o jsonpath='{.spec.replicas}')" 3
 kubectl delete pod -n helm-installed kafka-1 --wait=false >/dev/null
@@ -444,8 +494,13 @@ expect_eq "nothing of the release is left in its namespace" \
 ca_of_release() {
   kubectl get mutatingwebhookconfiguration kafka-listener-injector -o jsonpath='{.webhooks[0].clientConfig.caBundle}'
 }
+# The webhook is called at 127.0.0.1 here (webhook.url), so the generated certificate also covers
+# that address; a second webhook serves the chart's own Secret, and the API server must trust it
+# through the chart's caBundle for a broker pod to be created at all (failurePolicy Fail).
+CHART_WEBHOOK_PORT=28444
 "$helm" install kli charts/kafka-listener-injector -n kafka-listener-injector --set certificates.mode=helm \
-  --set webhook.url="https://127.0.0.1:$WEBHOOK_PORT/mutate" >/dev/null 2>&1 || fail "helm install (certificates.mode=helm)"
+  --set 'certificates.helmExtraIPs={127.0.0.1}' \
+  --set webhook.url="https://127.0.0.1:$CHART_WEBHOOK_PORT/mutate" >/dev/null 2>&1 || fail "helm install (certificates.mode=helm)"
 ca_first=$(ca_of_release)
 # The caBundle the API server trusts must verify the certificate the webhook's pods serve, for the
 # name the API server calls (the Service's), as openssl checks it.
@@ -458,6 +513,19 @@ expect_eq "the caBundle verifies the Secret's certificate for kafka-listener-inj
 expect_contains "and no other name" \
   "$(openssl verify -CAfile "$work/helm-ca.crt" -verify_hostname kafka.example.com "$work/helm-tls.crt" 2>&1)" \
   "hostname mismatch"
+kubectl get secret -n kafka-listener-injector kafka-listener-injector-tls -o jsonpath='{.data.tls\.key}' \
+  | base64 -d >"$work/helm-tls.key"
+"$kli" serve --listen "127.0.0.1:$CHART_WEBHOOK_PORT" --admin-listen 127.0.0.1:29091 \
+  --tls-cert "$work/helm-tls.crt" --tls-key "$work/helm-tls.key" >>"$work/chart-webhook.log" 2>&1 &
+chart_webhook=$!
+for _ in $(seq 1 100); do curl -fs http://127.0.0.1:29091/readyz >/dev/null && break; sleep 0.1; done
+kubectl create namespace helm-cert >/dev/null
+statefulset "$example" helm-cert | kubectl apply -f - >/dev/null
+wait_pod helm-cert kafka-0 || fail "helm-cert/kafka-0 was not created: the API server did not accept the chart's certificate"
+expect_eq "the API server called the webhook serving the chart's own certificate, trusted through the chart's caBundle" \
+  "$(env_of helm-cert kafka-0 KAFKA_ADVERTISED_LISTENERS)" "$(expected helm-cert 0)"
+kill -TERM "$chart_webhook"; wait "$chart_webhook"
+kubectl delete namespace helm-cert --wait=false >/dev/null
 "$helm" upgrade kli charts/kafka-listener-injector -n kafka-listener-injector --reuse-values \
   --set replicaCount=3 >/dev/null 2>&1 || fail "helm upgrade (certificates.mode=helm)"
 expect_eq "helm upgrade keeps the CA" "$(ca_of_release | sha256sum)" "$(echo -n "$ca_first" | sha256sum)"

@@ -2,6 +2,8 @@
 # The image as a container runtime would run it: its layers unpacked from the OCI layout that
 # `make image` wrote, its config's entrypoint run as its config's user on a read-only root, with
 # a certificate mounted where the manifests mount it. `serve` must start and answer /readyz.
+# Its `--version` must say the revision and date its labels say. Then verify.sh: signatures,
+# attestations, the chart as an OCI artifact and the krew manifest, checked as a user would.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=target/image
@@ -30,6 +32,11 @@ done
 check "nothing but the binary, passwd, group and the SBOM" \
   "$(cd "$work/root" && find . -type f | sort | tr '\n' ' ')" \
   "./etc/group ./etc/passwd ./usr/local/bin/kafka-listener-injector ./usr/share/doc/kafka-listener-injector/sbom.cdx.json "
+printed=$("$work/root/usr/local/bin/kafka-listener-injector" --version)
+check "--version names the labelled revision" "$(sed -n 's/^revision: //p' <<<"$printed")" \
+  "$(jq -r '.config.Labels["org.opencontainers.image.revision"]' "$config")"
+check "--version names the labelled build date" "$(sed -n 's/^built: //p' <<<"$printed")" \
+  "$(jq -r '.config.Labels["org.opencontainers.image.created"]' "$config")"
 "$work/root/usr/local/bin/kafka-listener-injector" certs --service kafka-listener-injector \
   --namespace kafka-listener-injector --dns localhost --ip 127.0.0.1 --out "$work/tls" >/dev/null
 chmod 0644 "$work/tls/tls.key"
@@ -64,4 +71,5 @@ kill -TERM "$server"
 wait $pid
 check "SIGTERM ends it cleanly" "$?" 0
 [ $failed -eq 0 ] || { cat "$work/serve.log"; exit 1; }
+tests/image/verify.sh || exit 1
 echo "image-test: size $(du -h "$out/kafka-listener-injector-"*.tar | cut -f1) (tarball), $(cat "$out/digest")"

@@ -42,6 +42,12 @@ pub const PLAIN_ENV_NAME: &str = "KAFKA_ADVERTISED_LISTENERS";
 pub const BITNAMI_ENV_NAME: &str = "KAFKA_CFG_ADVERTISED_LISTENERS";
 /// Namespaces never mutated, besides the webhook's own (added by `serve`).
 pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
+/// The pod label the rack comes from. The API server copies it from the node when it binds the
+/// pod (the PodTopologyLabels admission plugin, Kubernetes 1.35+, on by default), so the
+/// downward API can read it with no access to the Node.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+/// The downward-API field of [`ZONE_LABEL`].
+pub const ZONE_FIELD: &str = "metadata.labels['topology.kubernetes.io/zone']";
 /// At most this many templated `--env`/`env.NAME` variables per pod.
 pub const MAX_EXTRA_ENV: usize = 32;
 
@@ -54,17 +60,19 @@ pub enum Setting {
     Container,
     NodeIdEnv,
     NodeIdOffset,
+    RackEnv,
     Strict,
 }
 
 impl Setting {
-    pub const ALL: [Setting; 7] = [
+    pub const ALL: [Setting; 8] = [
         Self::Listeners,
         Self::Domain,
         Self::EnvName,
         Self::Container,
         Self::NodeIdEnv,
         Self::NodeIdOffset,
+        Self::RackEnv,
         Self::Strict,
     ];
 
@@ -77,6 +85,7 @@ impl Setting {
             Self::Container => "container",
             Self::NodeIdEnv => "node-id-env",
             Self::NodeIdOffset => "node-id-offset",
+            Self::RackEnv => "rack-env",
             Self::Strict => "strict",
         }
     }
@@ -90,6 +99,7 @@ impl Setting {
             Self::Container => key!("container"),
             Self::NodeIdEnv => key!("node-id-env"),
             Self::NodeIdOffset => key!("node-id-offset"),
+            Self::RackEnv => key!("rack-env"),
             Self::Strict => key!("strict"),
         }
     }
@@ -177,6 +187,8 @@ pub struct Defaults {
     pub extra_env: Vec<(String, Template)>,
     pub node_id_env: Option<String>,
     pub node_id_offset: i64,
+    /// The variable that gets the broker's rack (its zone), if any.
+    pub rack_env: Option<String>,
     pub strict: bool,
     pub ignore_namespaces: Vec<String>,
     /// Add the external-name readiness gate (served by `reconcile`) to each injected pod.
@@ -197,6 +209,7 @@ impl Default for Defaults {
             extra_env: Vec::new(),
             node_id_env: None,
             node_id_offset: 0,
+            rack_env: None,
             strict: false,
             ignore_namespaces: SYSTEM_NAMESPACES.map(String::from).to_vec(),
             readiness_gate: false,
@@ -217,6 +230,7 @@ pub struct Flags {
     pub env: Vec<String>,
     pub node_id_env: Option<String>,
     pub node_id_offset: i64,
+    pub rack_env: Option<String>,
     pub strict: bool,
     pub ignore_namespaces: Vec<String>,
     pub readiness_gate: bool,
@@ -244,6 +258,9 @@ impl Defaults {
                 Some(name)
             }
         };
+        if let Some(name) = &flags.rack_env {
+            check_env_name(name, Origin::Flag(Setting::RackEnv))?;
+        }
         if flags.env.len() > MAX_EXTRA_ENV {
             return Err(SettingsError::TooManyEnv {
                 origin: Origin::Flag(Setting::Listeners),
@@ -282,6 +299,7 @@ impl Defaults {
             extra_env,
             node_id_env,
             node_id_offset: flags.node_id_offset,
+            rack_env: flags.rack_env,
             strict: flags.strict,
             ignore_namespaces,
             readiness_gate: flags.readiness_gate,

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::ops::Bound;
 
-use super::super::template::Template;
+use super::super::template::{Runtime, Template};
 use super::super::view::TextMap;
 use super::{
     Defaults, EnvName, Origin, Setting, SettingsError, ENV_ANNOTATION_PREFIX, MAX_EXTRA_ENV,
@@ -35,6 +35,10 @@ pub struct Resolved<'a> {
     pub node_id_env: Option<&'a str>,
     pub node_id_env_origin: Origin,
     pub node_id_offset: i64,
+    pub rack_env: Option<&'a str>,
+    pub rack_env_origin: Origin,
+    /// The cluster's listeners template, in force unless `listeners_override` is set.
+    default_listeners: &'a Template,
     pub strict: bool,
 }
 
@@ -69,10 +73,43 @@ impl<'a> Resolved<'a> {
         if let Some(name) = self.node_id_env {
             push(name, self.node_id_env_origin.clone())?;
         }
+        if let Some(name) = self.rack_env {
+            push(name, self.rack_env_origin.clone())?;
+        }
         for extra in &self.extra_env {
             push(extra.name, extra.origin.clone())?;
         }
+        for (runtime, origin) in self.runtime_uses(listeners_env.is_some()) {
+            push(runtime.env_name(), origin)?;
+        }
         Ok(names)
+    }
+
+    /// The start-up values (`{hostIP}`, ...) the injected templates refer to, each once, with
+    /// the first setting that uses it; the listeners count only when their variable is injected.
+    pub fn runtime_uses(&self, listeners_injected: bool) -> Vec<(Runtime, Origin)> {
+        let listeners = self
+            .listeners_override
+            .as_ref()
+            .unwrap_or(self.default_listeners);
+        let mut uses: Vec<(Runtime, Origin)> = Vec::new();
+        let templates = listeners_injected
+            .then(|| (listeners, self.listeners_origin.clone()))
+            .into_iter()
+            .chain(
+                self.extra_env
+                    .iter()
+                    .map(|extra| (&*extra.template, extra.origin.clone())),
+            );
+        for (template, origin) in templates {
+            for runtime in template.runtime() {
+                if !uses.iter().any(|(r, _)| *r == runtime) {
+                    uses.push((runtime, origin.clone()));
+                }
+            }
+        }
+        uses.sort_by_key(|(runtime, _)| *runtime);
+        uses
     }
 }
 
@@ -96,6 +133,10 @@ impl Resolved<'_> {
             self.node_id_env.unwrap_or(""),
             self.node_id_offset,
         );
+        // Only when set, so that the hash of every pod without a rack stays what it was.
+        if let Some(rack_env) = self.rack_env {
+            let _ = writeln!(text, "rack={rack_env}");
+        }
         for extra in &self.extra_env {
             let _ = writeln!(text, "env.{}={}", extra.name, extra.template.as_str());
         }
@@ -140,6 +181,9 @@ pub fn resolve<'a>(
         node_id_env: defaults.node_id_env.as_deref(),
         node_id_env_origin: Origin::Flag(Setting::NodeIdEnv),
         node_id_offset: defaults.node_id_offset,
+        rack_env: defaults.rack_env.as_deref(),
+        rack_env_origin: Origin::Flag(Setting::RackEnv),
+        default_listeners: &defaults.listeners,
         strict: defaults.strict,
     };
     let Some(map) = annotations else {
@@ -172,14 +216,12 @@ pub fn resolve<'a>(
         resolved.containers_origin = origin;
     }
     if let Some(value) = annotation(annotations, Setting::NodeIdEnv) {
-        // An empty annotation turns a cluster-wide node id off for this pod.
-        if value.is_empty() {
-            resolved.node_id_env = None;
-        } else {
-            check_env_name(value, Origin::Annotation(Setting::NodeIdEnv))?;
-            resolved.node_id_env = Some(value);
-        }
+        resolved.node_id_env = optional_env_name(value, Setting::NodeIdEnv)?;
         resolved.node_id_env_origin = Origin::Annotation(Setting::NodeIdEnv);
+    }
+    if let Some(value) = annotation(annotations, Setting::RackEnv) {
+        resolved.rack_env = optional_env_name(value, Setting::RackEnv)?;
+        resolved.rack_env_origin = Origin::Annotation(Setting::RackEnv);
     }
     if let Some(value) = annotation(annotations, Setting::NodeIdOffset) {
         resolved.node_id_offset = value.trim().parse().map_err(|_| SettingsError::Invalid {
@@ -230,6 +272,16 @@ pub fn resolve<'a>(
         }
     }
     Ok(resolved)
+}
+
+/// The variable an annotation names for an optional setting (node id, rack); an empty annotation
+/// turns the cluster-wide setting off for this pod.
+fn optional_env_name(value: &str, setting: Setting) -> Result<Option<&str>, SettingsError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    check_env_name(value, Origin::Annotation(setting))?;
+    Ok(Some(value))
 }
 
 /// `Ok` when `valid`, else the error naming where `value` came from and what it should be.

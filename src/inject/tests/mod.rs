@@ -7,6 +7,7 @@ use super::*;
 mod containers;
 mod findings;
 mod references;
+mod start_up;
 
 fn view(pod: &Pod) -> PodView<'static> {
     PodView::from_pod(pod).unwrap()
