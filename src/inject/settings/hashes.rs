@@ -19,7 +19,8 @@ pub struct SettingsHashes {
     slots: [OnceLock<(Key, String)>; SLOTS],
 }
 
-/// A copy of everything [`Resolved::fingerprint`] reads.
+/// A copy of everything [`Resolved::fingerprint`] reads: a setting the hash reads and this key
+/// lacks would give a pod the hash of other settings.
 #[derive(Debug, Clone, PartialEq)]
 struct Key {
     listeners: String,
@@ -28,6 +29,7 @@ struct Key {
     containers: Vec<String>,
     node_id_env: Option<String>,
     node_id_offset: i64,
+    rack_env: Option<String>,
     extra_env: Vec<(String, String)>,
 }
 
@@ -44,6 +46,7 @@ impl Key {
                 .collect(),
             node_id_env: settings.node_id_env.map(str::to_owned),
             node_id_offset: settings.node_id_offset,
+            rack_env: settings.rack_env.map(str::to_owned),
             extra_env: (settings.extra_env.iter())
                 .map(|e| (e.name.to_owned(), e.template.as_str().to_owned()))
                 .collect(),
@@ -60,6 +63,7 @@ impl Key {
                 .eq(settings.containers.iter().copied())
             && self.node_id_env.as_deref() == settings.node_id_env
             && self.node_id_offset == settings.node_id_offset
+            && self.rack_env.as_deref() == settings.rack_env
             && self.extra_env.len() == settings.extra_env.len()
             && (self.extra_env.iter().zip(&settings.extra_env))
                 .all(|((name, template), e)| name == e.name && template == e.template.as_str())
@@ -96,7 +100,8 @@ impl SettingsHashes {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{resolve, Defaults};
+    use super::super::{resolve, Defaults, Setting};
+    use crate::inject::view::TextMap;
 
     fn hash(defaults: &Defaults, env: &str) -> String {
         resolve(defaults, None)
@@ -131,5 +136,38 @@ mod tests {
             };
             assert_eq!(hash(&defaults, "X"), hash(&fresh, "X"));
         }
+    }
+
+    /// Every setting the hash reads is in the key: a rack variable (by flag or by annotation)
+    /// changes the hash, so a pod with one is never given the hash remembered for a pod without.
+    #[test]
+    fn a_rack_variable_is_part_of_the_remembered_settings() {
+        let env = "KAFKA_ADVERTISED_LISTENERS";
+        let mut defaults = Defaults {
+            domain: Some("a.example.com".into()),
+            ..Defaults::default()
+        };
+        let without = hash(&defaults, env);
+        let annotations = TextMap::from([(
+            Setting::RackEnv.annotation().into(),
+            "KAFKA_BROKER_RACK".into(),
+        )]);
+        let by_annotation = |defaults: &Defaults| {
+            resolve(defaults, Some(&annotations))
+                .unwrap()
+                .fingerprint(defaults, Some(env))
+        };
+        let fresh = |defaults: &Defaults| Defaults {
+            hashes: Default::default(),
+            ..defaults.clone()
+        };
+        let annotated = by_annotation(&defaults);
+        assert_ne!(annotated, without);
+        assert_eq!(annotated, by_annotation(&fresh(&defaults)));
+        assert_eq!(hash(&defaults, env), without);
+        // The same variable set by flag after the cache was filled.
+        defaults.rack_env = Some("KAFKA_BROKER_RACK".into());
+        assert_eq!(hash(&defaults, env), hash(&fresh(&defaults), env));
+        assert_eq!(hash(&defaults, env), annotated);
     }
 }

@@ -123,6 +123,8 @@ impl Resolved<'_> {
         })
     }
 
+    /// Every setting read here must also be in the key of `hashes`, which decides when a
+    /// remembered hash is given again.
     fn compute_fingerprint(&self, defaults: &Defaults, listeners_env: Option<&str>) -> String {
         let mut text = format!(
             "listeners={}\ndomain={}\nenv={}\ncontainers={}\nnode-id={}{:+}\n",

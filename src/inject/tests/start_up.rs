@@ -159,6 +159,8 @@ fn the_rack_comes_from_the_zone_label_and_an_annotation_turns_it_on_or_off() {
         .build();
     let annotated = super::injection(&on, &plain);
     assert_eq!(env(&patched(&on, &annotated))[1], field("RACK", ZONE_FIELD));
+    // The same defaults remembered the hash of the pod without a rack: not given to this one.
+    assert_ne!(annotated.settings_hash, no_rack.settings_hash);
     let bad = broker("kafka-0")
         .annotation("kafka-listener-injector.io/rack-env", "not a name")
         .build();
