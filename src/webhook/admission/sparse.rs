@@ -253,10 +253,14 @@ fn container_view<'a>(cursor: &mut Cursor<'a>) -> Option<ContainerView<'a>> {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
     use serde_json::{json, Value};
 
-    use super::super::ReviewFacts;
+    use super::super::{review, ReviewFacts};
     use super::parse;
+    use crate::inject::settings::ZONE_FIELD;
+    use crate::inject::{Defaults, Flags};
+    use crate::outcome::{Outcome, Reason};
 
     const BODIES: [&str; 4] = [
         include_str!("../../../tests/fixtures/review-statefulset-pod.json"),
@@ -345,5 +349,77 @@ mod tests {
         for text in &left {
             assert!(!agrees(text), "{}", &text[..200.min(text.len())]);
         }
+    }
+
+    /// `env` is handed whole to the view's derive, so `valueFrom` is read as the view reads it:
+    /// its `fieldRef.fieldPath` (what the injected start-up and rack variables are), and any
+    /// other source as a `valueFrom` with no field.
+    #[test]
+    fn env_value_from_is_read_as_the_view_reads_it() {
+        let body = edited(BODIES[0], |v| {
+            v["request"]["object"]["spec"]["containers"][0]["env"] = json!([
+                {"name": "HOST", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.hostIP"}}},
+                {"name": "ZONE", "valueFrom": {"fieldRef": {"fieldPath": ZONE_FIELD}}},
+                {"name": "CPU", "valueFrom": {"resourceFieldRef": {"containerName": "kafka", "resource": "limits.cpu", "divisor": "1m"}}},
+                {"name": "KEY", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k", "optional": true}}},
+                {"name": "CM", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}},
+                {"name": "NULL", "valueFrom": null},
+                {"name": "NO_FIELD", "valueFrom": {"fieldRef": null}},
+            ]);
+        });
+        assert!(agrees(&body));
+        let request = parse(&body).unwrap().request.unwrap();
+        let pod = request.object.unwrap();
+        let env = pod.containers()[0].env.as_ref().unwrap();
+        let paths: Vec<_> = env.iter().map(|var| var.field_path()).collect();
+        let no_path = None;
+        assert_eq!(
+            paths,
+            [
+                Some("status.hostIP"),
+                Some(ZONE_FIELD),
+                no_path,
+                no_path,
+                no_path,
+                no_path,
+                no_path
+            ]
+        );
+        let sourced: Vec<_> = env.iter().map(|var| var.value_from.is_some()).collect();
+        assert_eq!(sourced, [true, true, true, true, true, false, true]);
+    }
+
+    /// A pod patched with downward-API variables (`{hostIP}`, the rack) and reviewed again, as
+    /// on a reinvocation, takes the sparse path and is found already injected: the walk reads
+    /// the `fieldRef` those variables are defined by.
+    #[test]
+    fn a_pod_reviewed_again_with_its_downward_variables_is_already_injected() {
+        let defaults = Defaults::from_flags(Flags {
+            listeners: "INTERNAL://{pod}.{service}.{namespace}.svc:9092,EXTERNAL://{hostIP}:{ordinal+31090}"
+                .into(),
+            domain: Some("kafka.example.com".into()),
+            env_name: "auto".into(),
+            rack_env: Some("KAFKA_BROKER_RACK".into()),
+            ..Flags::default()
+        })
+        .unwrap();
+        let first = review(BODIES[0].as_bytes(), &defaults).unwrap();
+        assert_eq!(first.outcome, Outcome::Patched);
+        let answer: Value = serde_json::from_slice(&first.body).unwrap();
+        let patch = base64::engine::general_purpose::STANDARD
+            .decode(answer["response"]["patch"].as_str().unwrap())
+            .unwrap();
+        let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
+        let again = edited(BODIES[0], |v| {
+            json_patch::patch(&mut v["request"]["object"], &patch).unwrap();
+        });
+        assert!(again.contains("\"fieldPath\":\"status.hostIP\""), "{again}");
+        assert!(again.contains(ZONE_FIELD), "{again}");
+        assert!(agrees(&again));
+        let second = review(again.as_bytes(), &defaults).unwrap();
+        assert_eq!(
+            (second.outcome, second.reason),
+            (Outcome::Unchanged, Reason::AlreadyInjected)
+        );
     }
 }
