@@ -23,7 +23,7 @@ gateway_cleanup() {
 }
 
 # The outside client, with TLS and the certificate's name checked against each broker's name.
-gw_kcat() { outside kcat -X security.protocol=ssl -X "ssl.ca.location=$gdir/certs/ca.crt" \
+gw_kcat() { outside timeout 180 kcat -X security.protocol=ssl -X "ssl.ca.location=$gdir/certs/ca.crt" \
   -X ssl.endpoint.identification.algorithm=https "$@"; }
 
 gw_metadata_brokers() {

@@ -179,7 +179,7 @@ run_kafka_stage() {
   expect_eq "the topic's partitions are led by every broker" "$leaders" "100 101 102 "
   seq 1 10000 | outside kcat -P -b "kafka-0.$DOMAIN:9094" -t e2e -X enable.idempotence=true \
     2>"$kdir/produce.err" || fail "producing: $(tail -n 3 "$kdir/produce.err")"
-  outside kcat -C -b "kafka-0.$DOMAIN:9094" -t e2e -o beginning -e -q -m 30 >"$kdir/consumed.txt" 2>"$kdir/consume.err"
+  outside timeout 180 kcat -C -b "kafka-0.$DOMAIN:9094" -t e2e -o beginning -e -q -m 30 >"$kdir/consumed.txt" 2>"$kdir/consume.err"
   expect_eq "10,000 messages consumed from outside" "$(wc -l <"$kdir/consumed.txt")" 10000
   expect_eq "none lost or duplicated" "$(sort -n "$kdir/consumed.txt" | uniq | wc -l) $(sort -n "$kdir/consumed.txt" | tail -n 1)" "10000 10000"
 
@@ -258,7 +258,7 @@ run_kafka_stage() {
   done
   expect_eq "broker 103 left the metadata" "$got" "100 101 102 "
   expect_eq "the remaining brokers still serve every message" \
-    "$(outside kcat -C -b "kafka-1.$DOMAIN:9094" -t e2e -o beginning -e -q -m 30 2>/dev/null | wc -l)" 10000
+    "$(outside timeout 180 kcat -C -b "kafka-1.$DOMAIN:9094" -t e2e -o beginning -e -q -m 30 2>/dev/null | wc -l)" 10000
 
   log "K6. a start script that builds the listeners from a variable the webhook injects"
   kubectl apply -f tests/e2e/kafka/scripted-brokers.yaml >/dev/null

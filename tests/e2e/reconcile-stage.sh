@@ -282,7 +282,7 @@ produce_while() {
   grep '"producer_send_success"' "$rdir/$topic.jsonl" | sed -n 's/.*"value":"\([0-9]*\)".*/\1/p' \
     | sort >"$rdir/$topic.acked"
   acked=$(wc -l <"$rdir/$topic.acked")
-  outside kcat -C -b "$bootstrap" -t "$topic" -o beginning -e -q -f '%s\n' 2>/dev/null | sort >"$rdir/$topic.consumed"
+  outside timeout 180 kcat -C -b "$bootstrap" -t "$topic" -o beginning -e -q -f '%s\n' 2>/dev/null | sort >"$rdir/$topic.consumed"
   # Sends still in flight when the producer stopped may be written without an ack printed: more
   # consumed than acked is fine, an acked message missing is not.
   lost=$(comm -23 "$rdir/$topic.acked" <(sort -u "$rdir/$topic.consumed") | wc -l)

@@ -191,7 +191,8 @@ def container_env(pod, container, ip, host_ip):
             cache[(kind, name)] = data
         return cache[(kind, name)]
 
-    env = {}
+    # Service links first (the container's own variables override them, and may refer to them).
+    env = service_link_env(namespace, pod.obj["spec"].get("enableServiceLinks", True))
     for ref in container.get("envFrom", []):
         prefix = ref.get("prefix", "")
         if "configMapRef" in ref:
@@ -216,6 +217,41 @@ def container_env(pod, container, ip, host_ip):
         else:
             raise ValueError(f"unsupported valueFrom in env {name}")
     env["HOSTNAME"] = pod.name
+    return env
+
+
+def service_link_env(namespace, links):
+    """The variables the kubelet derives from Services (docker links style): for each Service of
+    the pod's namespace with a cluster IP, when enableServiceLinks is not false, and always for
+    the API server's `kubernetes` Service in default. A Service named `kafka` gives KAFKA_PORT,
+    KAFKA_SERVICE_HOST and more, which images that read KAFKA_* settings from env may take as
+    their own."""
+    services = [s for s in json.loads(kubectl("get", "services", "-n", "default", "-o", "json"))["items"]
+                if s["metadata"]["name"] == "kubernetes"]
+    if links:
+        services = json.loads(kubectl("get", "services", "-n", namespace, "-o", "json"))["items"] + \
+            ([] if namespace == "default" else services)
+    env = {}
+    for svc in services:
+        spec = svc["spec"]
+        ip = spec.get("clusterIP", "")
+        ports = spec.get("ports") or []
+        if ip in ("", "None") or not ports:
+            continue
+        name = svc["metadata"]["name"].upper().replace("-", "_")
+        first = ports[0]
+        env[f"{name}_SERVICE_HOST"] = ip
+        env[f"{name}_SERVICE_PORT"] = str(first["port"])
+        env[f"{name}_PORT"] = f"{first.get('protocol', 'TCP').lower()}://{ip}:{first['port']}"
+        for port in ports:
+            protocol = port.get("protocol", "TCP")
+            if port.get("name"):
+                env[f"{name}_SERVICE_PORT_{port['name'].upper().replace('-', '_')}"] = str(port["port"])
+            prefix = f"{name}_PORT_{port['port']}_{protocol.upper()}"
+            env[prefix] = f"{protocol.lower()}://{ip}:{port['port']}"
+            env[f"{prefix}_PROTO"] = protocol.lower()
+            env[f"{prefix}_PORT"] = str(port["port"])
+            env[f"{prefix}_ADDR"] = ip
     return env
 
 
