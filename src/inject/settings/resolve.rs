@@ -126,20 +126,40 @@ impl Resolved<'_> {
     /// Every setting read here must also be in the key of `hashes`, which decides when a
     /// remembered hash is given again.
     fn compute_fingerprint(&self, defaults: &Defaults, listeners_env: Option<&str>) -> String {
+        // Every field named: a setting added to `Resolved` does not build here until it is
+        // hashed (and copied into the key of `hashes`) or said not to change what is injected.
+        let Self {
+            listeners_override: _, // through self.listeners()
+            default_listeners: _,  // through self.listeners()
+            domain,
+            env_name: _, // through listeners_env, the name it chose for the container
+            containers,
+            extra_env,
+            node_id_env,
+            node_id_offset,
+            rack_env,
+            containers_explicit: _, // which containers, not how they are injected
+            strict: _,              // whether a warning denies, not what is injected
+            listeners_origin: _,
+            env_name_origin: _,
+            containers_origin: _,
+            node_id_env_origin: _,
+            rack_env_origin: _,
+        } = self;
         let mut text = format!(
             "listeners={}\ndomain={}\nenv={}\ncontainers={}\nnode-id={}{:+}\n",
             self.listeners(defaults).as_str(),
-            self.domain.unwrap_or(""),
+            domain.unwrap_or(""),
             listeners_env.unwrap_or("none"),
-            self.containers.join(","),
-            self.node_id_env.unwrap_or(""),
-            self.node_id_offset,
+            containers.join(","),
+            node_id_env.unwrap_or(""),
+            node_id_offset,
         );
         // Only when set, so that the hash of every pod without a rack stays what it was.
-        if let Some(rack_env) = self.rack_env {
+        if let Some(rack_env) = rack_env {
             let _ = writeln!(text, "rack={rack_env}");
         }
-        for extra in &self.extra_env {
+        for extra in extra_env {
             let _ = writeln!(text, "env.{}={}", extra.name, extra.template.as_str());
         }
         let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
