@@ -5,10 +5,12 @@
 //! `unchanged` reviews the pod as the webhook's own patch leaves it (the reinvocation);
 //! `opted-out` the pod labelled `kafka-listener-injector.io/inject: "false"`. Both bodies are
 //! derived once, before the loop, as `tests/allocations.rs` derives them.
-use base64::Engine;
 use kafka_listener_injector::inject::Defaults;
 use kafka_listener_injector::webhook::admission;
-use serde_json::Value;
+
+#[path = "../tests/common/review_bodies.rs"]
+mod review_bodies;
+use review_bodies::{already_injected, opted_out};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -30,23 +32,4 @@ fn main() {
         std::hint::black_box(admission::review(&body, &defaults).unwrap());
     }
     println!("{:?} per review", started.elapsed() / n);
-}
-
-fn already_injected(body: &[u8], defaults: &Defaults) -> Vec<u8> {
-    let answer: Value =
-        serde_json::from_slice(&admission::review(body, defaults).unwrap().body).unwrap();
-    let patch = base64::engine::general_purpose::STANDARD
-        .decode(answer["response"]["patch"].as_str().unwrap())
-        .unwrap();
-    let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
-    let mut review: Value = serde_json::from_slice(body).unwrap();
-    json_patch::patch(&mut review["request"]["object"], &patch).unwrap();
-    serde_json::to_vec(&review).unwrap()
-}
-
-fn opted_out(body: &[u8]) -> Vec<u8> {
-    let mut review: Value = serde_json::from_slice(body).unwrap();
-    review["request"]["object"]["metadata"]["labels"]["kafka-listener-injector.io/inject"] =
-        "false".into();
-    serde_json::to_vec(&review).unwrap()
 }

@@ -4,10 +4,12 @@
 //! a path stops giving its answer, or allocates beyond today's counts (76 / 58 / 7 for the
 //! small review): the ceilings leave room for a dependency's change, not for a `String` per field.
 
-use base64::Engine;
 use kafka_listener_injector::inject::Defaults;
 use kafka_listener_injector::webhook::admission;
-use serde_json::Value;
+
+#[path = "common/review_bodies.rs"]
+mod review_bodies;
+use review_bodies::{already_injected, opted_out};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -23,26 +25,6 @@ fn count(body: &[u8], defaults: &Defaults, expected_outcome: &str) -> (u64, u64)
         after.total_blocks - before.total_blocks,
         after.total_bytes - before.total_bytes,
     )
-}
-
-/// The review of the pod as the webhook's own patch leaves it (what a reinvocation sees).
-fn already_injected(body: &[u8], defaults: &Defaults) -> Vec<u8> {
-    let answer: Value =
-        serde_json::from_slice(&admission::review(body, defaults).unwrap().body).unwrap();
-    let patch = base64::engine::general_purpose::STANDARD
-        .decode(answer["response"]["patch"].as_str().unwrap())
-        .unwrap();
-    let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
-    let mut review: Value = serde_json::from_slice(body).unwrap();
-    json_patch::patch(&mut review["request"]["object"], &patch).unwrap();
-    serde_json::to_vec(&review).unwrap()
-}
-
-fn opted_out(body: &[u8]) -> Vec<u8> {
-    let mut review: Value = serde_json::from_slice(body).unwrap();
-    review["request"]["object"]["metadata"]["labels"]["kafka-listener-injector.io/inject"] =
-        "false".into();
-    serde_json::to_vec(&review).unwrap()
 }
 
 #[test]
