@@ -52,11 +52,7 @@ run_bitnami_stage() {
   done
   local bootstrap="my-kafka-controller-0.$DOMAIN:9094" expected got
   expected=$(printf '%s\n' "0 my-kafka-controller-0.$DOMAIN:9094" "1 my-kafka-controller-1.$DOMAIN:9094" "2 my-kafka-controller-2.$DOMAIN:9094")
-  for _ in $(seq 1 60); do
-    got=$(metadata_brokers)
-    [ "$got" == "$expected" ] && break
-    sleep 1
-  done
+  got=$(metadata_until 60 "$expected")
   expect_eq "an outside client bootstraps from my-kafka-controller-0.$DOMAIN:9094 and sees each broker at its own name" \
     "$got" "$expected"
   for i in 0 1 2; do

@@ -158,11 +158,7 @@ YAML
   log "G3. an outside client with TLS, checking names, bootstraps from bootstrap.$DOMAIN:9094 through the gateway"
   local expected_brokers
   expected_brokers=$(printf '%s\n' "100 kafka-0.$DOMAIN:9094" "101 kafka-1.$DOMAIN:9094" "102 kafka-2.$DOMAIN:9094")
-  for _ in $(seq 1 30); do
-    got=$(gw_metadata_brokers)
-    [ "$got" == "$expected_brokers" ] && break
-    sleep 1
-  done
+  got=$(metadata_until 30 "$expected_brokers" gw_metadata_brokers)
   gw_kcat -b "bootstrap.$DOMAIN:9094" -L -m 10 >"$gdir/metadata.txt" 2>&1
   sed 's/^/       /' "$gdir/metadata.txt" | head -n 6
   expect_eq "metadata, over TLS through the gateway, lists every broker by its own name" "$got" "$expected_brokers"

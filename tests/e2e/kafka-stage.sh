@@ -111,6 +111,18 @@ metadata_brokers() { # the brokers as the outside client sees them: "<id> <host:
     | sed -n 's/^ *broker \([0-9]*\) at \([^ ]*\).*/\1 \2/p' | sort -n
 }
 
+# Polls the outside client's metadata (LISTER, metadata_brokers unless named) until it is
+# EXPECTED, up to SECONDS; prints what it saw last.
+metadata_until() { # metadata_until SECONDS EXPECTED [LISTER]
+  local seen
+  for _ in $(seq 1 "$1"); do
+    seen=$("${3:-metadata_brokers}")
+    [ "$seen" == "$2" ] && break
+    sleep 1
+  done
+  echo "$seen"
+}
+
 # Starts the node agent (the rig's kubelet and cloud) for NAMESPACE, with its pods and hosts
 # files under DIR and the load balancers' records in OUTSIDE_HOSTS; sets AGENT_PID.
 start_node_agent() { # start_node_agent NAMESPACE DIR OUTSIDE_HOSTS [FLAG...]
@@ -154,11 +166,7 @@ run_kafka_stage() {
   log "K2. an outside client bootstraps from kafka-0.$DOMAIN:9094 alone"
   local expected_brokers got
   expected_brokers=$(printf '%s\n' "100 kafka-0.$DOMAIN:9094" "101 kafka-1.$DOMAIN:9094" "102 kafka-2.$DOMAIN:9094")
-  for _ in $(seq 1 30); do
-    got=$(metadata_brokers)
-    [ "$got" == "$expected_brokers" ] && break
-    sleep 1
-  done
+  got=$(metadata_until 30 "$expected_brokers")
   outside kcat -b "kafka-0.$DOMAIN:9094" -L -m 10 >"$kdir/metadata.txt" 2>&1
   sed 's/^/       /' "$kdir/metadata.txt" | head -n 8
   expect_eq "metadata lists every broker by its own name on the Kafka subdomain" "$got" "$expected_brokers"
@@ -418,11 +426,7 @@ run_nodes_stage() {
   done
   local bootstrap=${addr[0]}:31090 expected_brokers got
   expected_brokers=$(printf '%s\n' "100 ${addr[0]}:31090" "101 ${addr[1]}:31091" "102 ${addr[2]}:31092")
-  for _ in $(seq 1 30); do
-    got=$(metadata_brokers)
-    [ "$got" == "$expected_brokers" ] && break
-    sleep 1
-  done
+  got=$(metadata_until 30 "$expected_brokers")
   outside kcat -b "$bootstrap" -L -m 10 2>&1 | head -n 5 | sed 's/^/       /'
   expect_eq "bootstrapped from $bootstrap, the metadata shows each broker at its own node's address and port" \
     "$got" "$expected_brokers"
@@ -478,11 +482,7 @@ run_nodes_stage() {
     "$([ -n "$new_node" ] && [ "$new_node" != "$old_node" ] && echo elsewhere)" elsewhere
   addr[1]=$new_addr
   expected_brokers=$(printf '%s\n' "100 ${addr[0]}:31090" "101 ${addr[1]}:31091" "102 ${addr[2]}:31092")
-  for _ in $(seq 1 30); do
-    got=$(metadata_brokers)
-    [ "$got" == "$expected_brokers" ] && break
-    sleep 1
-  done
+  got=$(metadata_until 30 "$expected_brokers")
   expect_eq "the metadata shows broker 101 at its new node's address, the others where they were" \
     "$got" "$expected_brokers"
   expect_eq "messages reach broker 101 at its new node" "$(count_through_broker 101 moved)" 100
