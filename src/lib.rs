@@ -17,4 +17,5 @@ pub mod roll;
 pub mod services;
 pub mod telemetry;
 pub mod version;
+pub mod wait_for_name;
 pub mod webhook;

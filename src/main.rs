@@ -42,6 +42,7 @@ fn main() -> ExitCode {
         }),
         Command::Probe(args) => args.config().and_then(probe),
         Command::Roll(args) => args.config().and_then(roll),
+        Command::WaitForName(args) => args.config().and_then(wait_for_name),
         Command::Completions { shell } => {
             Cli::completions(shell, &mut std::io::stdout().lock());
             Ok(ExitCode::SUCCESS)
@@ -99,6 +100,27 @@ fn roll(config: kafka_listener_injector::roll::Config) -> anyhow::Result<ExitCod
     Ok(match outcome {
         Outcome::Done | Outcome::Planned => ExitCode::SUCCESS,
         Outcome::Refused | Outcome::Stopped => ExitCode::from(1),
+    })
+}
+
+/// Exit 0 when every name answers, and also when the time runs out (the broker then starts
+/// anyway: a DNS fault must not keep it down); 143 on SIGTERM, as the pod is being deleted.
+fn wait_for_name(
+    config: kafka_listener_injector::wait_for_name::Config,
+) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut out = std::io::stdout();
+        tokio::select! {
+            outcome = kafka_listener_injector::wait_for_name::run(&config, &mut out) => {
+                outcome.map(|_| ExitCode::SUCCESS)
+            }
+            // As PID 1 of its container it must act on SIGTERM itself, or the pod waits out
+            // its grace period.
+            () = telemetry::shutdown_signal() => Ok(ExitCode::from(143)),
+        }
     })
 }
 

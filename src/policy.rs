@@ -349,6 +349,9 @@ pub fn differences(config: &Config) -> Vec<String> {
     if config.defaults.containers_explicit {
         out.push("a named container that is absent skips the pod without a warning".to_owned());
     }
+    if config.defaults.wait_for_name.is_some() {
+        out.push("--wait-for-name-image is not applied: the policy adds no init container (use the webhook for it)".to_owned());
+    }
     if config.defaults.readiness_gate {
         out.push("--readiness-gate is not applied: the policy adds no readiness gate (use the webhook for it)".to_owned());
     }

@@ -3,6 +3,7 @@
 use clap::Args;
 
 use crate::inject::settings::DEFAULT_LISTENERS;
+use crate::inject::wait::WaitForName;
 use crate::inject::{Defaults, Flags};
 
 /// The injection settings: cluster defaults that pod annotations override.
@@ -63,6 +64,25 @@ pub struct InjectionArgs {
     /// balancer, so an OrderedReady StatefulSet waits for DNS. Only with `reconcile` running.
     #[arg(long, env = "KLI_READINESS_GATE")]
     pub readiness_gate: bool,
+    /// Add an init container from IMAGE (this tool's own image) that holds each injected broker
+    /// until its advertised external names answer at their zone's authoritative DNS servers, so
+    /// that no client's resolver caches a name as missing in the seconds after the broker
+    /// registers. It lets the broker start anyway after --wait-for-name-timeout.
+    #[arg(long, env = "KLI_WAIT_FOR_NAME_IMAGE", value_name = "IMAGE", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub wait_for_name_image: Option<String>,
+    /// With --wait-for-name-image: an authoritative DNS server to ask (IP, IP:PORT or host name;
+    /// repeatable). Default: the NS records of each name's zone.
+    #[arg(
+        long,
+        env = "KLI_WAIT_FOR_NAME_DNS_SERVER",
+        value_delimiter = ',',
+        value_name = "SERVER",
+        requires = "wait_for_name_image"
+    )]
+    pub wait_for_name_dns_server: Vec<String>,
+    /// With --wait-for-name-image: how long the init container waits at most.
+    #[arg(long, env = "KLI_WAIT_FOR_NAME_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub wait_for_name_timeout: std::time::Duration,
 }
 
 impl InjectionArgs {
@@ -80,6 +100,11 @@ impl InjectionArgs {
             strict: self.strict,
             ignore_namespaces: self.ignore_namespaces.clone(),
             readiness_gate: self.readiness_gate,
+            wait_for_name: self.wait_for_name_image.as_ref().map(|image| WaitForName {
+                image: image.clone(),
+                dns_servers: self.wait_for_name_dns_server.clone(),
+                timeout: humantime::format_duration(self.wait_for_name_timeout).to_string(),
+            }),
         })
     }
 }

@@ -11,6 +11,7 @@ mod reconcile;
 mod roll;
 mod serve;
 mod services;
+mod wait_for_name;
 
 pub use self::certs::CertsArgs;
 pub use self::injection::InjectionArgs;
@@ -24,6 +25,7 @@ pub use self::services::{
     CloudArg, LoadBalancerScope, RenderArgs, ServiceType, ServicesArgs, ServicesOutput,
     TrafficPolicy,
 };
+pub use self::wait_for_name::WaitForNameArgs;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -60,6 +62,9 @@ pub enum Command {
     /// Recreate the brokers whose settings changed, one at a time: each waits until the broker
     /// is back at its new endpoint and every partition is in sync (Kafka protocol, as `probe`).
     Roll(RollArgs),
+    /// Wait until DNS names answer at their zone's authoritative servers (asked directly, so no
+    /// resolver caches their absence): the init container that --wait-for-name-image adds.
+    WaitForName(WaitForNameArgs),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]

@@ -19,6 +19,7 @@ pub mod settings;
 pub mod template;
 pub mod text;
 pub mod view;
+pub mod wait;
 
 #[cfg(test)]
 pub(crate) mod test_pods;
@@ -113,6 +114,8 @@ pub struct Injection {
     pub node_id: Option<(String, i64)>,
     /// The templated `--env` variables, rendered.
     pub extra_env: Vec<(String, String)>,
+    /// The names the `kli-wait-for-name` init container waits for (`--wait-for-name-image`).
+    pub wait_for_names: Vec<String>,
     /// The short hash of the settings in force (annotation `kafka-listener-injector.io/settings`).
     pub settings_hash: String,
     /// Why the advertised-listeners variable has its name.
@@ -200,6 +203,15 @@ pub fn inject(pod: &PodView, namespace: &str, defaults: &Defaults) -> Decision {
         .collect();
     let targets: Vec<(ContainerList, usize)> =
         gated.targets.iter().map(|t| (t.list, t.index)).collect();
+    let wait_for_names = match (&defaults.wait_for_name, &rendered.advertised) {
+        (Some(_), Some(advertised)) => wait::external_names(advertised),
+        _ => Vec::new(),
+    };
+    let wait_container = defaults
+        .wait_for_name
+        .as_ref()
+        .filter(|_| !wait_for_names.is_empty())
+        .map(|wait| wait.container(&wait_for_names));
     let (patch, overridden) = patch::build_patch(
         pod,
         &patch::Target {
@@ -207,6 +219,7 @@ pub fn inject(pod: &PodView, namespace: &str, defaults: &Defaults) -> Decision {
             env: &env,
             annotations: &annotations,
             readiness_gate: defaults.readiness_gate.then_some(READINESS_GATE),
+            init_container: wait_container.as_ref(),
         },
     );
     warnings.extend(overridden.iter().map(|(container, name)| {
@@ -235,6 +248,7 @@ pub fn inject(pod: &PodView, namespace: &str, defaults: &Defaults) -> Decision {
             .into_iter()
             .map(|(name, value)| (name.to_owned(), value))
             .collect(),
+        wait_for_names,
         settings_hash,
         env_name_choice: rendered.env_name_choice,
         findings,

@@ -19,6 +19,8 @@ pub struct Target<'a> {
     pub annotations: &'a [(&'a str, &'a str)],
     /// A readiness gate the pod must carry (`spec.readinessGates[].conditionType`).
     pub readiness_gate: Option<&'a str>,
+    /// An init container the pod must carry last, as this JSON (found again by its name).
+    pub init_container: Option<&'a Value>,
 }
 
 /// What an injected variable is set to.
@@ -124,7 +126,50 @@ pub fn build_patch(pod: &PodView, target: &Target<'_>) -> (Patch, Vec<Overridden
             ));
         }
     }
+    if let Some(container) = target.init_container {
+        init_container_op(pod, container, &mut ops);
+    }
     (Patch(ops), overridden)
+}
+
+/// Adds `container` at the end of the init containers, or replaces the one of its name when that
+/// differs in image or arguments (the only fields the webhook sets that the view reads).
+fn init_container_op(pod: &PodView, container: &Value, ops: &mut Vec<PatchOperation>) {
+    let name = container["name"].as_str().unwrap_or_default();
+    let existing = pod.spec.as_ref().map_or(&[][..], |s| &s.init_containers);
+    match existing.iter().position(|c| c.name == name) {
+        None if existing.is_empty() => ops.push(add(
+            PointerBuf::from_tokens(["spec", "initContainers"]),
+            Value::Array(vec![container.clone()]),
+        )),
+        None => ops.push(add(
+            PointerBuf::from_tokens(["spec", "initContainers", "-"]),
+            container.clone(),
+        )),
+        Some(index) => {
+            let current = &existing[index];
+            let same_args = current.args.as_ref().is_some_and(|args| {
+                args.iter().map(|a| Value::from(&**a)).eq(container["args"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .cloned())
+            });
+            let same = current.image.as_deref() == container["image"].as_str()
+                && current.command.is_none()
+                && same_args;
+            if !same {
+                ops.push(PatchOperation::Replace(ReplaceOperation {
+                    path: PointerBuf::from_tokens([
+                        "spec",
+                        "initContainers",
+                        index.to_string().as_str(),
+                    ]),
+                    value: container.clone(),
+                }));
+            }
+        }
+    }
 }
 
 /// The operations that set `env` in one container's existing env list (absent, or a list).

@@ -259,7 +259,7 @@ fn json_line(id: &str, decision: &Decision) -> serde_json::Value {
                 "env": env, "envFromFields": downward, "unchanged": injection.patch.0.is_empty(),
                 "envNameReason": injection.env_name_choice.map(inject::EnvNameChoice::as_str),
                 "effective": injection.findings.is_empty(), "findings": injection.findings,
-                "warnings": injection.warnings,
+                "warnings": injection.warnings, "waitForNames": injection.wait_for_names,
             })
         }
         Decision::Skip { reason, warning } => serde_json::json!({
@@ -340,6 +340,7 @@ fn write_drift(
         if let Some((before, after)) = &drift.listeners_change {
             writeln!(out, "{id}:   advertised listeners {before} -> {after}")?;
         }
+        write_wait(out, id, injection)?;
         if let Some((before, after)) = &drift.node_id_change {
             writeln!(
                 out,
@@ -351,6 +352,23 @@ fn write_drift(
         writeln!(out, "{id}:   warning: {warning}")?;
     }
     Ok(())
+}
+
+/// The line that says the pod waits for its names, when it does (`--wait-for-name-image`).
+fn write_wait(
+    out: &mut impl Write,
+    id: &str,
+    injection: &inject::Injection,
+) -> std::io::Result<()> {
+    if injection.wait_for_names.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{id}:   init container {} holds the broker until {} answers at the authoritative DNS servers",
+        inject::wait::INIT_CONTAINER,
+        injection.wait_for_names.join(", ")
+    )
 }
 
 fn write_summary(out: &mut impl Write, id: &str, decision: &Decision) -> std::io::Result<()> {
@@ -373,6 +391,7 @@ fn write_summary(out: &mut impl Write, id: &str, decision: &Decision) -> std::io
                 write!(out, " (already injected, empty patch)")?;
             }
             writeln!(out)?;
+            write_wait(out, id, injection)?;
             if let Some((name, _)) = injection.downward.iter().find(|(_, f)| f == ZONE_FIELD) {
                 writeln!(
                     out,

@@ -13,6 +13,7 @@ use std::fmt;
 use thiserror::Error;
 
 use crate::inject::template::{Template, TemplateError};
+use crate::inject::wait::WaitForName;
 
 /// Prefix of every annotation and label this webhook reads or writes.
 pub const PREFIX: &str = "kafka-listener-injector.io/";
@@ -193,6 +194,8 @@ pub struct Defaults {
     pub ignore_namespaces: Vec<String>,
     /// Add the external-name readiness gate (served by `reconcile`) to each injected pod.
     pub readiness_gate: bool,
+    /// Add the `kli-wait-for-name` init container to each injected pod with an external name.
+    pub wait_for_name: Option<WaitForName>,
     /// The settings hashes computed so far (each checked against the settings it hashes, so a
     /// changed field is never given a stale hash).
     pub hashes: SettingsHashes,
@@ -213,6 +216,7 @@ impl Default for Defaults {
             strict: false,
             ignore_namespaces: SYSTEM_NAMESPACES.map(String::from).to_vec(),
             readiness_gate: false,
+            wait_for_name: None,
             hashes: SettingsHashes::default(),
         }
     }
@@ -234,6 +238,7 @@ pub struct Flags {
     pub strict: bool,
     pub ignore_namespaces: Vec<String>,
     pub readiness_gate: bool,
+    pub wait_for_name: Option<WaitForName>,
 }
 
 impl Defaults {
@@ -303,6 +308,7 @@ impl Defaults {
             strict: flags.strict,
             ignore_namespaces,
             readiness_gate: flags.readiness_gate,
+            wait_for_name: flags.wait_for_name,
             hashes: SettingsHashes::default(),
         };
         // With `auto`, either name may be chosen: both must be clear of the other variables.

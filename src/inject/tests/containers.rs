@@ -325,6 +325,76 @@ fn readiness_gate_is_added_once_beside_the_pods_own_gates() {
 }
 
 #[test]
+fn the_wait_for_name_init_container_goes_last_once_and_is_renewed_when_it_differs() {
+    let wait = crate::inject::wait::WaitForName {
+        image: "registry.example/kli:1".into(),
+        dns_servers: Vec::new(),
+        timeout: "10m".into(),
+    };
+    let defaults = Defaults {
+        wait_for_name: Some(wait.clone()),
+        ..super::tests::defaults()
+    };
+    let names = ["kafka-2.kafka.example.com".to_owned()];
+    // No init containers yet: one `add` sets the list; the internal name is not waited for.
+    let pod = mapped("kafka-2").build();
+    let first = injection(&pod, &defaults);
+    assert_eq!(first.wait_for_names, names);
+    let injected = patched(&pod, &first);
+    assert_eq!(
+        injected["spec"]["initContainers"],
+        json!([wait.container(&names)])
+    );
+    let injected: Pod = serde_json::from_value(injected).unwrap();
+    assert!(injection(&injected, &defaults).patch.0.is_empty());
+
+    // After the chart's own init container, which stays first.
+    let chart = mapped("kafka-2")
+        .init_container("prepare-config", "OTHER", "x")
+        .build();
+    let after = patched(&chart, &injection(&chart, &defaults));
+    let list = after["spec"]["initContainers"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["name"], "prepare-config");
+    assert_eq!(list[1], wait.container(&names));
+
+    // Another image (an upgrade of the webhook) replaces ours in place.
+    let newer = Defaults {
+        wait_for_name: Some(crate::inject::wait::WaitForName {
+            image: "registry.example/kli:2".into(),
+            ..wait.clone()
+        }),
+        ..super::tests::defaults()
+    };
+    let renewed = patched(&injected, &injection(&injected, &newer));
+    assert_eq!(
+        renewed["spec"]["initContainers"].as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(
+        renewed["spec"]["initContainers"][0]["image"],
+        "registry.example/kli:2"
+    );
+
+    // No public name (a node address): nothing to wait for, no init container.
+    let on_nodes = Defaults {
+        listeners: template::Template::parse("EXTERNAL://{hostIP}:{ordinal+31090}").unwrap(),
+        wait_for_name: Some(wait),
+        ..super::tests::defaults()
+    };
+    let node_pod = mapped("kafka-2").build();
+    let on_node = injection(&node_pod, &on_nodes);
+    assert!(on_node.wait_for_names.is_empty());
+    assert!(patched(&node_pod, &on_node)["spec"]
+        .get("initContainers")
+        .is_none());
+
+    // Off by default.
+    let plain = patched(&pod, &injection(&pod, &super::tests::defaults()));
+    assert!(plain["spec"].get("initContainers").is_none());
+}
+
+#[test]
 fn zookeeper_beside_the_brokers_is_not_a_broker_and_never_denied() {
     let zookeeper = PodBuilder::broker("zookeeper-0")
         .owner("zookeeper")
