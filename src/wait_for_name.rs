@@ -44,11 +44,23 @@ pub enum Outcome {
     TimedOut(Vec<String>),
 }
 
-/// One authoritative server: where it is and how it was named.
+/// One authoritative server: how it was named and its addresses (a name server's name usually
+/// has an IPv4 and an IPv6 address, of which a pod may reach only one).
 #[derive(Debug, Clone)]
 struct Server {
     label: String,
-    address: SocketAddr,
+    addresses: Vec<SocketAddr>,
+}
+
+impl Server {
+    /// Its name, with its addresses when it was given by name.
+    fn describe(&self) -> String {
+        if self.label.parse::<SocketAddr>().is_ok() || self.label.parse::<IpAddr>().is_ok() {
+            return self.label.clone();
+        }
+        let addresses: Vec<String> = self.addresses.iter().map(|a| a.ip().to_string()).collect();
+        format!("{} ({})", self.label, addresses.join(", "))
+    }
 }
 
 /// Waits, writing a line per change a person can follow (the init container's log).
@@ -66,7 +78,7 @@ pub async fn run(config: &Config, out: &mut impl std::io::Write) -> anyhow::Resu
         } else {
             named_servers(&system, &config.servers).await?
         };
-        let labels: Vec<&str> = servers.iter().map(|s| s.label.as_str()).collect();
+        let labels: Vec<String> = servers.iter().map(Server::describe).collect();
         writeln!(out, "wait-for-name: {name}: asking {}", labels.join(", "))?;
         pending.push((name.clone(), servers));
     }
@@ -107,24 +119,34 @@ pub async fn run(config: &Config, out: &mut impl std::io::Write) -> anyhow::Resu
     }
 }
 
-/// The servers at which `name` does not answer yet, each with why.
+/// The servers at which `name` does not answer yet, each with why. A server answers when any of
+/// its addresses gives the name's address.
 async fn missing_at(name: &str, servers: &[Server]) -> Vec<String> {
     let mut missing = Vec::new();
     for server in servers {
-        let answer = match direct_resolver(server.address) {
-            Ok(resolver) => resolver.lookup_ip(fqdn(name)).await,
-            Err(error) => {
-                missing.push(format!("{}: {error:#}", server.label));
-                continue;
+        let mut why = Vec::new();
+        for &address in &server.addresses {
+            let answer = match direct_resolver(address) {
+                Ok(resolver) => resolver.lookup_ip(fqdn(name)).await,
+                Err(error) => {
+                    why.push(format!("{error:#}"));
+                    continue;
+                }
+            };
+            match answer {
+                Ok(ips) if ips.iter().next().is_some() => {
+                    why.clear();
+                    break;
+                }
+                Ok(_) => why.push("no address".to_owned()),
+                Err(error) if error.is_no_records_found() => why.push("no record".to_owned()),
+                Err(error) => why.push(error.to_string()),
             }
-        };
-        match answer {
-            Ok(ips) if ips.iter().next().is_some() => {}
-            Ok(_) => missing.push(format!("{}: no address", server.label)),
-            Err(error) if error.is_no_records_found() => {
-                missing.push(format!("{}: no record", server.label))
-            }
-            Err(error) => missing.push(format!("{}: {error}", server.label)),
+        }
+        if !why.is_empty() {
+            // "no record" says more than an address this pod cannot reach.
+            let said = why.iter().find(|w| *w == "no record").unwrap_or(&why[0]);
+            missing.push(format!("{}: {said}", server.label));
         }
     }
     missing
@@ -134,19 +156,18 @@ async fn missing_at(name: &str, servers: &[Server]) -> Vec<String> {
 async fn named_servers(system: &TokioResolver, given: &[String]) -> anyhow::Result<Vec<Server>> {
     let mut servers = Vec::new();
     for text in given {
-        if let Ok(address) = text.parse::<SocketAddr>() {
-            servers.push(Server {
+        let address = text.parse::<SocketAddr>().ok().or_else(|| {
+            text.parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, 53))
+        });
+        servers.push(match address {
+            Some(address) => Server {
                 label: text.clone(),
-                address,
-            });
-        } else if let Ok(ip) = text.parse::<IpAddr>() {
-            servers.push(Server {
-                label: text.clone(),
-                address: SocketAddr::new(ip, 53),
-            });
-        } else {
-            servers.extend(addresses_of(system, text).await?);
-        }
+                addresses: vec![address],
+            },
+            None => server_named(system, text).await?,
+        });
     }
     Ok(servers)
 }
@@ -178,26 +199,25 @@ async fn authoritative_servers(system: &TokioResolver, name: &str) -> anyhow::Re
         }
         let mut servers = Vec::new();
         for host in hosts {
-            servers.extend(addresses_of(system, host.trim_end_matches('.')).await?);
+            servers.push(server_named(system, host.trim_end_matches('.')).await?);
         }
         return Ok(servers);
     }
     bail!("no zone above {name} has NS records (give --dns-server)")
 }
 
-/// Each address of a server's name, as a server on port 53.
-async fn addresses_of(system: &TokioResolver, host: &str) -> anyhow::Result<Vec<Server>> {
+/// A server by its name: its addresses on port 53, IPv4 first.
+async fn server_named(system: &TokioResolver, host: &str) -> anyhow::Result<Server> {
     let ips = system
         .lookup_ip(fqdn(host))
         .await
         .with_context(|| format!("resolving the DNS server {host}"))?;
-    Ok(ips
-        .iter()
-        .map(|ip| Server {
-            label: format!("{host} ({ip})"),
-            address: SocketAddr::new(ip, 53),
-        })
-        .collect())
+    let mut addresses: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(ip, 53)).collect();
+    addresses.sort_by_key(|address| address.is_ipv6());
+    Ok(Server {
+        label: host.to_owned(),
+        addresses,
+    })
 }
 
 /// The names above `name`, nearest first, down to (not including) the top-level domain.
@@ -245,7 +265,208 @@ fn direct_resolver(address: SocketAddr) -> anyhow::Result<TokioResolver> {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use hickory_resolver::proto::op::{Message, ResponseCode};
+    use hickory_resolver::proto::rr::rdata::{A, NS};
+    use hickory_resolver::proto::rr::{Name, Record};
+
     use super::*;
+
+    /// What the fake server answers a question with.
+    enum Reply {
+        NoSuchName,
+        NoData,
+        Address(Ipv4Addr),
+        NameServer(&'static str),
+    }
+
+    /// A DNS server on loopback UDP answering each question with `reply(name, type, how many
+    /// address questions came before)`. Keeps every question asked, and whether any asked for
+    /// recursion.
+    async fn fake_dns(
+        reply: impl Fn(&str, RecordType, usize) -> Reply + Send + 'static,
+    ) -> (
+        SocketAddr,
+        Arc<std::sync::Mutex<Vec<String>>>,
+        Arc<AtomicBool>,
+    ) {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = socket.local_addr().unwrap();
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recursion_asked = Arc::new(AtomicBool::new(false));
+        let (asked_here, recursion_here) = (asked.clone(), recursion_asked.clone());
+        let address_questions = AtomicUsize::new(0);
+        tokio::spawn(async move {
+            let mut buffer = [0u8; 512];
+            loop {
+                let Ok((length, peer)) = socket.recv_from(&mut buffer).await else {
+                    return;
+                };
+                let query = Message::from_vec(&buffer[..length]).unwrap();
+                if query.metadata.recursion_desired {
+                    recursion_here.store(true, Ordering::SeqCst);
+                }
+                let mut answer = Message::response(query.metadata.id, query.metadata.op_code);
+                answer.metadata.authoritative = true;
+                for question in &query.queries {
+                    answer.add_query(question.clone());
+                    let name = question.name().to_utf8();
+                    let kind = question.query_type();
+                    asked_here.lock().unwrap().push(format!("{name} {kind}"));
+                    let before = if kind == RecordType::A {
+                        address_questions.fetch_add(1, Ordering::SeqCst)
+                    } else {
+                        0
+                    };
+                    let data = match reply(name.trim_end_matches('.'), kind, before) {
+                        Reply::NoSuchName => {
+                            answer.metadata.response_code = ResponseCode::NXDomain;
+                            continue;
+                        }
+                        Reply::NoData => continue,
+                        Reply::Address(ip) if kind == RecordType::A => RData::A(A(ip)),
+                        Reply::NameServer(host) if kind == RecordType::NS => {
+                            RData::NS(NS(Name::from_ascii(host).unwrap()))
+                        }
+                        Reply::Address(_) | Reply::NameServer(_) => continue,
+                    };
+                    answer.add_answer(Record::from_rdata(question.name().clone(), 60, data));
+                }
+                socket
+                    .send_to(&answer.to_vec().unwrap(), peer)
+                    .await
+                    .unwrap();
+            }
+        });
+        (address, asked, recursion_asked)
+    }
+
+    /// An authoritative server for the broker's name: "no such name" for the first `missing`
+    /// questions for its address, then the address.
+    async fn authority(missing: usize) -> (SocketAddr, Arc<AtomicBool>) {
+        let (address, _, recursion_asked) = fake_dns(move |_, _, before| {
+            if before < missing {
+                Reply::NoSuchName
+            } else {
+                Reply::Address(Ipv4Addr::new(10, 77, 2, 13))
+            }
+        })
+        .await;
+        (address, recursion_asked)
+    }
+
+    #[tokio::test]
+    async fn the_zone_servers_come_from_the_nearest_ns_records_never_asking_for_the_name() {
+        let (resolver_address, asked, _) = fake_dns(|name, kind, _| match (name, kind) {
+            ("example.com", RecordType::NS) => Reply::NameServer("ns1.example.net."),
+            ("ns1.example.net", RecordType::A) => Reply::Address(Ipv4Addr::new(192, 0, 2, 53)),
+            ("kafka.example.com", _) | ("ns1.example.net", _) => Reply::NoData,
+            _ => Reply::NoSuchName,
+        })
+        .await;
+        let system = direct_resolver(resolver_address).unwrap();
+        let servers = authoritative_servers(&system, "kafka-3.kafka.example.com")
+            .await
+            .unwrap();
+        let found: Vec<(String, Vec<SocketAddr>)> = servers
+            .into_iter()
+            .map(|s| (s.label, s.addresses))
+            .collect();
+        assert_eq!(
+            found,
+            [(
+                "ns1.example.net".to_owned(),
+                vec!["192.0.2.53:53".parse().unwrap()]
+            )]
+        );
+        let asked = asked.lock().unwrap();
+        assert!(
+            asked.iter().all(|q| !q.starts_with("kafka-3.")),
+            "the system's resolver was asked about the broker's own name: {asked:?}"
+        );
+        assert_eq!(asked[0], "kafka.example.com. NS", "{asked:?}");
+    }
+
+    fn config(servers: &[SocketAddr], timeout: Duration) -> Config {
+        Config {
+            names: vec!["kafka-3.kafka.example.com".into()],
+            servers: servers.iter().map(ToString::to_string).collect(),
+            timeout,
+            interval: Duration::from_millis(20),
+        }
+    }
+
+    #[tokio::test]
+    async fn waits_until_the_name_answers_asking_without_recursion() {
+        let (server, recursion_asked) = authority(3).await;
+        let mut out = Vec::new();
+        let outcome = run(&config(&[server], Duration::from_secs(20)), &mut out)
+            .await
+            .unwrap();
+        let log = String::from_utf8(out).unwrap();
+        assert_eq!(outcome, Outcome::Answered, "{log}");
+        assert!(
+            log.contains(&format!("not yet: {server}: no record")),
+            "{log}"
+        );
+        assert!(
+            log.contains("kafka-3.kafka.example.com answers at every authoritative server"),
+            "{log}"
+        );
+        assert_eq!(log.matches("not yet").count(), 1, "said once: {log}");
+        assert!(!recursion_asked.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_server_answers_through_any_of_its_addresses() {
+        let (answering, _) = authority(0).await;
+        let (silent, _) = authority(usize::MAX).await;
+        let server = Server {
+            label: "ns1.example.net".into(),
+            addresses: vec![silent, answering],
+        };
+        assert!(
+            missing_at("kafka-3.kafka.example.com", std::slice::from_ref(&server))
+                .await
+                .is_empty()
+        );
+        let only_silent = Server {
+            addresses: vec![silent],
+            ..server
+        };
+        assert_eq!(
+            missing_at("kafka-3.kafka.example.com", &[only_silent]).await,
+            ["ns1.example.net: no record"]
+        );
+    }
+
+    #[tokio::test]
+    async fn every_server_must_answer_and_the_time_runs_out_without_an_error() {
+        let (answering, _) = authority(0).await;
+        let (lagging, _) = authority(usize::MAX).await;
+        let mut out = Vec::new();
+        let outcome = run(
+            &config(&[answering, lagging], Duration::from_millis(300)),
+            &mut out,
+        )
+        .await
+        .unwrap();
+        let log = String::from_utf8(out).unwrap();
+        assert_eq!(
+            outcome,
+            Outcome::TimedOut(vec!["kafka-3.kafka.example.com".into()]),
+            "{log}"
+        );
+        assert!(
+            log.contains(&format!("not yet: {lagging}: no record")),
+            "{log}"
+        );
+        assert!(!log.contains(&format!("{answering}: no record")), "{log}");
+        assert!(log.contains("starting the broker anyway"), "{log}");
+    }
 
     #[test]
     fn enclosing_names_go_up_to_the_domain_below_the_top_level() {

@@ -110,6 +110,36 @@ fn renders_match_the_goldens_for_each_mode() {
     );
 }
 
+/// Every container that runs this binary, with the arguments the chart gives it, must parse as
+/// the binary parses them: a renamed flag or a value it refuses would crash-loop the release.
+#[test]
+fn every_rendered_command_line_parses_as_the_binary_reads_it() {
+    use clap::Parser;
+    use kafka_listener_injector::cli::Cli;
+    for values in [None, Some("tests/fixtures/chart-values-full.yaml")] {
+        let yaml = match values {
+            None => template(&[]).unwrap(),
+            Some(file) => template(&["--values", file]).unwrap(),
+        };
+        let mut parsed = 0;
+        for object in objects(&yaml) {
+            let containers = object["spec"]["template"]["spec"]["containers"].as_array();
+            for container in containers.into_iter().flatten() {
+                let Some(args) = container["args"].as_array() else {
+                    continue;
+                };
+                let argv = std::iter::once("kafka-listener-injector")
+                    .chain(args.iter().map(|a| a.as_str().unwrap()));
+                if let Err(error) = Cli::try_parse_from(argv) {
+                    panic!("{values:?}: {}: {error}", container["name"]);
+                }
+                parsed += 1;
+            }
+        }
+        assert!(parsed >= 1, "{values:?}: no container with arguments");
+    }
+}
+
 #[test]
 fn the_schema_refuses_bad_values_naming_them() {
     let cases = [
@@ -137,6 +167,10 @@ fn the_schema_refuses_bad_values_naming_them() {
         (
             "servicesReconciler.scaleDownGrace=ten minutes",
             "at '/servicesReconciler/scaleDownGrace'",
+        ),
+        (
+            "injection.waitForName.timeout=soon",
+            "at '/injection/waitForName/timeout'",
         ),
         (
             "injection.readinessGate=true",

@@ -106,6 +106,12 @@ count_through_broker() { # count_through_broker ID TOPIC
   outside timeout 120 kcat -C -b "$(bootstrap_server)" -t "$2" -o beginning -e -q -m 30 2>/dev/null | wc -l
 }
 
+broker_process_env() { # broker_process_env POD NAME: NAME in the environment of the pod's running broker
+  local pid
+  pid=$(pgrep -f "kafka.Kafka.*pods/$KAFKA_NS/$1/" | head -n 1)
+  [ -n "$pid" ] && tr '\0' '\n' <"/proc/$pid/environ" | sed -n "s/^$2=//p"
+}
+
 metadata_brokers() { # the brokers as the outside client sees them: "<id> <host:port>" lines
   outside kcat -b "$(bootstrap_server)" -L -m 10 2>/dev/null \
     | sed -n 's/^ *broker \([0-9]*\) at \([^ ]*\).*/\1 \2/p' | sort -n
@@ -130,7 +136,7 @@ start_node_agent() { # start_node_agent NAMESPACE DIR OUTSIDE_HOSTS [FLAG...]
     --kafka-libs "$kafka_libs" --image-run "$repo/tests/e2e/kafka/image-run.sh" \
     --bridge-ns "$BRIDGE_NS" --netns-prefix "$POD_NETNS_PREFIX" --subnet 10.77.1 \
     --hosts-file "$2/cluster-hosts" --lb-subnet 10.77.2 --lb-dev lbnet \
-    --outside-hosts "$3" "${@:4}" >"$2/agent.log" 2>&1 &
+    --outside-hosts "$3" --kli-binary "$kli" "${@:4}" >"$2/agent.log" 2>&1 &
   AGENT_PID=$!
 }
 
@@ -277,6 +283,9 @@ run_kafka_stage() {
     "$(env_of "$KAFKA_NS" scripted-0 EXTERNAL_HOST broker) [$(env_of "$KAFKA_NS" scripted-0 KAFKA_ADVERTISED_LISTENERS broker)]" \
     "scripted-0.$DOMAIN []"
   expect_eq "the script's broker advertises its own name, seen from outside" "$(advertised_by 200)" "200 scripted-0.$DOMAIN:9094"
+  expect_eq "its heap is its memory request and CPU_LIMIT the node's CPUs (resourceFieldRef, as the kubelet resolves it)" \
+    "$(broker_process_env scripted-0 KAFKA_HEAP_OPTS) CPU_LIMIT=$(broker_process_env scripted-0 CPU_LIMIT)" \
+    "-Xms288m -Xmx288m CPU_LIMIT=4"
   expect_eq "messages reach broker 200 through its own load balancer" "$(count_through_broker 200 e2e-scripted)" 100
 
   log "P4. probe: a broker started without the webhook, advertising its pod IP"

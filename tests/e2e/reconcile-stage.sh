@@ -9,6 +9,7 @@
 
 RECONCILE_PIDS=()
 DNS_PID=
+PUBLIC_DNS_PIDS=()
 DNS_PORT=25354
 RECONCILER_SA=system:serviceaccount:kafka-listener-injector:kafka-listener-injector-services
 
@@ -16,12 +17,13 @@ reconcile_cleanup() {
   local pid
   cut_api_proxy
   for pid in "${RELAY_PIDS[@]}"; do kill -KILL -- "-$pid" 2>/dev/null; done
-  for pid in "${RECONCILE_PIDS[@]}" $DNS_PID; do
+  for pid in "${RECONCILE_PIDS[@]}" $DNS_PID "${PUBLIC_DNS_PIDS[@]}"; do
     kill -TERM "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
   done
   RECONCILE_PIDS=()
   DNS_PID=
+  PUBLIC_DNS_PIDS=()
 }
 
 start_reconciler() { # start_reconciler NAME ADMIN_PORT [FLAG...]: prints the pid
@@ -148,6 +150,106 @@ leader_count() { # how many of the reconcilers say they lead
 # The leader cut off from the API server for 20 s while a standby reaches it: the standby takes
 # the Lease once it runs out, so the old leader must have stopped writing by then. Sampled twice a
 # second, the replicas that say they lead are never two. Leaves RECONCILE_PIDS as the two replicas.
+# DNS as a client on the internet meets it: the zone's authoritative server (the cloud's records,
+# as the reconciler's dnsmasq serves them), which the pods reach at 10.77.1.1 and the outside at
+# 10.78.0.1, and in the outside namespace a caching resolver in front of it that keeps a "no such
+# name" for the zone's negative TTL (NEGATIVE_TTL s), as every recursive resolver does (RFC 2308).
+NEGATIVE_TTL=60
+start_public_dns() {
+  ip netns exec "$BRIDGE_NS" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
+    --no-poll --hostsdir="$kdir/outside-dns" --local="/$DOMAIN/" --listen-address=10.77.1.1,10.78.0.1 \
+    --bind-interfaces --port=53 --cache-size=0 --local-ttl=5 --user=root --pid-file= \
+    --log-facility=- >"$rdir/dns-authoritative.log" 2>&1 &
+  PUBLIC_DNS_PIDS+=($!)
+  outside dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --no-poll \
+    --server=10.78.0.1 --listen-address=127.0.0.1 --bind-interfaces --port=53 \
+    --neg-ttl="$NEGATIVE_TTL" --user=root --pid-file= --log-queries --log-facility=- \
+    >"$rdir/dns-caching.log" 2>&1 &
+  PUBLIC_DNS_PIDS+=($!)
+  mkdir -p "$rdir/public-client"
+  echo "127.0.0.1 localhost" >"$rdir/public-client/hosts"
+  echo "nameserver 127.0.0.1" >"$rdir/public-client/resolv.conf"
+}
+public() { # a command in the outside namespace that resolves through the caching resolver alone
+  outside unshare --mount --propagation private sh -c \
+    'mount --bind "$0/hosts" /etc/hosts && mount --bind "$0/resolv.conf" /etc/resolv.conf && exec "$@"' \
+    "$rdir/public-client" "$@"
+}
+
+# Watches a new broker from outside, in seconds since the call: when broker ID is in the outside
+# client's metadata (REGISTERED), when its NAME is published at the authoritative server
+# (PUBLISHED), what the caching resolver said when first asked right after the registration
+# (FIRST_ANSWER) and when it first gave the address (RESOLVED).
+watch_new_broker() { # watch_new_broker ID NAME
+  local start=$SECONDS
+  REGISTERED= PUBLISHED= FIRST_ANSWER= RESOLVED=
+  while [ $((SECONDS - start)) -lt 240 ]; do
+    [ -z "$PUBLISHED" ] && [ -n "$(dig_outside "$2")" ] && PUBLISHED=$((SECONDS - start))
+    if [ -z "$REGISTERED" ] && public timeout 10 kcat -b "kafka-0.$DOMAIN:9094" -L -m 5 2>/dev/null \
+      | grep -q "broker $1 at"; then
+      REGISTERED=$((SECONDS - start))
+    fi
+    if [ -n "$REGISTERED" ]; then
+      if public getent hosts "$2" >/dev/null; then
+        FIRST_ANSWER=${FIRST_ANSWER:-an address}
+        RESOLVED=$((SECONDS - start))
+        [ -n "$PUBLISHED" ] && return 0
+      fi
+      FIRST_ANSWER=${FIRST_ANSWER:-no such name}
+    fi
+    sleep 0.5
+  done
+}
+
+# R2b: the gap no readiness gate closes. A broker registers in the metadata as soon as it starts,
+# before its load balancer's record exists; a client that looks the name up then is told "no such
+# name", and its resolver keeps that for the negative TTL. With --wait-for-name-image the broker
+# waits in an init container until the authoritative server has the record, so the first lookup
+# finds it.
+run_negative_cache_scenario() {
+  log "R2b. a new broker's name looked up by an outside client as soon as the broker registers (a caching resolver, negative TTL ${NEGATIVE_TTL} s)"
+  start_public_dns
+  echo 25 >"$kdir/dns-delay"
+  kubectl scale statefulset -n "$KAFKA_NS" kafka --replicas 4 >/dev/null
+  watch_new_broker 103 "kafka-3.$DOMAIN"
+  pass "without the wait: broker 103 registered at ${REGISTERED:-never} s, its name published at ${PUBLISHED:-never} s, the outside resolver gave the address at ${RESOLVED:-never} s"
+  expect_eq "so the outside resolver's first answer was 'no such name'" "$FIRST_ANSWER" "no such name"
+  expect_eq "and it kept that answer past the record's publication, for its negative TTL" \
+    "$([ -n "$RESOLVED" ] && [ -n "$PUBLISHED" ] && [ $((RESOLVED - REGISTERED)) -ge $((NEGATIVE_TTL - 10)) ] \
+      && [ "$RESOLVED" -gt $((PUBLISHED + 5)) ] && echo yes)" yes
+  wait_for 120 pod_ready kafka-3 >/dev/null || fail "kafka-3 did not turn ready"
+
+  stop_webhook || fail "the webhook exited non-zero"
+  start_webhook --readiness-gate --wait-for-name-image kafka-listener-injector:e2e \
+    --wait-for-name-dns-server 10.77.1.1 --wait-for-name-timeout 3m || { fail "the webhook did not restart"; return; }
+  kubectl scale statefulset -n "$KAFKA_NS" kafka --replicas 5 >/dev/null
+  wait_for 60 kubectl get pod -n "$KAFKA_NS" kafka-4 >/dev/null
+  expect_eq "with --wait-for-name-image kafka-4 has the init container, waiting for its external name" \
+    "$(kubectl get pod -n "$KAFKA_NS" kafka-4 -o json | jq -r '.spec.initContainers[] | select(.name == "kli-wait-for-name") | "\(.image) \(.args[-1])"')" \
+    "kafka-listener-injector:e2e kafka-4.$DOMAIN"
+  watch_new_broker 104 "kafka-4.$DOMAIN"
+  pass "with the wait: its name published at ${PUBLISHED:-never} s, broker 104 registered at ${REGISTERED:-never} s, the outside resolver gave the address at ${RESOLVED:-never} s"
+  expect_eq "broker 104 registered only once its name was published" \
+    "$([ -n "$REGISTERED" ] && [ -n "$PUBLISHED" ] && [ "$REGISTERED" -ge "$PUBLISHED" ] && echo yes)" yes
+  expect_eq "so the outside resolver's first answer was its address" "$FIRST_ANSWER" "an address"
+  expect_contains "the init container said what it waited for" \
+    "$(cat "$kdir/pods/$KAFKA_NS/kafka-4/init-kli-wait-for-name.log" 2>/dev/null)" \
+    "kafka-4.$DOMAIN answers at every authoritative server"
+  wait_for 120 pod_ready kafka-4 >/dev/null || fail "kafka-4 did not turn ready"
+
+  stop_webhook || fail "the webhook exited non-zero"
+  start_webhook --readiness-gate || { fail "the webhook did not restart"; return; }
+  echo 15 >"$kdir/dns-delay"
+  kubectl scale statefulset -n "$KAFKA_NS" kafka --replicas 3 >/dev/null
+  wait_for 120 no_service kafka-4-external >/dev/null
+  wait_for 60 no_service kafka-3-external >/dev/null
+  expect_eq "back at 3 brokers after the grace" \
+    "$(managed_services)" "kafka-0-external kafka-1-external kafka-2-external kafka-bootstrap "
+  local pid
+  for pid in "${PUBLIC_DNS_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+  PUBLIC_DNS_PIDS=()
+}
+
 run_partition_scenario() {
   log "R5. the leader cut off from the API server for 20 s: never two writers, and it stands by"
   local kubeconfig_via_proxy=$rdir/kubeconfig-via-proxy
@@ -552,6 +654,7 @@ PY
   expect_eq "and outside clients still reach broker 100 by its name" "$(advertised_by 100)" "100 kafka-0.$DOMAIN:9094"
   kubectl label namespace "$KAFKA_NS" kafka-listener-injector.io/injection- >/dev/null
 
+  run_negative_cache_scenario
   run_domain_change_scenario
   run_roll_scenario
   run_partition_scenario

@@ -8,7 +8,10 @@ plays kube-scheduler for them (see choose_node) and kube-proxy (see NodePorts).
 
 For each pod the StatefulSet controller creates it binds the pod to a node, gives it a network
 namespace with a pod IP on the rig's bridge, runs its init containers in order to their exit
-(restarted with a back-off when one fails), then the pod's broker container as a real process
+(in a thread of the pod's own, as the kubelet starts pods side by side, so a pod whose init
+container waits for its load balancer's DNS record does not hold up the cloud that makes it;
+restarted with a back-off when one fails; an image named kafka-listener-injector is the binary
+given with --kli-binary), then the pod's broker container as a real process
 (a real Apache Kafka broker: the container's `command`/`args` when it has them, else the
 image's entrypoint: apache/kafka's, which tests/e2e/kafka/image-run.sh stands in for, or
 bitnami/kafka's, tests/e2e/kafka/bitnami-run.sh, with bitnami-lib.sh for the image's script
@@ -49,6 +52,7 @@ gate's) stay.
 
 import argparse
 import base64
+import fractions
 import json
 import os
 import re
@@ -56,6 +60,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 ZONE = "topology.kubernetes.io/zone"
@@ -176,6 +181,39 @@ def field_value(pod, ip, host_ip, path):
     raise ValueError(f"unsupported fieldRef {path}")
 
 
+# What a node offers when a container sets no limit (the kubelet's allocatable).
+NODE_ALLOCATABLE = {"cpu": "4", "memory": "16Gi", "ephemeral-storage": "100Gi"}
+QUANTITY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+                     "n": fractions.Fraction(1, 10**9), "u": fractions.Fraction(1, 10**6),
+                     "m": fractions.Fraction(1, 1000), "k": 10**3, "M": 10**6, "G": 10**9,
+                     "T": 10**12, "P": 10**15, "E": 10**18}
+
+
+def quantity(text):
+    """A Kubernetes resource quantity (250m, 1.5Gi, 2e3) as an exact fraction."""
+    match = re.fullmatch(r"([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([a-zA-Z]*)", str(text).strip())
+    if not match or match.group(2) not in QUANTITY_SUFFIXES and match.group(2) != "":
+        raise ValueError(f"not a quantity: {text!r}")
+    return fractions.Fraction(match.group(1)) * QUANTITY_SUFFIXES.get(match.group(2), 1)
+
+
+def resource_value(pod, container, ref):
+    """A resourceFieldRef as the kubelet resolves it: the named container's (default: this one's)
+    request or limit divided by the divisor (default 1), rounded up; an unset limit is the node's
+    allocatable, an unset request 0 (the API server has already copied limits into unset
+    requests)."""
+    name = ref.get("containerName") or container["name"]
+    spec = pod.obj["spec"]
+    target = next(c for c in spec.get("containers", []) + spec.get("initContainers", [])
+                  if c["name"] == name)
+    kind, resource = ref["resource"].split(".", 1)
+    value = (target.get("resources") or {}).get(kind, {}).get(resource)
+    if value is None:
+        value = NODE_ALLOCATABLE[resource] if kind == "limits" else "0"
+    amount = quantity(value) / quantity(ref.get("divisor") or "1")
+    return str(-(-amount.numerator // amount.denominator))
+
+
 def container_env(pod, container, ip, host_ip):
     """The container's environment as the kubelet builds it."""
     namespace = pod.namespace
@@ -214,6 +252,8 @@ def container_env(pod, container, ip, host_ip):
             env[name] = source("secret", ref["name"])[ref["key"]]
         elif "fieldRef" in value_from:
             env[name] = field_value(pod, ip, host_ip, value_from["fieldRef"]["fieldPath"])
+        elif "resourceFieldRef" in value_from:
+            env[name] = resource_value(pod, container, value_from["resourceFieldRef"])
         else:
             raise ValueError(f"unsupported valueFrom in env {name}")
     env["HOSTNAME"] = pod.name
@@ -583,6 +623,7 @@ class Agent:
         self.running = {}  # uid -> dict(pod, proc, netns, ip, ready)
         self.reported = set()  # uids of pods already logged as unschedulable or not ours
         self.init_retry = {}  # uid -> (failed attempts, monotonic time of the next) for init containers
+        self.initializing = {}  # uid -> dict(thread, failure, proc, netns, ip, pod_dir, pod)
         self.stopping = False
 
     def ensure_nodes(self):
@@ -647,13 +688,13 @@ class Agent:
         self.reported.discard(pod.uid)
         log(f"{pod.key}: bound to {node}")
 
-    def patch_status(self, pod, ip, containers_ready, ready, message="", entry=None):
+    def patch_status(self, pod, ip, containers_ready, ready, message="", entry=None, initialized=True):
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         status = "True" if ready else "False"
         entry = entry or self.running.get(pod.uid)
         body = {
             "status": {
-                "phase": "Running",
+                "phase": "Running" if initialized else "Pending",
                 "hostIP": self.host_ip(pod),
                 "hostIPs": [{"ip": self.host_ip(pod)}],
                 "podIP": ip,
@@ -661,7 +702,8 @@ class Agent:
                 "startTime": now,
                 "conditions": [
                     {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-                    {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+                    {"type": "Initialized", "status": "True" if initialized else "False",
+                     "lastTransitionTime": now},
                     {"type": "ContainersReady", "status": "True" if containers_ready else "False",
                      "lastTransitionTime": now},
                     {"type": "Ready", "status": status, "lastTransitionTime": now, "message": message},
@@ -683,6 +725,8 @@ class Agent:
         """The stand-in files an image needs, as (rig file, path in the container), and its
         entrypoint: apache/kafka's run script, or the Bitnami image's entrypoint and the part of
         its script library that the Bitnami chart's init containers call."""
+        if self.args.kli_binary and image.split("/")[-1].startswith("kafka-listener-injector"):
+            return [], [self.args.kli_binary]
         if "bitnami/kafka" in image:
             here = os.path.dirname(os.path.abspath(__file__))
             files = [(os.path.join(here, "bitnami-run.sh"), BITNAMI_ENTRYPOINT),
@@ -717,7 +761,7 @@ class Agent:
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 if not os.path.exists(target):
                     open(target, "w").close()
-        binds = " && ".join(f"mount --bind '{src}' '{dst}'" for src, dst in mounts)
+        binds = " && ".join(["true"] + [f"mount --bind '{src}' '{dst}'" for src, dst in mounts])
         # Its own UTS namespace, with the pod's hostname, as the kubelet gives it (in the cluster
         # hosts file): a broker resolves the name of its host for a listener with no host.
         hostname = pod.obj["spec"].get("hostname", pod.name)
@@ -734,44 +778,81 @@ class Agent:
         })
         return env
 
-    def run_init_containers(self, pod, netns, ip, pod_dir):
+    def run_init_containers(self, pod, state):
         """As the kubelet does before the containers: each init container in order, to its
-        exit; None when all exited 0, else which one failed and how."""
+        exit. Runs in the pod's own thread; sets state["failure"]: None when all exited 0, else
+        which one failed and how. state["proc"] is the one running, for a deletion to stop."""
         for container in pod.obj["spec"].get("initContainers", []):
-            env = self.container_env(pod, container, ip)
-            launch = self.launch_command(pod, container, netns, env, pod_dir)
-            with open(os.path.join(pod_dir, f"init-{container['name']}.log"), "ab") as logfile:
+            if state["aborted"]:
+                state["failure"] = "the pod was deleted"
+                return
+            env = self.container_env(pod, container, state["ip"])
+            launch = self.launch_command(pod, container, state["netns"], env, state["pod_dir"])
+            with open(os.path.join(state["pod_dir"], f"init-{container['name']}.log"), "ab") as logfile:
+                proc = subprocess.Popen(launch, env=env, stdout=logfile, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+                state["proc"] = proc
                 try:
-                    code = subprocess.run(launch, env=env, stdout=logfile, stderr=subprocess.STDOUT,
-                                          timeout=120).returncode
+                    code = proc.wait(timeout=600)
                 except subprocess.TimeoutExpired:
-                    code = "a timeout (120 s)"
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    code = "a timeout (600 s)"
             if code != 0:
-                return f"init container {container['name']} exited with {code}"
+                state["failure"] = f"init container {container['name']} exited with {code}"
+                return
             log(f"{pod.key}: init container {container['name']} completed")
-        return None
+        state["failure"] = None
+
+    def abort_init(self, uid):
+        """A pod deleted while its init containers run: the running one gets SIGTERM, then its
+        namespace goes."""
+        state = self.initializing.pop(uid)
+        state["aborted"] = True
+        proc = state.get("proc")
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        state["thread"].join(timeout=20)
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        self.network.remove_pod(state["pod"].key, state["netns"])
+        log(f"{state['pod'].key}: stopped while initializing")
 
     def start(self, pod):
         container = self.broker_container(pod)
         if container is None:
             log(f"{pod.key}: no container named {self.args.container}; left pending")
             return
-        retry_at = self.init_retry.get(pod.uid, (0, 0))[1]
-        if time.monotonic() < retry_at:
+        state = self.initializing.get(pod.uid)
+        if state is None:
+            retry_at = self.init_retry.get(pod.uid, (0, 0))[1]
+            if time.monotonic() < retry_at:
+                return
+            spec = pod.obj["spec"]
+            names = [pod.name]
+            if spec.get("subdomain"):
+                fqdn = f"{spec.get('hostname', pod.name)}.{spec['subdomain']}.{pod.namespace}.svc"
+                names = [fqdn, f"{fqdn}.cluster.local", pod.name]
+            netns, ip = self.network.add_pod(pod.key, names)
+            pod_dir = os.path.join(self.args.work, pod.namespace, pod.name)
+            os.makedirs(pod_dir, exist_ok=True)
+            # emptyDir volumes start empty in each new pod; other volumes (a PVC's) are kept.
+            for volume in spec.get("volumes", []):
+                if "emptyDir" in volume:
+                    shutil.rmtree(os.path.join(pod_dir, "volumes", volume["name"]), ignore_errors=True)
+            state = {"pod": pod, "netns": netns, "ip": ip, "pod_dir": pod_dir, "aborted": False}
+            state["thread"] = threading.Thread(target=self.run_init_containers, args=(pod, state),
+                                               daemon=True)
+            self.initializing[pod.uid] = state
+            state["thread"].start()
+            if spec.get("initContainers"):
+                self.patch_status(pod, ip, False, False, "initializing", initialized=False)
             return
-        spec = pod.obj["spec"]
-        names = [pod.name]
-        if spec.get("subdomain"):
-            fqdn = f"{spec.get('hostname', pod.name)}.{spec['subdomain']}.{pod.namespace}.svc"
-            names = [fqdn, f"{fqdn}.cluster.local", pod.name]
-        netns, ip = self.network.add_pod(pod.key, names)
-        pod_dir = os.path.join(self.args.work, pod.namespace, pod.name)
-        os.makedirs(pod_dir, exist_ok=True)
-        # emptyDir volumes start empty in each new pod; other volumes (a PVC's) are kept.
-        for volume in spec.get("volumes", []):
-            if "emptyDir" in volume:
-                shutil.rmtree(os.path.join(pod_dir, "volumes", volume["name"]), ignore_errors=True)
-        failure = self.run_init_containers(pod, netns, ip, pod_dir)
+        if state["thread"].is_alive():
+            return
+        del self.initializing[pod.uid]
+        netns, ip, pod_dir = state["netns"], state["ip"], state["pod_dir"]
+        failure = state.get("failure", "the init containers' thread died")
         if failure is not None:
             # Restarted as the kubelet does (restartPolicy Always), after a doubling back-off.
             attempts = self.init_retry.get(pod.uid, (0, 0))[0] + 1
@@ -840,7 +921,9 @@ class Agent:
         seen = set()
         pods = self.pods()
         services = json.loads(kubectl("get", "services", "-n", self.args.namespace, "-o", "json"))["items"]
-        self.cloud.sync(services, [p for p in pods if p.uid in self.running])
+        # A cloud makes the load balancer whether or not the pod has started (its init
+        # containers may wait for that load balancer's name).
+        self.cloud.sync(services, [p for p in pods if p.uid in self.running or p.uid in self.initializing])
         self.node_ports.sync(services, [(p.obj, self.running[p.uid]["ip"]) for p in pods
                                         if p.uid in self.running and self.running[p.uid]["proc"].poll() is None])
         for pod in pods:
@@ -850,6 +933,8 @@ class Agent:
             if meta.get("deletionTimestamp"):
                 if uid in self.running:
                     self.stop(uid)
+                elif uid in self.initializing:
+                    self.abort_init(uid)
                 kubectl("delete", "pod", "-n", pod.namespace, pod.name, "--grace-period=0",
                         "--force", "--wait=false", check=False)
                 continue
@@ -888,6 +973,9 @@ class Agent:
         for uid in list(self.running):
             if uid not in seen:
                 self.stop(uid)
+        for uid in list(self.initializing):
+            if uid not in seen:
+                self.abort_init(uid)
 
     def run(self):
         self.ensure_nodes()
@@ -916,6 +1004,8 @@ class Agent:
                 entry["proc"].wait()
             self.network.remove_pod(entry["pod"].key, entry["netns"])
         self.running.clear()
+        for uid in list(self.initializing):
+            self.abort_init(uid)
 
 
 def fill_volume(namespace, volume, directory):
@@ -979,6 +1069,7 @@ def main():
     parser.add_argument("--lb-dev", required=True)
     parser.add_argument("--outside-hosts", required=True)
     parser.add_argument("--dns-delay-file")
+    parser.add_argument("--kli-binary", help="what an image named kafka-listener-injector runs")
     parser.add_argument("--nodes", default="e2e-node",
                         help="the nodes, comma-separated name[=zone[=address]], e.g. "
                              "e2e-node-a=zone-a=10.77.3.11; a node without an address has "
