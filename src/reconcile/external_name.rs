@@ -80,6 +80,34 @@ impl ExternalName {
         matches!(self, Self::Resolves { .. } | Self::NotLoadBalancer)
     }
 
+    /// Whether `recorded` (the Service's annotation) already says this state. A mismatch still
+    /// says it while the host and load balancer are the same and the name resolves to some of
+    /// the addresses recorded: a name with several records answers with a rotating or partial
+    /// set, and each answer must not rewrite the Service (and trigger the next reconcile).
+    pub(super) fn recorded_as(&self, recorded: &str) -> bool {
+        let Self::Elsewhere {
+            host,
+            addresses,
+            load_balancer,
+        } = self
+        else {
+            return recorded == self.to_string();
+        };
+        let recorded_addresses = recorded
+            .strip_prefix(&format!("mismatch: {host} resolves to "))
+            .and_then(|rest| {
+                rest.strip_suffix(&format!(
+                    ", the load balancer is {}",
+                    load_balancer.join(" ")
+                ))
+            });
+        recorded_addresses.is_some_and(|list| {
+            list.split(' ')
+                .filter_map(|a| a.parse::<IpAddr>().ok())
+                .any(|a| addresses.contains(&a))
+        })
+    }
+
     pub(super) fn reason(&self) -> &'static str {
         match self {
             Self::Resolves { .. } => "Resolves",
@@ -214,10 +242,11 @@ pub(super) async fn record_external_name(
     state: &ExternalName,
     context: &Context,
 ) -> Result<(), kube::Error> {
-    let text = state.to_string();
-    if service.annotations().get(EXTERNAL_NAME_ANNOTATION) == Some(&text) {
+    let recorded = service.annotations().get(EXTERNAL_NAME_ANNOTATION);
+    if recorded.is_some_and(|recorded| state.recorded_as(recorded)) {
         return Ok(());
     }
+    let text = state.to_string();
     annotate(
         api,
         &service.name_any(),

@@ -91,6 +91,29 @@ fn external_name_states_read_as_the_annotation_says_them() {
 }
 
 #[test]
+fn a_mismatch_is_recorded_once_while_the_name_answers_with_parts_of_the_same_set() {
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let mismatch = |addresses: &[&str], load_balancer: &str| ExternalName::Elsewhere {
+        host: "kafka-3.kafka.example.com".into(),
+        addresses: addresses.iter().map(|a| ip(a)).collect(),
+        load_balancer: vec![load_balancer.into()],
+    };
+    let recorded = mismatch(&["10.0.0.1", "10.0.0.2"], "10.77.2.13").to_string();
+    // A rotating or partial answer of the same records: already said.
+    assert!(mismatch(&["10.0.0.2"], "10.77.2.13").recorded_as(&recorded));
+    assert!(mismatch(&["10.0.0.2", "10.0.0.1"], "10.77.2.13").recorded_as(&recorded));
+    // Somewhere else again, another load balancer, or a state of another kind: written.
+    assert!(!mismatch(&["10.0.0.9"], "10.77.2.13").recorded_as(&recorded));
+    assert!(!mismatch(&["10.0.0.1"], "10.77.2.14").recorded_as(&recorded));
+    let ready = ExternalName::Resolves {
+        host: "kafka-3.kafka.example.com".into(),
+        load_balancer: vec!["10.77.2.13".into()],
+    };
+    assert!(!ready.recorded_as(&recorded));
+    assert!(ready.recorded_as(&ready.to_string()));
+}
+
+#[test]
 fn the_recorded_state_does_not_change_with_the_order_dns_answers_in() {
     let ip = |s: &str| s.parse::<IpAddr>().unwrap();
     let addresses = [ip("10.77.2.13"), ip("10.77.2.11"), ip("10.77.2.12")];
