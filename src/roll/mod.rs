@@ -121,7 +121,7 @@ pub async fn run(config: &Config, out: &mut impl Write) -> anyhow::Result<Outcom
     if let Some(reason) = preconditions(&state, &plan, config, &mut roll).await? {
         return roll.finish(&plan, Outcome::Refused, Some(reason));
     }
-    controller_last(&mut plan.steps, state.controller);
+    order_steps(&mut plan.steps, &state);
     for (index, step) in plan.steps.iter().enumerate() {
         let last = index + 1 == plan.steps.len();
         if let Err(reason) = roll.restart(step, &live, last).await? {
@@ -153,22 +153,11 @@ async fn preconditions(
     config: &Config,
     roll: &mut Roll<'_, impl Write>,
 ) -> anyhow::Result<Option<String>> {
-    let missing: Vec<String> = plan
-        .steps
-        .iter()
-        .filter(|step| !state.brokers.iter().any(|b| b.0 == step.node_id))
-        .map(|step| format!("{} (broker {})", step.pod, step.node_id))
-        .collect();
-    if !missing.is_empty() {
-        return Ok(Some(format!(
-            "not registered in the metadata: {}; the cluster must be whole before a roll",
-            missing.join(", ")
-        )));
-    }
-    let unhealthy: Vec<String> = state
-        .unhealthy()
-        .map(|p| format!("{}-{}", p.topic, p.partition))
-        .collect();
+    // Brokers of the plan that are down already (a roll stopped at one that could not start
+    // with bad settings, since mended): recreating them takes nothing away, so they neither
+    // block the roll nor do the partitions that lack only them; they go first.
+    let down = down_brokers(state, plan);
+    let unhealthy = unhealthy_beyond(state, &down);
     if !unhealthy.is_empty() {
         return Ok(Some(format!(
             "{} partitions are under-replicated or offline ({}): wait until they are in sync",
@@ -198,9 +187,55 @@ async fn preconditions(
     roll.say(&format!(
         "preconditions: {} brokers registered, {} partitions in sync, no topic at risk",
         state.brokers.len(),
-        state.partitions.len()
+        state.partitions.len() - state.unhealthy().count()
     ))?;
+    let down: Vec<String> = plan
+        .steps
+        .iter()
+        .filter(|step| down.contains(&step.node_id))
+        .map(|step| format!("{} (broker {})", step.pod, step.node_id))
+        .collect();
+    if !down.is_empty() {
+        roll.say(&format!(
+            "not in the metadata, so down already: {}; recreated first",
+            down.join(", ")
+        ))?;
+    }
     Ok(None)
+}
+
+/// The order brokers go in: those down already first, the controller's broker last, the rest
+/// highest ordinal first, as planned.
+fn order_steps(steps: &mut [plan::Step], state: &ClusterState) {
+    controller_last(steps, state.controller);
+    let down: Vec<i32> = steps
+        .iter()
+        .map(|step| step.node_id)
+        .filter(|id| !state.brokers.iter().any(|b| b.0 == *id))
+        .collect();
+    steps.sort_by_key(|step| !down.contains(&step.node_id));
+}
+
+/// The partitions not in sync for another reason than the `down` brokers, as `topic-N`.
+fn unhealthy_beyond(state: &ClusterState, down: &[i32]) -> Vec<String> {
+    state
+        .unhealthy()
+        .filter(|p| {
+            !p.replicas
+                .iter()
+                .all(|r| p.isr.contains(r) || down.contains(r))
+        })
+        .map(|p| format!("{}-{}", p.topic, p.partition))
+        .collect()
+}
+
+/// The node ids of the plan's brokers that the metadata does not list: not serving now.
+fn down_brokers(state: &ClusterState, plan: &Plan) -> Vec<i32> {
+    plan.steps
+        .iter()
+        .map(|step| step.node_id)
+        .filter(|id| !state.brokers.iter().any(|b| b.0 == *id))
+        .collect()
 }
 
 /// A roll in progress.
@@ -509,14 +544,13 @@ fn ready(pod: &Pod) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// A pod in a few words: phase, readiness, settings.
+/// A pod in a few words: phase, readiness, settings, and each container that is not ready with
+/// why (waiting reason, restarts, last exit): the cause, as far as the pod's status tells it.
 fn describe_pod(pod: &Pod) -> String {
-    let phase = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("Pending");
-    format!(
+    use std::fmt::Write as _;
+    let status = pod.status.as_ref();
+    let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+    let mut text = format!(
         "pod {} {}{} with settings {}",
         pod.uid().unwrap_or_default(),
         phase,
@@ -524,7 +558,34 @@ fn describe_pod(pod: &Pod) -> String {
         pod.annotations()
             .get(SETTINGS_KEY)
             .map_or("(none)", String::as_str)
-    )
+    );
+    let containers = status.and_then(|s| s.container_statuses.as_deref());
+    for container in containers.unwrap_or_default().iter().filter(|c| !c.ready) {
+        let _ = write!(text, "; container {}", container.name);
+        let waiting = container.state.as_ref().and_then(|s| s.waiting.as_ref());
+        if let Some(reason) = waiting.and_then(|w| w.reason.as_deref()) {
+            let _ = write!(text, " {reason}");
+        }
+        if container.restart_count > 0 {
+            let _ = write!(text, ", {} restarts", container.restart_count);
+        }
+        let last = container
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref());
+        if let Some(exit) = last {
+            let _ = write!(
+                text,
+                ", last exit code {} ({}): see kubectl logs -n {} {} -c {} --previous",
+                exit.exit_code,
+                exit.reason.as_deref().unwrap_or("terminated"),
+                pod.namespace().unwrap_or_default(),
+                pod.name_any(),
+                container.name
+            );
+        }
+    }
+    text
 }
 
 #[cfg(test)]

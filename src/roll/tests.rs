@@ -257,3 +257,62 @@ fn the_next_broker_waits_for_settle_except_after_the_last() {
     assert_eq!(Stage::InSync.next(true, minute), None);
     assert_eq!(Stage::InSync.next(false, Duration::ZERO), None);
 }
+
+#[test]
+fn a_pod_that_did_not_come_back_is_described_with_its_containers_cause() {
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "kafka-2", "namespace": "kafka", "uid": "u-2",
+                     "annotations": {"kafka-listener-injector.io/settings": "06b26715"}},
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [{
+                "name": "kafka", "image": "apache/kafka:4.4.0", "imageID": "", "ready": false,
+                "restartCount": 3,
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
+            }],
+        },
+    }))
+    .unwrap();
+    assert_eq!(
+        super::describe_pod(&pod),
+        "pod u-2 Running, not Ready with settings 06b26715; container kafka CrashLoopBackOff, \
+         3 restarts, last exit code 1 (Error): see kubectl logs -n kafka kafka-2 -c kafka --previous"
+    );
+}
+
+#[test]
+fn brokers_of_the_plan_that_are_down_already_block_nothing_and_go_first() {
+    use crate::probe::{ClusterState, Partition};
+    let statefulset = example(Some((
+        "kafka-listener-injector.io/domain",
+        "kafka.example.net",
+    )));
+    let mut planned = plan_of(&statefulset, &running(&example(None)));
+    let partition = |partition: i32, isr: Vec<i32>| Partition {
+        topic: "orders".into(),
+        partition,
+        leader: isr[0],
+        replicas: vec![100, 101, 102],
+        isr,
+    };
+    // Broker 100 crashed on the settings of a stopped roll: not in the metadata, out of the ISRs.
+    let state = ClusterState {
+        brokers: vec![(101, "h".into(), 9094), (102, "h".into(), 9094)],
+        controller: 101,
+        partitions: vec![partition(0, vec![101, 102]), partition(1, vec![102, 101])],
+    };
+    let down = super::down_brokers(&state, &planned);
+    assert_eq!(down, [100]);
+    assert!(super::unhealthy_beyond(&state, &down).is_empty());
+    // A partition that lacks another broker still blocks the roll.
+    let mut lagging = state.clone();
+    lagging.partitions.push(partition(2, vec![101]));
+    assert_eq!(super::unhealthy_beyond(&lagging, &down), ["orders-2"]);
+    assert_eq!(super::unhealthy_beyond(&state, &[]).len(), 2);
+    super::order_steps(&mut planned.steps, &state);
+    let order: Vec<i32> = planned.steps.iter().map(|s| s.node_id).collect();
+    // The broker that is down first; the controller's (101) last.
+    assert_eq!(order, [100, 102, 101]);
+}

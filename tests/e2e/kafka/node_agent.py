@@ -210,7 +210,9 @@ def resource_value(pod, container, ref):
     value = (target.get("resources") or {}).get(kind, {}).get(resource)
     if value is None:
         value = NODE_ALLOCATABLE[resource] if kind == "limits" else "0"
-    amount = quantity(value) / quantity(ref.get("divisor") or "1")
+    # The API server stores an unset divisor as "0", which the kubelet reads as 1.
+    divisor = quantity(ref.get("divisor") or "1") or 1
+    amount = quantity(value) / divisor
     return str(-(-amount.numerator // amount.denominator))
 
 
@@ -718,6 +720,11 @@ class Agent:
                 "state": {"running": {"startedAt": now}} if entry["proc"].poll() is None
                 else {"waiting": {"reason": "CrashLoopBackOff"}},
             }]
+            if isinstance(entry.get("reported_exit"), int):
+                code = entry["reported_exit"]
+                body["status"]["containerStatuses"][0]["lastState"] = {"terminated": {
+                    "exitCode": code, "reason": "Error" if code else "Completed",
+                    "startedAt": now, "finishedAt": now}}
         kubectl("patch", "pod", "-n", pod.namespace, pod.name, "--subresource=status",
                 "--type=strategic", "-p", json.dumps(body), check=False)
 
@@ -782,6 +789,12 @@ class Agent:
         """As the kubelet does before the containers: each init container in order, to its
         exit. Runs in the pod's own thread; sets state["failure"]: None when all exited 0, else
         which one failed and how. state["proc"] is the one running, for a deletion to stop."""
+        try:
+            self.run_init_containers_in_order(pod, state)
+        except Exception as error:  # a value this kubelet cannot resolve: the pod fails, not the agent
+            state["failure"] = f"init containers: {error!r}"
+
+    def run_init_containers_in_order(self, pod, state):
         for container in pod.obj["spec"].get("initContainers", []):
             if state["aborted"]:
                 state["failure"] = "the pod was deleted"
@@ -853,6 +866,12 @@ class Agent:
         del self.initializing[pod.uid]
         netns, ip, pod_dir = state["netns"], state["ip"], state["pod_dir"]
         failure = state.get("failure", "the init containers' thread died")
+        if failure is None:
+            try:
+                env = self.container_env(pod, container, ip)
+                launch = self.launch_command(pod, container, netns, env, pod_dir)
+            except Exception as error:  # a value this kubelet cannot resolve: the pod fails, not the agent
+                failure = f"container {container['name']}: {error!r}"
         if failure is not None:
             # Restarted as the kubelet does (restartPolicy Always), after a doubling back-off.
             attempts = self.init_retry.get(pod.uid, (0, 0))[0] + 1
@@ -862,8 +881,6 @@ class Agent:
             self.patch_status(pod, ip, False, False, failure)
             return
         self.init_retry.pop(pod.uid, None)
-        env = self.container_env(pod, container, ip)
-        launch = self.launch_command(pod, container, netns, env, pod_dir)
         entry = {
             "pod": pod, "netns": netns, "ip": ip, "ready": False, "port": readiness_port(container),
             "launch": launch, "env": env, "log": os.path.join(pod_dir, "container.log"),
