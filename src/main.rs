@@ -103,8 +103,9 @@ fn roll(config: kafka_listener_injector::roll::Config) -> anyhow::Result<ExitCod
     })
 }
 
-/// Exit 0 when every name answers, and also when the time runs out (the broker then starts
-/// anyway: a DNS fault must not keep it down); 143 on SIGTERM, as the pod is being deleted.
+/// Exit 0 when every name answers, and also when the time runs out or no server can be found or
+/// heard (the broker then starts anyway: a DNS fault must not keep it down); 143 on SIGTERM, as
+/// the pod is being deleted.
 fn wait_for_name(
     config: kafka_listener_injector::wait_for_name::Config,
 ) -> anyhow::Result<ExitCode> {

@@ -42,7 +42,13 @@ pub enum Outcome {
     Answered,
     /// The time ran out; these names were still missing somewhere.
     TimedOut(Vec<String>),
+    /// No authoritative server could be found or heard from (why): waiting longer would only
+    /// delay the broker.
+    Unreachable(String),
 }
+
+/// How long the wait goes on while no server answers at all (not even "no such name").
+const UNHEARD_LIMIT: Duration = Duration::from_secs(60);
 
 /// One authoritative server: how it was named and its addresses (a name server's name usually
 /// has an IPv4 and an IPv6 address, of which a pod may reach only one).
@@ -68,25 +74,43 @@ pub async fn run(config: &Config, out: &mut impl std::io::Write) -> anyhow::Resu
     if config.names.is_empty() {
         bail!("no name to wait for");
     }
+    run_with(&system_resolver()?, config, out).await
+}
+
+/// [`run`], finding servers through `system`.
+async fn run_with(
+    system: &TokioResolver,
+    config: &Config,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<Outcome> {
     let deadline = Instant::now() + config.timeout;
     let started = Instant::now();
-    let system = system_resolver()?;
     let mut pending: Vec<(String, Vec<Server>)> = Vec::new();
     for name in &config.names {
         let servers = if config.servers.is_empty() {
-            authoritative_servers(&system, name).await?
+            authoritative_servers(system, name).await
         } else {
-            named_servers(&system, &config.servers).await?
+            named_servers(system, &config.servers).await
+        };
+        let servers = match servers {
+            Ok(servers) => servers,
+            Err(error) => {
+                let why = format!("finding the DNS servers to ask for {name}: {error:#}");
+                writeln!(out, "wait-for-name: {why}; starting the broker anyway")?;
+                return Ok(Outcome::Unreachable(why));
+            }
         };
         let labels: Vec<String> = servers.iter().map(Server::describe).collect();
         writeln!(out, "wait-for-name: {name}: asking {}", labels.join(", "))?;
         pending.push((name.clone(), servers));
     }
     let mut last_said: Vec<String> = vec![String::new(); pending.len()];
+    let mut heard_from_any = false;
     loop {
         let mut still = Vec::new();
         for ((name, servers), said) in pending.into_iter().zip(last_said) {
-            let missing = missing_at(&name, &servers).await;
+            let (missing, heard) = missing_at(&name, &servers).await;
+            heard_from_any |= heard;
             if missing.is_empty() {
                 writeln!(
                     out,
@@ -105,6 +129,14 @@ pub async fn run(config: &Config, out: &mut impl std::io::Write) -> anyhow::Resu
             return Ok(Outcome::Answered);
         }
         (pending, last_said) = still.into_iter().unzip();
+        if !heard_from_any && started.elapsed() >= UNHEARD_LIMIT.min(config.timeout) {
+            let why = format!(
+                "no DNS server answered at all in {} s (a NetworkPolicy that blocks DNS from this pod? give --dns-server)",
+                started.elapsed().as_secs()
+            );
+            writeln!(out, "wait-for-name: {why}; starting the broker anyway")?;
+            return Ok(Outcome::Unreachable(why));
+        }
         if Instant::now() + config.interval > deadline {
             let names: Vec<String> = pending.into_iter().map(|(name, _)| name).collect();
             writeln!(
@@ -119,10 +151,12 @@ pub async fn run(config: &Config, out: &mut impl std::io::Write) -> anyhow::Resu
     }
 }
 
-/// The servers at which `name` does not answer yet, each with why. A server answers when any of
-/// its addresses gives the name's address.
-async fn missing_at(name: &str, servers: &[Server]) -> Vec<String> {
+/// The servers at which `name` does not answer yet, each with why, and whether any server
+/// answered at all (an address or "no such name"). A server answers when any of its addresses
+/// gives the name's address.
+async fn missing_at(name: &str, servers: &[Server]) -> (Vec<String>, bool) {
     let mut missing = Vec::new();
+    let mut heard = false;
     for server in servers {
         let mut why = Vec::new();
         for &address in &server.addresses {
@@ -135,11 +169,18 @@ async fn missing_at(name: &str, servers: &[Server]) -> Vec<String> {
             };
             match answer {
                 Ok(ips) if ips.iter().next().is_some() => {
+                    heard = true;
                     why.clear();
                     break;
                 }
-                Ok(_) => why.push("no address".to_owned()),
-                Err(error) if error.is_no_records_found() => why.push("no record".to_owned()),
+                Ok(_) => {
+                    heard = true;
+                    why.push("no address".to_owned());
+                }
+                Err(error) if error.is_no_records_found() => {
+                    heard = true;
+                    why.push("no record".to_owned());
+                }
                 Err(error) => why.push(error.to_string()),
             }
         }
@@ -149,7 +190,7 @@ async fn missing_at(name: &str, servers: &[Server]) -> Vec<String> {
             missing.push(format!("{}: {said}", server.label));
         }
     }
-    missing
+    (missing, heard)
 }
 
 /// The servers given by the user: addresses, with port 53 unless one is given, or host names.
@@ -431,6 +472,7 @@ mod tests {
         assert!(
             missing_at("kafka-3.kafka.example.com", std::slice::from_ref(&server))
                 .await
+                .0
                 .is_empty()
         );
         let only_silent = Server {
@@ -439,7 +481,7 @@ mod tests {
         };
         assert_eq!(
             missing_at("kafka-3.kafka.example.com", &[only_silent]).await,
-            ["ns1.example.net: no record"]
+            (vec!["ns1.example.net: no record".to_owned()], true)
         );
     }
 
@@ -476,5 +518,37 @@ mod tests {
         assert_eq!(names, ["example.com"]);
         assert_eq!(enclosing_names("localhost").count(), 0);
         assert_eq!(enclosing_names("example.com").count(), 0);
+    }
+
+    #[tokio::test]
+    async fn servers_that_never_answer_end_the_wait_early_with_the_reason() {
+        // A UDP port nobody answers on: every question times out.
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let address = silent.local_addr().unwrap();
+        let mut out = Vec::new();
+        let outcome = run(&config(&[address], Duration::from_secs(3)), &mut out)
+            .await
+            .unwrap();
+        let log = String::from_utf8(out).unwrap();
+        assert!(
+            matches!(&outcome, Outcome::Unreachable(why) if why.contains("no DNS server answered at all")),
+            "{outcome:?}: {log}"
+        );
+        assert!(log.contains("starting the broker anyway"), "{log}");
+    }
+
+    #[tokio::test]
+    async fn a_zone_whose_servers_cannot_be_found_lets_the_broker_start() {
+        let (resolver_address, _, _) = fake_dns(|_, _, _| Reply::NoSuchName).await;
+        let system = direct_resolver(resolver_address).unwrap();
+        let mut out = Vec::new();
+        let outcome = run_with(&system, &config(&[], Duration::from_secs(60)), &mut out)
+            .await
+            .unwrap();
+        let log = String::from_utf8(out).unwrap();
+        assert!(
+            matches!(&outcome, Outcome::Unreachable(why) if why.contains("no zone above kafka-3.kafka.example.com has NS records")),
+            "{outcome:?}: {log}"
+        );
     }
 }
