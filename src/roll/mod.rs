@@ -193,7 +193,12 @@ async fn preconditions(
         .steps
         .iter()
         .filter(|step| down.contains(&step.node_id))
-        .map(|step| format!("{} (broker {})", step.pod, step.node_id))
+        .map(|step| {
+            format!(
+                "{}/{} (broker {})",
+                config.namespace, step.pod, step.node_id
+            )
+        })
         .collect();
     if !down.is_empty() {
         roll.say(&format!(
