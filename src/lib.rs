@@ -6,6 +6,7 @@
 
 pub mod certs;
 pub mod cli;
+pub mod dns;
 pub mod inject;
 pub mod outcome;
 pub mod output;

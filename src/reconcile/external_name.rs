@@ -4,8 +4,6 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
 
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::TokioResolver;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Patch, PatchParams};
@@ -19,36 +17,15 @@ use super::{Context, EXTERNAL_NAME_ANNOTATION};
 use crate::inject::settings::READINESS_GATE;
 use crate::preview::manifests::POD_NAME_LABEL;
 
-/// The resolver that checks the advertised names: no cache, so a record that appears is seen at
-/// the next check, not after a negative answer's TTL.
+/// The resolver that checks the advertised names: `--dns-server`, else the system's; no cache,
+/// so a record that appears is seen at the next check, not after a negative answer's TTL.
 pub(super) fn resolver(server: Option<SocketAddr>) -> anyhow::Result<TokioResolver> {
-    let builder = match server {
-        Some(address) => {
-            let connections = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
-                .into_iter()
-                .map(|mut c| {
-                    c.port = address.port();
-                    c
-                })
-                .collect();
-            let config = ResolverConfig::from_parts(
-                None,
-                Vec::new(),
-                vec![NameServerConfig::new(address.ip(), true, connections)],
-            );
-            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
-        }
-        None => TokioResolver::builder_tokio()
-            .map_err(|error| anyhow::anyhow!("reading the system's resolver: {error}"))?,
-    };
-    let mut builder = builder;
-    builder.options_mut().cache_size = 0;
-    if server.is_some() {
-        builder.options_mut().use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
+    match server {
+        Some(address) => crate::dns::asking(address)
+            .build()
+            .map_err(|error| anyhow::anyhow!("--dns-server: {error}")),
+        None => crate::dns::system(),
     }
-    builder
-        .build()
-        .map_err(|error| anyhow::anyhow!("--dns-server: {error}"))
 }
 
 /// Whether a broker's advertised name resolves to its load balancer.

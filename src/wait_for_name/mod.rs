@@ -17,8 +17,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::TokioResolver;
 use tokio::time::Instant;
@@ -74,7 +72,7 @@ pub async fn run(config: &Config, out: &mut impl std::io::Write) -> anyhow::Resu
     if config.names.is_empty() {
         bail!("no name to wait for");
     }
-    run_with(&system_resolver()?, config, out).await
+    run_with(&crate::dns::system()?, config, out).await
 }
 
 /// [`run`], finding servers through `system`.
@@ -273,32 +271,11 @@ fn fqdn(name: &str) -> String {
     format!("{}.", name.trim_end_matches('.'))
 }
 
-fn system_resolver() -> anyhow::Result<TokioResolver> {
-    let mut builder = TokioResolver::builder_tokio()
-        .map_err(|error| anyhow::anyhow!("reading the system's resolver: {error}"))?;
-    builder.options_mut().cache_size = 0;
-    Ok(builder.build()?)
-}
-
 /// A resolver that asks one server directly: no recursion, no cache, no hosts file.
 fn direct_resolver(address: SocketAddr) -> anyhow::Result<TokioResolver> {
-    let connections = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
-        .into_iter()
-        .map(|mut c| {
-            c.port = address.port();
-            c
-        })
-        .collect();
-    let config = ResolverConfig::from_parts(
-        None,
-        Vec::new(),
-        vec![NameServerConfig::new(address.ip(), true, connections)],
-    );
-    let mut builder = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+    let mut builder = crate::dns::asking(address);
     let options = builder.options_mut();
-    options.cache_size = 0;
     options.recursion_desired = false;
-    options.use_hosts_file = ResolveHosts::Never;
     options.attempts = 1;
     options.timeout = Duration::from_secs(2);
     Ok(builder.build()?)
