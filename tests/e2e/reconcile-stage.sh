@@ -484,8 +484,8 @@ run_roll_scenario() {
     "$(tail -n 1 "$rdir/roll-broken.txt")" \
     "last exit code 1 (Error): see kubectl logs -n $KAFKA_NS $first -c kafka --previous"
   expect_eq "the other brokers keep their pods" \
-    "$(broker_pod_uids | tr ' ' '\n' | grep -v "^$first=" | tr '\n' ' ')" \
-    "$(tr ' ' '\n' <<<"$uids_before" | grep -v "^$first=" | tr '\n' ' ')"
+    "$(broker_pod_uids | tr ' ' '\n' | grep -v -e "^$first=" -e '^$' | tr '\n' ' ')" \
+    "$(tr ' ' '\n' <<<"$uids_before" | grep -v -e "^$first=" -e '^$' | tr '\n' ' ')"
   expect_eq "the broker's own log names the listener it refused" \
     "$(grep -c 'BOGUS' "$kdir/pods/$KAFKA_NS/$first/container.log" 2>/dev/null | awk '{print ($1 > 0) ? "named" : "not named"}')" named
   kubectl patch statefulset -n "$KAFKA_NS" kafka --type merge -p '{"spec":{"template":{"metadata":{"annotations":{
