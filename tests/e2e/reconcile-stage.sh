@@ -170,7 +170,8 @@ start_public_dns() {
     --bind-interfaces --port=53 --cache-size=0 --local-ttl=5 --user=root --pid-file= \
     --log-facility=- >"$rdir/dns-authoritative.log" 2>&1 &
   PUBLIC_DNS_PIDS+=($!)
-  outside dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --no-poll \
+  # Not through `outside` (a function: $! would be its subshell, and the cleanup would miss it).
+  ip netns exec "$OUTSIDE_NS" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --no-poll \
     --server=10.78.0.1 --listen-address=127.0.0.1 --bind-interfaces --port=53 \
     --neg-ttl="$NEGATIVE_TTL" --user=root --pid-file= --log-queries --log-facility=- \
     >"$rdir/dns-caching.log" 2>&1 &
