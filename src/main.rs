@@ -103,9 +103,9 @@ fn roll(config: kafka_listener_injector::roll::Config) -> anyhow::Result<ExitCod
     })
 }
 
-/// Exit 0 when every name answers, and also when the time runs out or no server can be found or
-/// heard (the broker then starts anyway: a DNS fault must not keep it down); 143 on SIGTERM, as
-/// the pod is being deleted.
+/// Exit 0 when every name answers, and also when the time runs out, no server can be found or
+/// heard, or the wait itself fails (the broker then starts anyway: a DNS fault must not keep it
+/// down); 143 on SIGTERM, as the pod is being deleted. Only bad arguments exit 2.
 fn wait_for_name(
     config: kafka_listener_injector::wait_for_name::Config,
 ) -> anyhow::Result<ExitCode> {
@@ -116,7 +116,12 @@ fn wait_for_name(
         let mut out = std::io::stdout();
         tokio::select! {
             outcome = kafka_listener_injector::wait_for_name::run(&config, &mut out) => {
-                outcome.map(|_| ExitCode::SUCCESS)
+                // Any fault of the wait itself (no resolver configuration, ...) lets the broker
+                // start too: an init container that fails would hold it down for good.
+                if let Err(error) = outcome {
+                    eprintln!("wait-for-name: {error:#}; starting the broker anyway");
+                }
+                Ok(ExitCode::SUCCESS)
             }
             // As PID 1 of its container it must act on SIGTERM itself, or the pod waits out
             // its grace period.
