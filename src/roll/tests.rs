@@ -276,7 +276,7 @@ fn a_pod_that_did_not_come_back_is_described_with_its_containers_cause() {
     }))
     .unwrap();
     assert_eq!(
-        super::describe_pod(&pod),
+        super::pods::describe_pod(&pod),
         "pod u-2 Running, not Ready with settings 06b26715; container kafka CrashLoopBackOff, \
          3 restarts, last exit code 1 (Error): see kubectl logs -n kafka kafka-2 -c kafka --previous"
     );
