@@ -178,6 +178,7 @@ pub async fn probe(config: &Config) -> Result<Vec<BrokerReport>, ProbeError> {
         }
         reports.push(report);
     }
+    note_racks(&mut reports);
     if let Some(idle) = config.idle_check {
         // One wait for all brokers: every held connection has been idle at least `idle`.
         tokio::time::sleep(idle).await;
@@ -192,6 +193,32 @@ pub async fn probe(config: &Config) -> Result<Vec<BrokerReport>, ProbeError> {
         }
     }
     Ok(reports)
+}
+
+/// Notes the brokers that break spreading replicas by zone: one registered with an empty rack
+/// (`--rack-env` on a pod without the zone label), or one without a rack beside brokers with one.
+/// Kafka's replica placement counts each distinct rack, the empty one and "none" too, as a rack
+/// of its own, so such brokers form one more "zone" that replicas are spread over.
+fn note_racks(reports: &mut [BrokerReport]) {
+    let racked: Vec<String> = reports
+        .iter()
+        .filter(|r| r.rack.as_deref().is_some_and(|rack| !rack.is_empty()))
+        .map(|r| r.node_id.to_string())
+        .collect();
+    for report in reports.iter_mut() {
+        match report.rack.as_deref() {
+            Some("") => report.notes.push(format!(
+                "broker {} registered an empty rack, and Kafka counts \"\" as one more rack (with --rack-env: its pod had no topology.kubernetes.io/zone label when it started, because the node has none, or the cluster does not copy it to pods: Kubernetes before 1.35, or PodTopologyLabelsAdmission off)",
+                report.node_id
+            )),
+            None if !racked.is_empty() => report.notes.push(format!(
+                "broker {} has no rack while brokers {} have one: Kafka counts the brokers without a rack as one more rack, so replicas are not spread by zone",
+                report.node_id,
+                racked.join(", ")
+            )),
+            _ => {}
+        }
+    }
 }
 
 /// A connection to the first address of `--bootstrap` that answers: a comma-separated list of

@@ -43,7 +43,7 @@ pub fn write_reports(
         let rack = report
             .rack
             .as_deref()
-            .map_or_else(String::new, |rack| format!(" (rack {rack})"));
+            .map_or_else(String::new, |rack| format!(" (rack {rack:?})"));
         writeln!(
             out,
             "broker {}{rack} {} -> {}: {verdict}",

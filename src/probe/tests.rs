@@ -581,3 +581,59 @@ fn a_start_up_value_in_the_template_stands_for_any_address_or_name_there() {
     assert!(!advertises("$(BROKER_IP):9094", "10.0.3.7", 9094));
     assert!(!advertises("no-port", "no-port", 0));
 }
+
+fn racked(racks: &[(i32, Option<&str>)]) -> Vec<BrokerReport> {
+    let mut reports: Vec<BrokerReport> = racks
+        .iter()
+        .map(|&(node_id, rack)| BrokerReport {
+            node_id,
+            advertised: format!("kafka-{node_id}.kafka.example.com:9094"),
+            rack: rack.map(str::to_owned),
+            addresses: Vec::new(),
+            faults: Vec::new(),
+            notes: Vec::new(),
+        })
+        .collect();
+    super::note_racks(&mut reports);
+    reports
+}
+
+#[test]
+fn an_empty_rack_and_a_missing_one_beside_racks_are_noted() {
+    let reports = racked(&[
+        (100, Some("zone-a")),
+        (101, Some("")),
+        (102, None),
+        (103, Some("zone-b")),
+    ]);
+    assert!(reports[0].notes.is_empty() && reports[3].notes.is_empty());
+    assert_eq!(reports[1].notes.len(), 1);
+    assert!(
+        reports[1].notes[0].starts_with(
+            "broker 101 registered an empty rack, and Kafka counts \"\" as one more rack (with --rack-env: its pod had no topology.kubernetes.io/zone label"
+        ),
+        "{:?}",
+        reports[1].notes
+    );
+    assert_eq!(
+        reports[2].notes,
+        ["broker 102 has no rack while brokers 100, 103 have one: Kafka counts the brokers without a rack as one more rack, so replicas are not spread by zone"]
+    );
+    // Notes say what a reader should know; the brokers stay usable.
+    assert!(reports.iter().all(|r| r.faults.is_empty()));
+    let mut out = Vec::new();
+    assert!(write_reports(&reports, false, &mut out).unwrap());
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("broker 101 (rack \"\") kafka-101"), "{out}");
+    assert!(
+        out.contains("broker 100 (rack \"zone-a\") kafka-100"),
+        "{out}"
+    );
+}
+
+#[test]
+fn no_racks_anywhere_or_racks_everywhere_say_nothing() {
+    let none = racked(&[(100, None), (101, None)]);
+    let all = racked(&[(100, Some("zone-a")), (101, Some("zone-b"))]);
+    assert!(none.iter().chain(&all).all(|r| r.notes.is_empty()));
+}

@@ -503,6 +503,39 @@ run_nodes_stage() {
   probe_code=$?
   sed 's/^/       /' "$kdir/probe.txt"
   expect_eq "probe from outside, bootstrapped from a node address: exit 0" "$probe_code" 0
+
+  log "Z2. kafka-1 recreated on a node without a zone label: it registers an empty rack, and probe says so"
+  local zone other zones
+  zone=$(zone_of "$new_node")
+  zones="100 \"$(zone_of "${node[0]}")\" 101 \"\" 102 \"$(zone_of "${node[2]}")\" "
+  other=$(kubectl get nodes -o name | cut -d/ -f2 | grep -v -x -e "$old_node" -e "$new_node" | head -n1)
+  kubectl label node "$new_node" topology.kubernetes.io/zone- >/dev/null
+  kubectl cordon "$other" >/dev/null
+  old_uid=$(kubectl get pod -n "$NODES_NS" kafka-1 -o jsonpath='{.metadata.uid}')
+  kubectl delete pod -n "$NODES_NS" kafka-1 --wait=false >/dev/null
+  for _ in $(seq 1 120); do
+    [ -n "$(kubectl get pod -n "$NODES_NS" kafka-1 -o jsonpath='{.metadata.uid}' 2>/dev/null | grep -v "^$old_uid$")" ] && break
+    sleep 1
+  done
+  if wait_ready "$NODES_NS" kafka-1 240; then
+    expect_eq "the new kafka-1 runs on $new_node and carries no zone label" \
+      "$(node_of kafka-1) $(label_of pod -n "$NODES_NS" kafka-1 topology.kubernetes.io/zone)" "$new_node -"
+    metadata_until 30 "$expected_brokers" >/dev/null
+    outside "$kli" probe --bootstrap "$bootstrap" --timeout 3s >"$kdir/probe-racks.txt" 2>&1
+    probe_code=$?
+    sed 's/^/       /' "$kdir/probe-racks.txt"
+    expect_eq "probe: broker 101's rack is empty, the others' their zones" \
+      "$(sed -n 's/^broker \([0-9]*\) (rack \("[^"]*"\)).*/\1 \2/p' "$kdir/probe-racks.txt" | sort -n | tr '\n' ' ')" \
+      "$zones"
+    expect_contains "and a note names broker 101 and the missing zone label" "$(cat "$kdir/probe-racks.txt")" \
+      "note: broker 101 registered an empty rack, and Kafka counts \"\" as one more rack (with --rack-env: its pod had no topology.kubernetes.io/zone label"
+    expect_eq "a note is not a fault: exit 0" "$probe_code" 0
+  else
+    fail "kafka-1 did not become ready on a node without a zone label"
+    kafka_logs
+  fi
+  kubectl label node "$new_node" "topology.kubernetes.io/zone=$zone" >/dev/null
+  kubectl uncordon "$other" >/dev/null
   kubectl uncordon "$old_node" >/dev/null
 
   kubectl delete namespace "$NODES_NS" --wait=false >/dev/null
