@@ -46,14 +46,17 @@ fn scripts_of(
     namespace: &str,
     config_maps: &[ConfigMapData],
 ) -> Vec<Script> {
-    let words = container
-        .command
-        .iter()
-        .flatten()
-        .chain(container.args.iter().flatten());
+    let words = || {
+        container
+            .command
+            .iter()
+            .flatten()
+            .chain(container.args.iter().flatten())
+    };
+    let expands_files = words().any(|word| word.contains("envsubst"));
     let mut scripts: Vec<Script> = Vec::new();
-    for path in words.flat_map(|word| paths_in(word)) {
-        if scripts.iter().any(|s| s.path == path) {
+    for path in words().flat_map(|word| paths_in(word)) {
+        if scripts.iter().any(|s| s.path == path) || (is_read_as_data(path) && !expands_files) {
             continue;
         }
         if let Some(script) = resolve(container, path, volumes, namespace, config_maps) {
@@ -61,6 +64,23 @@ fn scripts_of(
         }
     }
     scripts
+}
+
+/// A configuration file the command copies or hands to Kafka rather than runs: Kafka and the JVM
+/// do not expand `${VAR}` in it, so a reference there uses no injected variable (unless the
+/// command expands the file itself, with `envsubst`).
+fn is_read_as_data(path: &str) -> bool {
+    const DATA: [&str; 8] = [
+        ".properties",
+        ".conf",
+        ".cfg",
+        ".json",
+        ".yaml",
+        ".yml",
+        ".xml",
+        ".ini",
+    ];
+    DATA.iter().any(|extension| path.ends_with(extension))
 }
 
 /// Absolute paths in a command word, which may be a whole shell script (`sh -c "..."`).
@@ -155,6 +175,30 @@ mod tests {
             assert_eq!(scripts[0].config_map, "kafka-scripts");
             assert_eq!(scripts[0].text, "export X=1");
         }
+    }
+
+    #[test]
+    fn a_properties_file_is_attached_only_where_the_command_expands_it() {
+        // The shape of CloudPirates' kafka chart 0.1.4 (statefulset.yaml): the script copies
+        // server.properties from the ConfigMap, then starts Kafka on the copy.
+        let copied = "cp /mnt/config/server.properties /opt/kafka/config/server.properties && exec kafka-server-start.sh /opt/kafka/config/server.properties";
+        let mut maps = config_maps();
+        maps[0].data.insert(
+            "server.properties".into(),
+            "advertised.listeners=EXTERNAL://${EXTERNAL_HOST}:9094".into(),
+        );
+        let attach_to = |command: &str| {
+            let pod = pod(command, "/mnt/config", None);
+            let mut view = PodView::from_pod(&pod).unwrap();
+            attach(&mut view, &pod, "kafka", &maps);
+            view.spec.unwrap().containers[0].scripts.clone()
+        };
+        assert!(attach_to(copied).is_empty());
+        let expanded = attach_to(
+            "envsubst < /mnt/config/server.properties > /opt/kafka/config/server.properties",
+        );
+        assert_eq!(expanded.len(), 1);
+        assert_eq!(expanded[0].path, "/mnt/config/server.properties");
     }
 
     #[test]
