@@ -68,7 +68,7 @@ pub fn effectiveness(targets: &[TargetContainer<'_>], injected: &Injected<'_>) -
         let refers = injected.names.iter().any(|name| refers_to(&script, name));
         if script.contains("kafka-server-start") && !refers {
             findings.push(format!(
-                "container {} starts the broker with kafka-server-start.sh, which reads its properties file and --override flags, not env; refer to an injected variable there (--override advertised.listeners=$(KAFKA_ADVERTISED_LISTENERS))",
+                "container {} starts the broker with kafka-server-start.sh, which reads its properties file and --override flags, not env; refer to an injected variable there (--override advertised.listeners=$(KAFKA_ADVERTISED_LISTENERS)), with only listener names the file's listeners and listener.security.protocol.map have",
                 container.name
             ));
         } else if let Some(file) = properties_file(container, &command).filter(|_| !refers) {
