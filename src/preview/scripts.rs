@@ -1,6 +1,7 @@
-//! The scripts a container runs from ConfigMaps mounted into it. `helm template` output carries
-//! those ConfigMaps, so `preview` can judge what a chart's start script does with the injected
-//! variables (export its own value, write a properties file), which the webhook cannot see.
+//! The scripts a container runs from ConfigMaps mounted into it (and the configuration files it
+//! sources or expands with `envsubst`). `helm template` output carries those ConfigMaps, so
+//! `preview` can judge what a chart's start script does with the injected variables (export its
+//! own value, write a properties file), which the webhook cannot see.
 
 use std::collections::BTreeMap;
 
@@ -46,31 +47,32 @@ fn scripts_of(
     namespace: &str,
     config_maps: &[ConfigMapData],
 ) -> Vec<Script> {
-    let words = || {
-        container
-            .command
-            .iter()
-            .flatten()
-            .chain(container.args.iter().flatten())
-    };
-    let expands_files = words().any(|word| word.contains("envsubst"));
+    let statements = container
+        .command
+        .iter()
+        .flatten()
+        .chain(container.args.iter().flatten())
+        .flat_map(|word| statements_in(word));
     let mut scripts: Vec<Script> = Vec::new();
-    for path in words().flat_map(|word| paths_in(word)) {
-        if scripts.iter().any(|s| s.path == path) || (is_read_as_data(path) && !expands_files) {
-            continue;
-        }
-        if let Some(script) = resolve(container, path, volumes, namespace, config_maps) {
-            scripts.push(script);
+    for statement in statements {
+        let runs_files = expands_or_sources(statement);
+        for path in paths_in(statement) {
+            if scripts.iter().any(|s| s.path == path) || (is_configuration(path) && !runs_files) {
+                continue;
+            }
+            if let Some(script) = resolve(container, path, volumes, namespace, config_maps) {
+                scripts.push(script);
+            }
         }
     }
     scripts
 }
 
-/// A configuration file the command copies or hands to Kafka rather than runs: Kafka and the JVM
-/// do not expand `${VAR}` in it, so a reference there uses no injected variable (unless the
-/// command expands the file itself, with `envsubst`).
-fn is_read_as_data(path: &str) -> bool {
-    const DATA: [&str; 8] = [
+/// A configuration file by its name (`server.properties`, `jaas.conf`, ...): a start script copies
+/// it or hands it to Kafka, and neither Kafka nor the JVM expands `${VAR}` in it, so a reference
+/// there uses no injected variable.
+fn is_configuration(path: &str) -> bool {
+    const EXTENSIONS: [&str; 8] = [
         ".properties",
         ".conf",
         ".cfg",
@@ -80,7 +82,27 @@ fn is_read_as_data(path: &str) -> bool {
         ".xml",
         ".ini",
     ];
-    DATA.iter().any(|extension| path.ends_with(extension))
+    let path = path.to_ascii_lowercase();
+    EXTENSIONS.iter().any(|extension| path.ends_with(extension))
+}
+
+/// The shell statements of a command word (split at newlines, `;`, `&&` and `||`; a pipeline
+/// stays one statement).
+fn statements_in(word: &str) -> impl Iterator<Item = &str> {
+    word.split(['\n', ';'])
+        .flat_map(|s| s.split("&&"))
+        .flat_map(|s| s.split("||"))
+}
+
+/// Whether a statement runs the files it names as shell text: it sources them (`. FILE`,
+/// `source FILE`) or expands their variables (`envsubst < FILE`).
+fn expands_or_sources(statement: &str) -> bool {
+    matches!(
+        statement.split_whitespace().next(),
+        Some(".") | Some("source")
+    ) || statement
+        .split_whitespace()
+        .any(|word| word == "envsubst" || word.ends_with("/envsubst"))
 }
 
 /// Absolute paths in a command word, which may be a whole shell script (`sh -c "..."`).
@@ -194,11 +216,18 @@ mod tests {
             view.spec.unwrap().containers[0].scripts.clone()
         };
         assert!(attach_to(copied).is_empty());
-        let expanded = attach_to(
+        // envsubst in another statement expands nothing of this file.
+        assert!(attach_to(&format!("command -v envsubst; {copied}")).is_empty());
+        for runs in [
             "envsubst < /mnt/config/server.properties > /opt/kafka/config/server.properties",
-        );
-        assert_eq!(expanded.len(), 1);
-        assert_eq!(expanded[0].path, "/mnt/config/server.properties");
+            "cat /mnt/config/server.properties | /usr/bin/envsubst > /tmp/server.properties",
+            "set -e\n. /mnt/config/server.properties\nexec run",
+            "source /mnt/config/server.properties && exec run",
+        ] {
+            let attached = attach_to(runs);
+            assert_eq!(attached.len(), 1, "{runs}");
+            assert_eq!(attached[0].path, "/mnt/config/server.properties");
+        }
     }
 
     #[test]

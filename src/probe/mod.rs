@@ -197,24 +197,27 @@ pub async fn probe(config: &Config) -> Result<Vec<BrokerReport>, ProbeError> {
 
 /// Notes the brokers that break spreading replicas by zone: one registered with an empty rack
 /// (`--rack-env` on a pod without the zone label), or one without a rack beside brokers with one.
-/// Kafka's replica placement counts each distinct rack, the empty one and "none" too, as a rack
-/// of its own, so such brokers form one more "zone" that replicas are spread over.
+/// Kafka's KRaft replica placement takes `""` for a rack name and the brokers without a rack for
+/// one more rack; with ZooKeeper, mixed racks make topic creation fail.
 fn note_racks(reports: &mut [BrokerReport]) {
     let racked: Vec<String> = reports
         .iter()
         .filter(|r| r.rack.as_deref().is_some_and(|rack| !rack.is_empty()))
         .map(|r| r.node_id.to_string())
         .collect();
+    let with_racks = match racked.as_slice() {
+        [one] => format!("broker {one} has one"),
+        many => format!("brokers {} have one", many.join(", ")),
+    };
     for report in reports.iter_mut() {
         match report.rack.as_deref() {
             Some("") => report.notes.push(format!(
-                "broker {} registered an empty rack, and Kafka counts \"\" as one more rack (with --rack-env: its pod had no topology.kubernetes.io/zone label when it started, because the node has none, or the cluster does not copy it to pods: Kubernetes before 1.35, or PodTopologyLabelsAdmission off)",
+                "broker {} registered an empty rack, which Kafka takes for a rack named \"\" (with --rack-env: its pod had no topology.kubernetes.io/zone label when it started, because the node has none, or the cluster does not copy it to pods: Kubernetes before 1.35, or PodTopologyLabelsAdmission off)",
                 report.node_id
             )),
             None if !racked.is_empty() => report.notes.push(format!(
-                "broker {} has no rack while brokers {} have one: Kafka counts the brokers without a rack as one more rack, so replicas are not spread by zone",
-                report.node_id,
-                racked.join(", ")
+                "broker {} has no rack while {with_racks}: Kafka places replicas as if the brokers without a rack were one more rack (KRaft), or refuses to create topics (ZooKeeper), so replicas are not spread by zone",
+                report.node_id
             )),
             _ => {}
         }

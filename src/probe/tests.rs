@@ -610,14 +610,14 @@ fn an_empty_rack_and_a_missing_one_beside_racks_are_noted() {
     assert_eq!(reports[1].notes.len(), 1);
     assert!(
         reports[1].notes[0].starts_with(
-            "broker 101 registered an empty rack, and Kafka counts \"\" as one more rack (with --rack-env: its pod had no topology.kubernetes.io/zone label"
+            "broker 101 registered an empty rack, which Kafka takes for a rack named \"\" (with --rack-env: its pod had no topology.kubernetes.io/zone label"
         ),
         "{:?}",
         reports[1].notes
     );
     assert_eq!(
         reports[2].notes,
-        ["broker 102 has no rack while brokers 100, 103 have one: Kafka counts the brokers without a rack as one more rack, so replicas are not spread by zone"]
+        ["broker 102 has no rack while brokers 100, 103 have one: Kafka places replicas as if the brokers without a rack were one more rack (KRaft), or refuses to create topics (ZooKeeper), so replicas are not spread by zone"]
     );
     // Notes say what a reader should know; the brokers stay usable.
     assert!(reports.iter().all(|r| r.faults.is_empty()));
@@ -628,6 +628,16 @@ fn an_empty_rack_and_a_missing_one_beside_racks_are_noted() {
     assert!(
         out.contains("broker 100 (rack \"zone-a\") kafka-100"),
         "{out}"
+    );
+}
+
+#[test]
+fn one_racked_broker_is_named_in_the_singular() {
+    let reports = racked(&[(100, Some("zone-a")), (101, None)]);
+    assert!(
+        reports[1].notes[0].starts_with("broker 101 has no rack while broker 100 has one:"),
+        "{:?}",
+        reports[1].notes
     );
 }
 

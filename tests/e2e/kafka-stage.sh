@@ -528,7 +528,7 @@ run_nodes_stage() {
       "$(sed -n 's/^broker \([0-9]*\) (rack \("[^"]*"\)).*/\1 \2/p' "$kdir/probe-racks.txt" | sort -n | tr '\n' ' ')" \
       "$zones"
     expect_contains "and a note names broker 101 and the missing zone label" "$(cat "$kdir/probe-racks.txt")" \
-      "note: broker 101 registered an empty rack, and Kafka counts \"\" as one more rack (with --rack-env: its pod had no topology.kubernetes.io/zone label"
+      "note: broker 101 registered an empty rack, which Kafka takes for a rack named \"\" (with --rack-env: its pod had no topology.kubernetes.io/zone label"
     expect_eq "a note is not a fault: exit 0" "$probe_code" 0
   else
     fail "kafka-1 did not become ready on a node without a zone label"

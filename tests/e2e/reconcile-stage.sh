@@ -89,11 +89,15 @@ no_service() { ! has_service "$1"; }
 pod_ready() {
   [ "$(kubectl get pod -n "$KAFKA_NS" "$1" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]
 }
-being_replaced() { # POD: deleted and not gone yet, gone, or recreated and not Ready yet
+# A broker pod's state for R4c: "replaced" when it is deleted and not gone yet, gone, or recreated
+# with its containers not ready yet; "running" otherwise, and when the API server cannot say.
+# (Not the pod's Ready: with --readiness-gate a running broker waits for its DNS name there.)
+broker_pod_state() { # POD
   local state
   state=$(kubectl get pod -n "$KAFKA_NS" "$1" --ignore-not-found \
-    -o jsonpath='{.metadata.deletionTimestamp}/{.status.conditions[?(@.type=="Ready")].status}')
-  [ "$state" != "/True" ]
+    -o jsonpath='{.metadata.deletionTimestamp}/{.status.conditions[?(@.type=="ContainersReady")].status}') \
+    || { echo running; return; }
+  [ "$state" == "/True" ] && echo running || echo replaced
 }
 containers_ready() {
   [ "$(kubectl get pod -n "$KAFKA_NS" "$1" -o jsonpath='{.status.conditions[?(@.type=="ContainersReady")].status}' 2>/dev/null)" == True ]
@@ -304,8 +308,9 @@ run_partition_scenario() {
 # advertise beside the one it advertises now), then rolled pod by pod by the StatefulSet
 # controller. Sampled every few seconds, every broker in the outside client's metadata answers as
 # itself at the name it advertises. A broker whose own pod is being replaced (deleted, or recreated
-# and not Ready yet) may not answer: that is the restart any roll has, and clients retry it. A
-# name that reaches another broker, or a Ready broker that does not answer at its name, is a miss.
+# with its containers not ready yet) may not answer: that is the restart any roll has, and
+# clients retry it. A name that reaches another broker, or a running broker that does not answer
+# at its name, is a miss.
 run_domain_change_scenario() {
   log "R4c. a new domain rolled pod by pod: every broker stays reachable by the name it advertises"
   local new_domain=kafka.example.net
@@ -322,7 +327,7 @@ run_domain_change_scenario() {
     "kafka-0.$DOMAIN,kafka-0.$new_domain"
   kubectl patch statefulset -n "$KAFKA_NS" kafka --type merge \
     -p '{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}' >/dev/null
-  local start=$SECONDS samples=0 misses=() restarting=() line id address answered done_rolling=
+  local start=$SECONDS samples=0 misses=() restarting=() id address before answered done_rolling=
   local bootstrap="kafka-0.$DOMAIN:9094,kafka-1.$DOMAIN:9094,kafka-2.$DOMAIN:9094,kafka-0.$new_domain:9094,kafka-1.$new_domain:9094,kafka-2.$new_domain:9094"
   while [ $((SECONDS - start)) -lt 420 ]; do
     local listed
@@ -332,10 +337,13 @@ run_domain_change_scenario() {
       # The broker behind the name must answer as itself: its own metadata names it the one
       # it is connected to (kcat marks it "(controller)" only for the controller; the id of the
       # connection's broker is in the "from broker" line).
+      # The pod's state before and after the attempt: the attempt may take kcat's 5 s, in which
+      # a pod being replaced can finish.
+      before=$(broker_pod_state "${address%%.*}")
       answered=$(outside kcat -b "$address" -L -m 5 2>/dev/null | sed -n 's/.*(from broker \([0-9]*\):.*/\1/p')
       if [ "$answered" == "$id" ]; then
         continue
-      elif [ -z "$answered" ] && being_replaced "${address%%.*}"; then
+      elif [ -z "$answered" ] && [ "$before $(broker_pod_state "${address%%.*}")" != "running running" ]; then
         restarting+=("$((SECONDS - start))s:$id@$address")
       else
         misses+=("$((SECONDS - start))s:$id@$address${answered:+ answered as $answered}")
