@@ -159,7 +159,7 @@ fn defined_flags() -> BTreeSet<String> {
 }
 
 /// Flags of other tools that the pages quote (helm, kubectl, curl, cargo, external-dns, Kafka,
-/// cosign, krew).
+/// cosign, krew, kube-apiserver).
 const OTHER_TOOLS: &[&str] = &[
     "--type",
     "--plain-http",
@@ -184,6 +184,7 @@ const OTHER_TOOLS: &[&str] = &[
     "--key",
     "--policy",
     "--test",
+    "--service-node-port-range",
 ];
 
 /// `--flag` tokens inside backticks, and on command lines of this binary.

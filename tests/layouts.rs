@@ -68,7 +68,7 @@ fn a_load_balancer_per_broker_on_the_kafka_subdomain() {
 #[test]
 fn node_ports_on_each_broker_node_address_with_racks_from_the_zone() {
     let listeners =
-        "INTERNAL://{pod}.{service}.{namespace}.svc:9092,EXTERNAL://{hostIP}:{ordinal+31090}";
+        "INTERNAL://{pod}.{service}.{namespace}.svc:9092,EXTERNAL://{hostIP}:{ordinal+30040}";
     layout(
         "node-port",
         &["--listeners", listeners, "--rack-env", "KAFKA_BROKER_RACK"],

@@ -122,13 +122,9 @@ impl<'a> Run<'a> {
             }
         };
         for warning in &rendered.warnings {
-            if self.first_time(warning) {
-                self.publish(
-                    EventType::Warning,
-                    "UnencryptedPublicListener",
-                    warning.clone(),
-                )
-                .await;
+            if self.first_time(&warning.message) {
+                self.publish(EventType::Warning, warning.reason, warning.message.clone())
+                    .await;
             }
         }
         Ok(rendered)

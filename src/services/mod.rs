@@ -35,6 +35,10 @@ pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 /// Label naming the Service's role: `broker` (one per ordinal) or `bootstrap`.
 pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
+/// The default range's static band (Kubernetes 1.29+): the first 1/32 of the range (16 to 128
+/// ports), from which the API server assigns a port to a Service that names none only when the
+/// rest is full. A fixed node port above it can already be held by any such Service.
+const NODE_PORT_STATIC_BAND: std::ops::RangeInclusive<u16> = 30000..=30085;
 
 /// The kind of Service that exposes each broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +93,15 @@ pub struct Rendered {
     /// With a gateway: one `TLSRoute` per broker Service (and the bootstrap one), in the same
     /// order.
     pub routes: Vec<serde_json::Value>,
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
+}
+
+/// What the user should know about a render that still succeeds; the reconciler publishes it once
+/// as a Warning Event with `reason`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub reason: &'static str,
+    pub message: String,
 }
 
 impl Rendered {
@@ -162,6 +174,11 @@ pub fn for_statefulset(
         }
         rendered.brokers.push(service);
     }
+    if render.service_type == ServiceType::NodePort {
+        rendered
+            .warnings
+            .extend(node_ports_outside_static_band(namespace, name, &brokers));
+    }
     // A StatefulSet scaled to zero has nothing to bootstrap from, and needs no Service yet.
     if let (Some(host), false) = (&render.bootstrap_host, brokers.is_empty()) {
         let bootstrap = bootstrap_service(render, statefulset, namespace, host, &brokers)
@@ -189,7 +206,7 @@ fn broker<'a>(
     pod: &'a Pod,
     namespace: &str,
     running: &Advertised,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<Warning>,
 ) -> anyhow::Result<Option<Broker<'a>>> {
     let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
     let id = format!("{namespace}/{pod_name}");
@@ -247,7 +264,10 @@ fn broker<'a>(
         port,
     };
     if let Some(warning) = unencrypted_in_public(render, pod, &injection.containers, &listener) {
-        warnings.push(format!("{id}: {warning}"));
+        warnings.push(Warning {
+            reason: "UnencryptedPublicListener",
+            message: format!("{id}: {warning}"),
+        });
     }
     // The pod was just injected, so its settings resolve.
     let domain =
@@ -289,6 +309,36 @@ fn bound_port(view: &PodView<'_>, containers: &[String], listener: &str) -> Opti
     })
 }
 
+/// Fixed node ports above the default range's static band: the API server gives ports from there
+/// to every LoadBalancer and NodePort Service that names none, so one created first can hold a
+/// broker's port, and the broker's Service is then refused ("provided port is already allocated").
+fn node_ports_outside_static_band(
+    namespace: &str,
+    statefulset: &str,
+    brokers: &[Broker<'_>],
+) -> Option<Warning> {
+    let outside: Vec<String> = brokers
+        .iter()
+        .filter(|broker| !NODE_PORT_STATIC_BAND.contains(&broker.advertised_port))
+        .map(|broker| format!("{} ({})", broker.advertised_port, broker.name))
+        .collect();
+    let (first, last) = (NODE_PORT_STATIC_BAND.start(), NODE_PORT_STATIC_BAND.end());
+    (!outside.is_empty()).then(|| Warning {
+        reason: "NodePortMayBeTaken",
+        message: format!(
+            "{namespace}/{statefulset}: node port{} {} {} outside {first}-{last}, the part of the \
+             default range 30000-32767 the API server keeps for Services that name their port; \
+             it gives ports from the rest to every Service that names none, so one created first \
+             may hold a broker's port, and that broker's Service is then refused (\"provided port \
+             is already allocated\"): use ports from {first}-{last} (e.g. {{ordinal+30040}}), or \
+             from the first 1/32 of your cluster's --service-node-port-range",
+            if outside.len() == 1 { "" } else { "s" },
+            outside.join(", "),
+            if outside.len() == 1 { "is" } else { "are" },
+        ),
+    })
+}
+
 /// Renders the Services for every StatefulSet in the manifests; the warnings go to `err`.
 pub fn render(config: &Config, err: &mut impl Write) -> anyhow::Result<Vec<serde_json::Value>> {
     let documents = manifests::read_documents(&config.source.files)?;
@@ -310,7 +360,7 @@ pub fn render(config: &Config, err: &mut impl Write) -> anyhow::Result<Vec<serde
             &Advertised::new(),
         )?;
         for warning in &rendered.warnings {
-            writeln!(err, "warning: {warning}")?;
+            writeln!(err, "warning: {}", warning.message)?;
         }
         for service in rendered.brokers.iter().chain(&rendered.bootstrap) {
             services.push(serde_json::to_value(service)?);
@@ -361,7 +411,7 @@ fn service_port(render: &Render, broker: &Broker<'_>) -> anyhow::Result<ServiceP
         if !NODE_PORT_RANGE.contains(&broker.advertised_port) {
             bail!(
                 "listener {} advertises port {}, outside the NodePort range 30000-32767 \
-                 (use a port like {{ordinal+31090}} in the template)",
+                 (use a port like {{ordinal+30040}} in the template)",
                 render.listener,
                 broker.advertised_port
             );

@@ -107,3 +107,51 @@ fn a_broker_not_yet_recreated_after_a_domain_change_has_both_names_on_its_load_b
     );
     assert_eq!(host(&rendered.brokers[1]), "kafka-1.kafka.example.com");
 }
+
+fn node_port_render(listeners: &str) -> Rendered {
+    let mut render = render();
+    render.service_type = ServiceType::NodePort;
+    let listeners = format!("INTERNAL://{{pod}}.{{service}}.{{namespace}}.svc:9092,{listeners}");
+    render.defaults.listeners = Template::parse(&listeners).unwrap();
+    render.bootstrap_host = None;
+    for_statefulset(
+        &render,
+        &example_statefulset(),
+        "kafka",
+        Some(3),
+        &Advertised::new(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn fixed_node_ports_another_service_may_be_given_first_are_named_once() {
+    let rendered = node_port_render("EXTERNAL://{hostIP}:{ordinal+30084}");
+    let node_ports: Vec<_> = rendered
+        .brokers
+        .iter()
+        .map(|s| s.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].node_port)
+        .collect();
+    assert_eq!(node_ports, [Some(30084), Some(30085), Some(30086)]);
+    assert_eq!(rendered.warnings.len(), 1, "{:?}", rendered.warnings);
+    let warning = &rendered.warnings[0];
+    assert_eq!(warning.reason, "NodePortMayBeTaken");
+    assert!(
+        warning
+            .message
+            .starts_with("kafka/kafka: node port 30086 (kafka-2) is outside 30000-30085")
+            && warning
+                .message
+                .contains("provided port is already allocated"),
+        "{}",
+        warning.message
+    );
+
+    let rendered = node_port_render("EXTERNAL://{hostIP}:{ordinal+31090}");
+    assert!(rendered.warnings[0]
+        .message
+        .contains("node ports 31090 (kafka-0), 31091 (kafka-1), 31092 (kafka-2) are outside"));
+
+    let rendered = node_port_render("EXTERNAL://{hostIP}:{ordinal+30040}");
+    assert!(rendered.warnings.is_empty(), "{:?}", rendered.warnings);
+}
