@@ -274,6 +274,16 @@ async fn a_client_without_a_certificate_is_refused_with_client_ca() {
     assert!(result.is_err(), "a client without a certificate was served");
 }
 
+/// Waits (up to 5 s) until the metrics hold `line`: the certificate is checked every 100 ms.
+async fn metric_shows(server: &common::TestServer, line: &str) {
+    for _ in 0..50 {
+        if server.metrics().await.contains(line) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotated_certificate_is_served_to_new_connections_without_failed_requests() {
     use std::os::unix::fs::symlink;
@@ -337,7 +347,9 @@ async fn rotated_certificate_is_served_to_new_connections_without_failed_request
     std::fs::copy(second.join("tls.key"), third.join("tls.key")).unwrap();
     symlink("..2026_03", root.path().join("..data_tmp")).unwrap();
     std::fs::rename(root.path().join("..data_tmp"), root.path().join("..data")).unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Reported once two checks in a row have read it.
+    let failure = "kafka_listener_injector_certificate_reloads_total{result=\"failure\"} 1";
+    metric_shows(&server, failure).await;
     assert_eq!(
         common::presented_certificate(server.webhook, &both).await,
         common::pem_to_der(&second_certs.cert_pem)
@@ -349,10 +361,7 @@ async fn rotated_certificate_is_served_to_new_connections_without_failed_request
         metrics.contains("kafka_listener_injector_certificate_reloads_total{result=\"success\"} 1"),
         "{metrics}"
     );
-    assert!(
-        metrics.contains("kafka_listener_injector_certificate_reloads_total{result=\"failure\"} 1"),
-        "{metrics}"
-    );
+    assert!(metrics.contains(failure), "{metrics}");
 
     // An expired pair (a stale Secret restored by mistake) is rejected while the served one is
     // valid: counted as rejected, and the expiry gauge keeps showing the served certificate.
@@ -372,17 +381,14 @@ async fn rotated_certificate_is_served_to_new_connections_without_failed_request
     kafka_listener_injector::certs::write(&fourth, &expired).unwrap();
     symlink("..2026_04", root.path().join("..data_tmp")).unwrap();
     std::fs::rename(root.path().join("..data_tmp"), root.path().join("..data")).unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let rejected = "kafka_listener_injector_certificate_reloads_total{result=\"rejected\"} 1";
+    metric_shows(&server, rejected).await;
     assert_eq!(
         common::presented_certificate(server.webhook, &both).await,
         common::pem_to_der(&second_certs.cert_pem)
     );
     let metrics = server.metrics().await;
-    assert!(
-        metrics
-            .contains("kafka_listener_injector_certificate_reloads_total{result=\"rejected\"} 1"),
-        "{metrics}"
-    );
+    assert!(metrics.contains(rejected), "{metrics}");
     assert_eq!(
         gauge(
             &metrics,

@@ -13,7 +13,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::telemetry::Metrics;
 
@@ -165,6 +165,10 @@ pub struct Certificates {
     paths: CertPaths,
     resolver: Arc<CertResolver>,
     last_seen: (Vec<u8>, Vec<u8>),
+    /// A pair that did not load, seen once: reported only if the next check reads it again. A
+    /// Secret volume swaps its `..data` symlink at once, but the two files are read one after
+    /// the other, so a check during the swap can read the old certificate with the new key.
+    unconfirmed: Option<(Vec<u8>, Vec<u8>)>,
     /// The validity window of the certificate being served.
     serving: (i64, i64),
 }
@@ -183,6 +187,7 @@ impl Certificates {
                 current: RwLock::new(loaded.key),
             }),
             last_seen: (cert_pem, key_pem),
+            unconfirmed: None,
             serving: (loaded.not_before, loaded.not_after),
         })
     }
@@ -233,7 +238,7 @@ impl Certificates {
     }
 
     /// Re-reads the files; swaps in a changed, valid pair. A broken pair is reported once per
-    /// distinct content, and the old certificate keeps serving.
+    /// distinct content, when two checks in a row read it, and the old certificate keeps serving.
     pub fn reload_if_changed(&mut self, metrics: &Metrics) {
         let (cert_pem, key_pem) = match (
             read("--tls-cert", &self.paths.cert),
@@ -274,10 +279,20 @@ impl Certificates {
                 );
             }
             Err(error) => {
+                let pair = (cert_pem, key_pem);
+                if self.unconfirmed.as_ref() != Some(&pair) {
+                    debug!(%error, "new certificate files do not load; checking them again");
+                    self.unconfirmed = Some(pair);
+                    return;
+                }
                 metrics.count_reload("failure");
                 error!(%error, "new certificate rejected; keeping the current one");
+                self.unconfirmed = None;
+                self.last_seen = pair;
+                return;
             }
         }
+        self.unconfirmed = None;
         self.last_seen = (cert_pem, key_pem);
     }
 
@@ -296,5 +311,64 @@ impl Certificates {
                 () = stop.cancelled() => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (String, String) {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        (certified.cert.pem(), certified.signing_key.serialize_pem())
+    }
+
+    fn reloads(metrics: &Metrics, result: &str) -> usize {
+        let line =
+            format!("kafka_listener_injector_certificate_reloads_total{{result=\"{result}\"}} ");
+        metrics
+            .encode()
+            .lines()
+            .find_map(|l| l.strip_prefix(&line)?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn a_pair_read_across_a_swap_is_checked_again_and_a_broken_one_reported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = CertPaths {
+            cert: dir.path().join("tls.crt"),
+            key: dir.path().join("tls.key"),
+        };
+        let write = |(cert, key): (&str, &str)| {
+            std::fs::write(&paths.cert, cert).unwrap();
+            std::fs::write(&paths.key, key).unwrap();
+        };
+        let (old, new) = (pair(), pair());
+        let metrics = Metrics::new();
+        write((&old.0, &old.1));
+        let mut certificates = Certificates::load(paths.clone(), &metrics).unwrap();
+
+        // Mid-swap: the old certificate with the new key. Not a failure yet, and the next
+        // check reads the whole new pair.
+        write((&old.0, &new.1));
+        certificates.reload_if_changed(&metrics);
+        assert_eq!(reloads(&metrics, "failure"), 0);
+        write((&new.0, &new.1));
+        certificates.reload_if_changed(&metrics);
+        assert_eq!(
+            (reloads(&metrics, "success"), reloads(&metrics, "failure")),
+            (1, 0)
+        );
+
+        // A pair that stays broken: reported on the second check that reads it, then no more.
+        write((&old.0, &new.1));
+        for _ in 0..4 {
+            certificates.reload_if_changed(&metrics);
+        }
+        assert_eq!(
+            (reloads(&metrics, "success"), reloads(&metrics, "failure")),
+            (1, 1)
+        );
     }
 }
