@@ -71,6 +71,11 @@ pub fn effectiveness(targets: &[TargetContainer<'_>], injected: &Injected<'_>) -
                 "container {} starts the broker with kafka-server-start.sh, which reads its properties file and --override flags, not env; refer to an injected variable there (--override advertised.listeners=$(KAFKA_ADVERTISED_LISTENERS)), with only listener names the file's listeners and listener.security.protocol.map have",
                 container.name
             ));
+        } else if let Some(finding) = (refers && script.contains("kafka-server-start"))
+            .then(|| super::server_start::undefined_advertised_listeners(container, &script))
+            .flatten()
+        {
+            findings.push(finding);
         } else if let Some(file) = properties_file(container, &command).filter(|_| !refers) {
             findings.push(format!(
                 "container {} configures Kafka from {file} and its command refers to no injected variable, so the broker may ignore them; inject into the container that writes the file (--container names init containers too) and use the variables there",

@@ -9,7 +9,7 @@ use thiserror::Error;
 use super::text::{clip, is_dns_name, without_references};
 
 /// Security protocols Kafka accepts as listener names without a protocol-map entry.
-const STANDARD_PROTOCOLS: [&str; 4] = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
+pub const STANDARD_PROTOCOLS: [&str; 4] = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
 /// More listeners than any broker has; bounds the work of one value.
 pub const MAX_LISTENERS: usize = 64;
 

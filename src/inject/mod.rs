@@ -12,6 +12,7 @@ pub mod listeners;
 pub mod ordinal;
 pub mod patch;
 mod render;
+mod server_start;
 
 use self::render::render;
 pub use self::render::EnvNameChoice;

@@ -117,6 +117,10 @@ pub struct ContainerView<'a> {
     /// this from the ConfigMaps in its input; the webhook sees no ConfigMap and leaves it empty.
     #[serde(skip)]
     pub scripts: Vec<Script>,
+    /// Configuration files the command names from mounted ConfigMaps without running them (a
+    /// `server.properties` it copies or hands to kafka-server-start.sh): `preview` only, as above.
+    #[serde(skip)]
+    pub config_files: Vec<Script>,
 }
 
 /// A script a container runs, found in a ConfigMap mounted into it.

@@ -36,36 +36,43 @@ pub fn attach(view: &mut PodView<'_>, pod: &Pod, namespace: &str, config_maps: &
     ];
     for (containers, views) in lists {
         for (container, view) in containers.iter().zip(views.iter_mut()) {
-            view.scripts = scripts_of(container, volumes, namespace, config_maps);
+            (view.scripts, view.config_files) =
+                scripts_of(container, volumes, namespace, config_maps);
         }
     }
 }
 
+/// The scripts a container runs, and the configuration files it names without running them.
 fn scripts_of(
     container: &Container,
     volumes: &[Volume],
     namespace: &str,
     config_maps: &[ConfigMapData],
-) -> Vec<Script> {
+) -> (Vec<Script>, Vec<Script>) {
     let statements = container
         .command
         .iter()
         .flatten()
         .chain(container.args.iter().flatten())
         .flat_map(|word| statements_in(word));
-    let mut scripts: Vec<Script> = Vec::new();
+    let (mut scripts, mut config_files): (Vec<Script>, Vec<Script>) = (Vec::new(), Vec::new());
     for statement in statements {
         let runs_files = expands_or_sources(statement);
         for path in paths_in(statement) {
-            if scripts.iter().any(|s| s.path == path) || (is_configuration(path) && !runs_files) {
+            let list = if is_configuration(path) && !runs_files {
+                &mut config_files
+            } else {
+                &mut scripts
+            };
+            if list.iter().any(|s| s.path == path) {
                 continue;
             }
             if let Some(script) = resolve(container, path, volumes, namespace, config_maps) {
-                scripts.push(script);
+                list.push(script);
             }
         }
     }
-    scripts
+    (scripts, config_files)
 }
 
 /// A configuration file by its name (`server.properties`, `jaas.conf`, ...): a start script copies

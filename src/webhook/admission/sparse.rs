@@ -304,7 +304,8 @@ fn the_walk_reads_every_member(
         args: _,
         volume_mounts: _,
         ports: _,
-        scripts: _, // never in a review: preview fills it from ConfigMaps
+        scripts: _,      // never in a review: preview fills it from ConfigMaps
+        config_files: _, // nor this
     } = container;
 }
 
