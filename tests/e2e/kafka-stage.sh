@@ -486,7 +486,11 @@ run_nodes_stage() {
     [ -n "$(kubectl get pod -n "$NODES_NS" kafka-1 -o jsonpath='{.metadata.uid}' 2>/dev/null | grep -v "^$old_uid$")" ] && break
     sleep 1
   done
-  wait_ready "$NODES_NS" kafka-1 240 || { fail "the new kafka-1 did not become ready"; kafka_logs; return; }
+  wait_ready "$NODES_NS" kafka-1 240 || {
+    fail "the new kafka-1 did not become ready"; kafka_logs
+    kubectl uncordon "$old_node" >/dev/null  # the stages after this one schedule there too
+    return
+  }
   new_node=$(node_of kafka-1)
   new_addr=$(address_of "$new_node")
   echo "       kafka-1 now on $new_node ($new_addr)"
