@@ -7,8 +7,8 @@ use super::settings::{self, Defaults, EnvName, ZONE_FIELD};
 use super::template::{Runtime, Values};
 use super::view::{ContainerView, PodView};
 use super::{
-    findings, text, Gated, InjectError, TargetContainer, CONTROLLER_NAMES, INTER_BROKER_NAME,
-    LISTENERS, PROCESS_ROLES, PROTOCOL_MAP, QUORUM_VOTERS,
+    findings, text, Gated, InjectError, TargetContainer, ADVERTISED_LISTENERS, CONTROLLER_NAMES,
+    INTER_BROKER_NAME, LISTENERS, PROCESS_ROLES, PROTOCOL_MAP, QUORUM_VOTERS,
 };
 
 /// The rendered values of one pod.
@@ -138,6 +138,9 @@ pub(super) fn render<'s>(
         },
         &mut warnings,
     )?;
+    if listeners.is_none() {
+        warnings.extend(own_listeners_with_injected(gated.broker, &extra_env));
+    }
     let advertised = match &listeners {
         Some((_, value)) => Some(value.clone()),
         None => settings.listeners(defaults).render(&values).ok(),
@@ -184,6 +187,54 @@ fn render_listeners(
     })?;
     warnings.extend(found);
     Ok(value)
+}
+
+/// With `env-name: none`, the advertised listeners the broker will start with when they involve
+/// an injected variable: an `--env` that is itself `KAFKA_ADVERTISED_LISTENERS` (or the
+/// `KAFKA_CFG_` form), or the container's own value referring to injected variables
+/// (`EXTERNAL://$(EXTERNAL_HOST):9094`), checked as the webhook checks its own value. A fault is
+/// a warning, not a denial: the value is built outside the template the webhook validates.
+fn own_listeners_with_injected(
+    broker: &ContainerView,
+    extra_env: &[(&str, String)],
+) -> Option<String> {
+    let reference = |variable: &str| format!("$({variable})");
+    let (value, what) = match extra_env
+        .iter()
+        .find(|(variable, _)| ADVERTISED_LISTENERS.contains(variable))
+    {
+        Some((variable, value)) => (value.clone(), format!("the injected {variable} (--env)")),
+        None => {
+            let (name, value) = broker.env_value(&ADVERTISED_LISTENERS)?;
+            let used: Vec<&str> = extra_env
+                .iter()
+                .map(|(variable, _)| *variable)
+                .filter(|variable| value.contains(&reference(variable)))
+                .collect();
+            if used.is_empty() {
+                return None;
+            }
+            let expanded = extra_env
+                .iter()
+                .fold(value.to_owned(), |text, (variable, injected)| {
+                    text.replace(&reference(variable), injected)
+                });
+            let what = format!(
+                "container {}'s own {name}, with the injected {}",
+                broker.name,
+                used.join(", ")
+            );
+            (expanded, what)
+        }
+    };
+    let config = BrokerListenerConfig {
+        protocol_map: broker.env_value(&PROTOCOL_MAP),
+        controller_names: broker.env_value(&CONTROLLER_NAMES),
+        listeners: broker.env_value(&LISTENERS),
+        inter_broker_name: broker.env_value(&INTER_BROKER_NAME),
+    };
+    let error = listeners::validate(&value, &config).err()?;
+    Some(format!("{what}: {error}; Kafka would refuse to start"))
 }
 
 /// The ordinal plus the offset, in Kafka's range, and one of the voters of a static quorum.

@@ -480,8 +480,8 @@ run_roll_scenario() {
   pass "kubectl rollout restart under the same producer: $send_errors failed sends, $acked acked, $lost acked but lost, $duplicates duplicated (a measurement, not a check)"
 
   log "R4f. roll stops at a broker that cannot start with the new settings; a second run, once they are mended, resumes"
-  # A listener the protocol map lacks, slipped past the webhook's check by setting the variable
-  # through env.NAME with env-name none: Kafka refuses to start on it.
+  # A listener the protocol map lacks, slipped past the webhook's denial by setting the variable
+  # through env.NAME with env-name none (a value it only warns about): Kafka refuses to start on it.
   local bogus="INTERNAL://{pod}.{service}.{namespace}.svc:9092,EXTERNAL://{pod}.{domain}:9094,BOGUS://{pod}.{domain}:9096"
   kubectl patch statefulset -n "$KAFKA_NS" kafka --type merge -p "{\"spec\":{
     \"updateStrategy\":{\"type\":\"OnDelete\",\"rollingUpdate\":null},

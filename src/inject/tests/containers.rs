@@ -447,3 +447,59 @@ fn a_broker_setting_outweighs_an_image_of_another_component() {
         Decision::Inject(_)
     ));
 }
+
+#[test]
+fn env_name_none_checks_the_containers_own_listeners_that_use_an_injected_variable() {
+    let pod = |map: &str| {
+        broker("kafka-2")
+            .annotation("kafka-listener-injector.io/env-name", "none")
+            .annotation(
+                "kafka-listener-injector.io/env.EXTERNAL_HOST",
+                "{pod}.{domain}",
+            )
+            .env(
+                "kafka",
+                "KAFKA_ADVERTISED_LISTENERS",
+                "INTERNAL://kafka-2.kafka.kafka.svc:9092,EXTERNAL://$(EXTERNAL_HOST):9094",
+            )
+            .env("kafka", "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", map)
+            .build()
+    };
+    let injection = injection(&pod("INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT"), &defaults());
+    assert_eq!(injection.listeners, None);
+    assert_eq!(
+        injection.warnings,
+        ["kafka-listener-injector: container kafka's own KAFKA_ADVERTISED_LISTENERS, with the injected EXTERNAL_HOST: \
+          listener EXTERNAL is not in the container's KAFKA_LISTENER_SECURITY_PROTOCOL_MAP \
+          (\"INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT\"); use listener names the map has; \
+          Kafka would refuse to start"]
+    );
+    let mapped = pod("INTERNAL:PLAINTEXT,EXTERNAL:SASL_SSL,CONTROLLER:PLAINTEXT");
+    let warnings = super::injection(&mapped, &defaults()).warnings;
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+#[test]
+fn env_name_none_checks_an_injected_advertised_listeners_variable() {
+    let pod = broker("kafka-2")
+        .annotation("kafka-listener-injector.io/env-name", "none")
+        .annotation(
+            "kafka-listener-injector.io/env.KAFKA_ADVERTISED_LISTENERS",
+            "INTERNAL://{pod}.kafka.kafka.svc:9092,BOGUS://{pod}.{domain}:9094",
+        )
+        .env(
+            "kafka",
+            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+            "INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        )
+        .build();
+    let injection = injection(&pod, &defaults());
+    assert_eq!(
+        injection.warnings,
+        ["kafka-listener-injector: the injected KAFKA_ADVERTISED_LISTENERS (--env): listener BOGUS \
+          is not in the container's KAFKA_LISTENER_SECURITY_PROTOCOL_MAP \
+          (\"INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT\"); use listener names the map has; \
+          Kafka would refuse to start"]
+    );
+    assert!(!injection.patch.0.is_empty(), "a warning, not a denial");
+}
