@@ -159,17 +159,18 @@ start_webhook || exit 1
 example=$repo/manifests/examples/kafka/kafka.yaml
 expected() { echo "INTERNAL://kafka-$2.kafka-headless.$1.svc:9092,EXTERNAL://kafka-$2.kafka.example.com:9094"; }
 
-# KLI_E2E_ONLY=nodes, bitnami or gateway: the webhook in cluster-wide mode and one stage alone (the
-# node scenarios N1, Z1; the Bitnami chart; the TLS gateway), to iterate on it; by default every
-# stage runs.
+# KLI_E2E_ONLY=nodes, bitnami, cloudpirates or gateway: the webhook in cluster-wide mode and one
+# stage alone (the node scenarios N1, Z1; the Bitnami chart; the CloudPirates chart; the TLS
+# gateway), to iterate on it; by default every stage runs.
 if [ -n "${KLI_E2E_ONLY:-}" ]; then
   kubectl apply -k "$(overlay cluster-wide)" >/dev/null || fail "applying manifests/cluster-wide"
   source tests/e2e/kafka-stage.sh
   case $KLI_E2E_ONLY in
     nodes) run_nodes_stage ;;
     bitnami) source tests/e2e/bitnami-stage.sh && run_bitnami_stage ;;
+    cloudpirates) source tests/e2e/cloudpirates-stage.sh && run_cloudpirates_stage ;;
     gateway) source tests/e2e/gateway-stage.sh && run_gateway_stage ;;
-    *) fail "KLI_E2E_ONLY=$KLI_E2E_ONLY: nodes, bitnami or gateway" ;;
+    *) fail "KLI_E2E_ONLY=$KLI_E2E_ONLY: nodes, bitnami, cloudpirates or gateway" ;;
   esac
   stop_webhook || fail "the webhook exited non-zero at the end"
   echo "e2e: finished in $(($(date +%s) - started))s (KLI_E2E_ONLY=$KLI_E2E_ONLY)"
@@ -416,6 +417,8 @@ if [ "${KLI_E2E_KAFKA:-1}" == 1 ]; then
   run_nodes_stage
   source tests/e2e/bitnami-stage.sh
   run_bitnami_stage
+  source tests/e2e/cloudpirates-stage.sh
+  run_cloudpirates_stage
   if [ "${KLI_E2E_GATEWAY:-1}" == 1 ]; then
     source tests/e2e/gateway-stage.sh
     run_gateway_stage

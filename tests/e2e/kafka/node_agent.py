@@ -13,7 +13,8 @@ container waits for its load balancer's DNS record does not hold up the cloud th
 restarted with a back-off when one fails; an image named kafka-listener-injector is the binary
 given with --kli-binary), then the pod's broker container as a real process
 (a real Apache Kafka broker: the container's `command`/`args` when it has them, else the
-image's entrypoint: apache/kafka's, which tests/e2e/kafka/image-run.sh stands in for, or
+image's entrypoint: apache/kafka's, which tests/e2e/kafka/image-run.sh stands in for (and
+kafka-server-start.sh and kafka-storage.sh in its bin/ for charts that call them), or
 bitnami/kafka's, tests/e2e/kafka/bitnami-run.sh, with bitnami-lib.sh for the image's script
 library), and reports the pod Running, then Ready once the readiness port accepts connections,
 through the API server. So the StatefulSet controller's OrderedReady rollout proceeds pod by
@@ -730,8 +731,8 @@ class Agent:
 
     def image_files(self, image):
         """The stand-in files an image needs, as (rig file, path in the container), and its
-        entrypoint: apache/kafka's run script, or the Bitnami image's entrypoint and the part of
-        its script library that the Bitnami chart's init containers call."""
+        entrypoint: apache/kafka's run script and start scripts, or the Bitnami image's entrypoint
+        and the part of its script library that the Bitnami chart's init containers call."""
         if self.args.kli_binary and image.split("/")[-1].startswith("kafka-listener-injector"):
             return [], [self.args.kli_binary]
         if "bitnami/kafka" in image:
@@ -739,7 +740,13 @@ class Agent:
             files = [(os.path.join(here, "bitnami-run.sh"), BITNAMI_ENTRYPOINT),
                      (os.path.join(here, "bitnami-lib.sh"), "/opt/bitnami/scripts/libkafka.sh")]
             return files, [BITNAMI_ENTRYPOINT, "/opt/bitnami/scripts/kafka/run.sh"]
-        return [(self.args.image_run, self.args.image_entrypoint)], [self.args.image_entrypoint]
+        # apache/kafka: its entrypoint, and the two scripts of its bin/ that charts call instead
+        # (CloudPirates: kafka-storage.sh format, then exec kafka-server-start.sh).
+        here = os.path.dirname(os.path.abspath(__file__))
+        files = [(self.args.image_run, self.args.image_entrypoint)] + [
+            (os.path.join(here, script), "/opt/kafka/bin/" + script)
+            for script in ("kafka-server-start.sh", "kafka-storage.sh")]
+        return files, [self.args.image_entrypoint]
 
     def launch_command(self, pod, container, netns, env, pod_dir):
         """The container's argv, run in the pod's network namespace and a private mount
