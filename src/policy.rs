@@ -329,7 +329,7 @@ fn validating_policy(name: &str, rules: &Value, selectors: &Selectors) -> Value 
                 {"name": "maps", "expression": "object.spec.containers.filter(c, has(c.env)).map(c, c.env.filter(e, (e.name == 'KAFKA_LISTENER_SECURITY_PROTOCOL_MAP' || e.name == 'KAFKA_CFG_LISTENER_SECURITY_PROTOCOL_MAP') && has(e.value))).filter(l, size(l) > 0)"},
             ],
             "validations": [{
-                "expression": "variables.maps.all(found, variables.advertised.all(name, name in ['PLAINTEXT', 'SSL', 'SASL_PLAINTEXT', 'SASL_SSL'] || found[size(found) - 1].value.split(',').exists(pair, pair.split(':')[0].trim().upperAscii() == name)))",
+                "expression": "variables.maps.all(found, variables.advertised.all(name, found[size(found) - 1].value.split(',').exists(pair, pair.split(':')[0].trim().upperAscii() == name)))",
                 "messageExpression": format!("'pod ' + namespaceObject.metadata.name + '/' + object.metadata.name + ': the advertised listeners ' + object.metadata.annotations[{}] + ' name a listener that is not in the container\\'s KAFKA_LISTENER_SECURITY_PROTOCOL_MAP'", cel_string(RECORD_KEY)),
                 "reason": "Invalid",
             }],

@@ -8,8 +8,10 @@ use thiserror::Error;
 
 use super::text::{clip, is_dns_name, without_references};
 
-/// Security protocols Kafka accepts as listener names without a protocol-map entry.
-pub const STANDARD_PROTOCOLS: [&str; 4] = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
+/// Security protocols Kafka accepts as listener names while `listener.security.protocol.map` is
+/// not set (its default maps each to itself). A map that is set is the whole map: a standard
+/// name missing from it has no protocol either (KafkaConfig.effectiveListenerSecurityProtocolMap).
+const STANDARD_PROTOCOLS: [&str; 4] = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
 /// More listeners than any broker has; bounds the work of one value.
 pub const MAX_LISTENERS: usize = 64;
 
@@ -160,7 +162,7 @@ pub fn validate(
         }
         let standard = STANDARD_PROTOCOLS.contains(&name.as_str());
         match &map {
-            Some((var, map, names)) if !names.contains(&name) && !standard => {
+            Some((var, map, names)) if !names.contains(&name) => {
                 return Err(ListenerError::NotInProtocolMap {
                     name: listener.name.to_owned(),
                     var: (*var).to_owned(),
@@ -242,7 +244,7 @@ mod tests {
 
     const MAP: (&str, &str) = (
         "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
-        "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT,A:PLAINTEXT,_X:SSL",
+        "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT,A:PLAINTEXT,_X:SSL,PLAINTEXT:PLAINTEXT,SSL:SSL",
     );
 
     fn mapped() -> BrokerListenerConfig<'static> {
@@ -326,7 +328,13 @@ mod tests {
             )),
             ..BrokerListenerConfig::default()
         };
-        assert!(validate("INTERNAL://a:1,SSL://b:2", &config).is_ok());
+        // A map that is set is the whole map: a standard protocol's name needs its entry too.
+        assert_eq!(
+            validate("INTERNAL://a:1,SSL://b:2", &config).unwrap_err().to_string(),
+            "listener SSL is not in the container's KAFKA_LISTENER_SECURITY_PROTOCOL_MAP (\"INTERNAL:PLAINTEXT, CONTROLLER:PLAINTEXT\"); use listener names the map has"
+        );
+        let unset = BrokerListenerConfig::default();
+        assert!(validate("PLAINTEXT://a:1,SSL://b:2", &unset).is_ok());
         let error = validate("INTERNAL://a:1,EXTERNAL://b:2", &config).unwrap_err();
         assert_eq!(
             error.to_string(),

@@ -192,27 +192,29 @@ fn render_listeners(
 /// With `env-name: none`, the advertised listeners the broker will start with when they involve
 /// an injected variable: an `--env` that is itself `KAFKA_ADVERTISED_LISTENERS` (or the
 /// `KAFKA_CFG_` form), or the container's own value referring to injected variables
-/// (`EXTERNAL://$(EXTERNAL_HOST):9094`), checked as the webhook checks its own value. A fault is
-/// a warning, not a denial: the value is built outside the template the webhook validates.
+/// (`EXTERNAL://$(EXTERNAL_HOST):9094`), checked as the webhook checks its own value. Each fault
+/// is a warning, not a denial: the value is built outside the template the webhook validates.
 fn own_listeners_with_injected(
     broker: &ContainerView,
     extra_env: &[(&str, String)],
-) -> Option<String> {
+) -> Vec<String> {
     let reference = |variable: &str| format!("$({variable})");
     let (value, what) = match extra_env
         .iter()
         .find(|(variable, _)| ADVERTISED_LISTENERS.contains(variable))
     {
-        Some((variable, value)) => (value.clone(), format!("the injected {variable} (--env)")),
+        Some((variable, value)) => (value.clone(), format!("the injected {variable}")),
         None => {
-            let (name, value) = broker.env_value(&ADVERTISED_LISTENERS)?;
+            let Some((name, value)) = broker.env_value(&ADVERTISED_LISTENERS) else {
+                return Vec::new();
+            };
             let used: Vec<&str> = extra_env
                 .iter()
                 .map(|(variable, _)| *variable)
                 .filter(|variable| value.contains(&reference(variable)))
                 .collect();
             if used.is_empty() {
-                return None;
+                return Vec::new();
             }
             let expanded = extra_env
                 .iter()
@@ -220,7 +222,7 @@ fn own_listeners_with_injected(
                     text.replace(&reference(variable), injected)
                 });
             let what = format!(
-                "container {}'s own {name}, with the injected {}",
+                "container {}'s own {name}, with the injected {},",
                 broker.name,
                 used.join(", ")
             );
@@ -233,8 +235,10 @@ fn own_listeners_with_injected(
         listeners: broker.env_value(&LISTENERS),
         inter_broker_name: broker.env_value(&INTER_BROKER_NAME),
     };
-    let error = listeners::validate(&value, &config).err()?;
-    Some(format!("{what}: {error}; Kafka would refuse to start"))
+    match listeners::validate(&value, &config) {
+        Ok(warnings) => warnings.iter().map(|w| format!("{what}: {w}")).collect(),
+        Err(error) => vec![format!("{what} fails the listener checks: {error}")],
+    }
 }
 
 /// The ordinal plus the offset, in Kafka's range, and one of the voters of a static quorum.

@@ -7,12 +7,18 @@
 //! defined in listeners"; SocketServerConfigs: "No security protocol defined for listener").
 //!
 //! The file comes from a ConfigMap in `preview`'s input ([`ContainerView::config_files`]); the
-//! webhook sees none, so it never makes this finding.
+//! webhook sees no file, so it judges by the command's `--override` flags alone. A setting the
+//! script writes itself (`echo listeners=... >> FILE`, `sed -i`) is unknown, and nothing is said
+//! about it.
 
 use std::collections::HashMap;
 
-use super::listeners::STANDARD_PROTOCOLS;
 use super::view::{ContainerView, Script};
+
+/// Kafka's defaults for a file that sets neither (KafkaConfig, SocketServerConfigs).
+const DEFAULT_LISTENERS: &str = "PLAINTEXT://:9092";
+const DEFAULT_PROTOCOL_MAP: &str =
+    "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL";
 
 const ADVERTISED: &str = "advertised.listeners";
 const LISTENERS: &str = "listeners";
@@ -32,21 +38,31 @@ pub fn undefined_advertised_listeners(container: &ContainerView, script: &str) -
     let overrides = overrides(script);
     let advertised = overrides.get(ADVERTISED)?;
     let files = files(&container.config_files);
-    let setting = |key: &str| {
-        overrides
-            .get(key)
-            .map(|value| Setting {
+    let setting = |key: &str, default: &str| {
+        if let Some(value) = overrides.get(key) {
+            return Some(Setting {
                 value: value.clone(),
                 source: format!("--override {key}"),
-            })
-            .or_else(|| {
-                files.get(key).map(|(value, source)| Setting {
-                    value: value.clone(),
-                    source: format!("{key} in {source}"),
-                })
-            })
+            });
+        }
+        if writes_itself(script, key) {
+            return None;
+        }
+        match (files.settings.get(key), &files.read) {
+            (Some((value, source)), _) => Some(Setting {
+                value: value.clone(),
+                source: format!("{key} in {source}"),
+            }),
+            // A file that does not set it leaves Kafka's default in force.
+            (None, Some(read)) => Some(Setting {
+                value: default.to_owned(),
+                source: format!("Kafka's default {key} ({default}, which {read} does not set)"),
+            }),
+            (None, None) => None,
+        }
     };
-    let (listeners, protocol_map) = (setting(LISTENERS), setting(PROTOCOL_MAP));
+    let listeners = setting(LISTENERS, DEFAULT_LISTENERS);
+    let protocol_map = setting(PROTOCOL_MAP, DEFAULT_PROTOCOL_MAP);
     let names = names(advertised, "://");
     let mut faults = Vec::new();
     if let Some(listeners) = &listeners {
@@ -65,12 +81,11 @@ pub fn undefined_advertised_listeners(container: &ContainerView, script: &str) -
             ));
         }
     }
+    // A map that is set is the whole map, standard protocol names included (Kafka's default maps
+    // each of them to itself only while none is set).
     if let Some(map) = &protocol_map {
         let mapped = names_upper(&map.value, ":");
-        let unmapped = missing(&names, |name| {
-            let name = name.to_ascii_uppercase();
-            mapped.contains(&name) || STANDARD_PROTOCOLS.contains(&name.as_str())
-        });
+        let unmapped = missing(&names, |name| mapped.contains(&name.to_ascii_uppercase()));
         if !unmapped.is_empty() {
             faults.push(format!(
                 "{} has no {} (Kafka finds no security protocol for it): add {}",
@@ -86,7 +101,7 @@ pub fn undefined_advertised_listeners(container: &ContainerView, script: &str) -
     }
     (!faults.is_empty()).then(|| {
         format!(
-            "container {} starts kafka-server-start.sh with --override {ADVERTISED} naming {}, but {}; Kafka refuses to start",
+            "container {} starts kafka-server-start.sh with --override {ADVERTISED} naming {}, but {}; Kafka would refuse to start",
             container.name,
             names.join(", "),
             faults.join("; and ")
@@ -110,30 +125,64 @@ fn overrides(script: &str) -> HashMap<String, String> {
         .collect()
 }
 
-/// The listener settings of the configuration files, each with the file and ConfigMap it was
-/// read from; a later file wins, and within a file the last line of a key (java.util.Properties).
-fn files(files: &[Script]) -> HashMap<&'static str, (String, String)> {
-    let mut settings = HashMap::new();
-    for file in files {
-        let Ok(properties) = java_properties::read(file.text.as_bytes()) else {
-            continue;
-        };
-        for key in [LISTENERS, PROTOCOL_MAP] {
-            if let Some(value) = properties.get(key) {
-                let source = format!("{} (ConfigMap {})", file.path, file.config_map);
-                settings.insert(key, (value.clone(), source));
-            }
-        }
-    }
-    settings
+/// The listener settings of the properties files the command names.
+struct Files {
+    /// Each setting with the file and ConfigMap it was read from.
+    settings: HashMap<&'static str, (String, String)>,
+    /// The files read, when there was one and only one: a script that picks one of several (by
+    /// role) leaves unknown which one Kafka reads, so their settings are not used.
+    read: Option<String>,
 }
 
-/// The names of a comma-separated list of `NAME<separator>...` entries, as written.
+/// Reads the one `.properties` file among `files` (within it the last line of a key wins, as in
+/// java.util.Properties); YAML, JSON and other configuration files are not Kafka's.
+fn files(files: &[Script]) -> Files {
+    let properties: Vec<&Script> = files
+        .iter()
+        .filter(|file| file.path.to_ascii_lowercase().ends_with(".properties"))
+        .collect();
+    let mut read = Files {
+        settings: HashMap::new(),
+        read: None,
+    };
+    let [file] = properties[..] else {
+        return read;
+    };
+    let Ok(properties) = java_properties::read(file.text.as_bytes()) else {
+        return read;
+    };
+    let source = format!("{} (ConfigMap {})", file.path, file.config_map);
+    for key in [LISTENERS, PROTOCOL_MAP] {
+        if let Some(value) = properties.get(key) {
+            read.settings.insert(key, (value.clone(), source.clone()));
+        }
+    }
+    read.read = Some(source);
+    read
+}
+
+/// Whether the script writes `key` itself (`echo "listeners=..." >> FILE`, `sed -i
+/// 's/^listeners=.*/.../'`): `key=` that is not part of a longer key (`advertised.listeners=`)
+/// and not the value of an `--override`.
+fn writes_itself(script: &str, key: &str) -> bool {
+    let written = format!("{key}=");
+    let overridden = format!("--override {written}");
+    let normalised = script.replace(['"', '\''], "");
+    normalised.match_indices(&written).any(|(at, _)| {
+        let before = normalised[..at].chars().next_back();
+        let part_of_longer_key =
+            before.is_some_and(|c| c == '.' || c == '_' || c.is_alphanumeric());
+        !part_of_longer_key && !normalised[..at + written.len()].ends_with(&overridden)
+    })
+}
+
+/// The names of a comma-separated list of `NAME<separator>...` entries, as written (without the
+/// shell quotes of a partly quoted value: `advertised.listeners="CLIENT://..."`).
 fn names<'a>(value: &'a str, separator: &str) -> Vec<&'a str> {
     value
         .split(',')
         .filter_map(|entry| entry.split_once(separator))
-        .map(|(name, _)| name.trim())
+        .map(|(name, _)| name.trim().trim_matches(['"', '\'']))
         .filter(|name| !name.is_empty())
         .collect()
 }
@@ -188,7 +237,7 @@ exec /opt/kafka/bin/kafka-server-start.sh "$RUNTIME_CONFIG" "--override" "advert
              but listeners in /mnt/kafka/config/server.properties (ConfigMap my-kafka-config) does not bind EXTERNAL \
              (Kafka takes only advertised listeners it listens on): add EXTERNAL://:PORT; \
              and listener.security.protocol.map in /mnt/kafka/config/server.properties (ConfigMap my-kafka-config) has no EXTERNAL \
-             (Kafka finds no security protocol for it): add EXTERNAL:PROTOCOL; Kafka refuses to start"
+             (Kafka finds no security protocol for it): add EXTERNAL:PROTOCOL; Kafka would refuse to start"
         );
     }
 
@@ -213,14 +262,29 @@ exec /opt/kafka/bin/kafka-server-start.sh "$RUNTIME_CONFIG" "--override" "advert
     }
 
     #[test]
-    fn standard_protocol_names_need_no_map_entry_and_nothing_known_says_nothing() {
-        let file = "listeners=PLAINTEXT://:9092,SSL://:9094\nlistener.security.protocol.map=CONTROLLER:PLAINTEXT\n";
+    fn a_map_that_is_set_is_the_whole_map_and_a_file_without_one_has_kafkas_defaults() {
         let start = "exec kafka-server-start.sh /c/server.properties --override 'advertised.listeners=PLAINTEXT://a:9092,SSL://${EXTERNAL_HOST}:9094'";
+        // Kafka: "No security protocol defined for listener SSL".
+        let file = "listeners=PLAINTEXT://:9092,SSL://:9094\nlistener.security.protocol.map=PLAINTEXT:PLAINTEXT\n";
+        let finding = undefined_advertised_listeners(&container(file), start).unwrap();
+        assert!(finding.contains("has no SSL"), "{finding}");
+        // No map in the file: Kafka's default maps each standard name to itself.
+        let file = "listeners=PLAINTEXT://:9092,SSL://:9094\n";
         assert_eq!(
             undefined_advertised_listeners(&container(file), start),
             None
         );
-        // No file in the input and no override of listeners or the map: nothing to judge by.
+        // Nor listeners: only the default PLAINTEXT://:9092 is bound.
+        let finding = undefined_advertised_listeners(&container("node.id=1\n"), start).unwrap();
+        assert!(
+            finding.contains("Kafka's default listeners (PLAINTEXT://:9092, which /mnt/kafka/config/server.properties (ConfigMap my-kafka-config) does not set) does not bind SSL"),
+            "{finding}"
+        );
+    }
+
+    #[test]
+    fn nothing_is_said_where_the_configuration_is_unknown() {
+        // No file in the input and no override of listeners or the map.
         let bare = ContainerView {
             name: "kafka".into(),
             ..ContainerView::default()
@@ -232,6 +296,35 @@ exec /opt/kafka/bin/kafka-server-start.sh "$RUNTIME_CONFIG" "--override" "advert
                 &container(CHART_FILE),
                 "exec kafka-server-start.sh /c/s.properties"
             ),
+            None
+        );
+        // The script writes listeners and the map itself.
+        let writes = format!(
+            "echo \"listeners=CLIENT://:9092,EXTERNAL://:9094\" >> \"$RUNTIME_CONFIG\"\n\
+             sed -i 's/^listener.security.protocol.map=.*/listener.security.protocol.map=CLIENT:SASL_PLAINTEXT,EXTERNAL:SASL_PLAINTEXT/' \"$RUNTIME_CONFIG\"\n{START}"
+        );
+        assert_eq!(
+            undefined_advertised_listeners(&container(CHART_FILE), &writes),
+            None
+        );
+        // A YAML file is not Kafka's configuration, and of two properties files (picked by role)
+        // Kafka reads one, unknown which.
+        let mut two = container(CHART_FILE);
+        two.config_files.push(Script {
+            path: "/mnt/kafka/config/controller.properties".into(),
+            ..two.config_files[0].clone()
+        });
+        assert_eq!(undefined_advertised_listeners(&two, START), None);
+        let mut yaml = container("listeners: CLIENT://:9092\n");
+        yaml.config_files[0].path = "/mnt/kafka/config/values.yaml".into();
+        assert_eq!(undefined_advertised_listeners(&yaml, START), None);
+    }
+
+    #[test]
+    fn a_partly_quoted_value_keeps_its_names() {
+        let start = "exec kafka-server-start.sh \"$F\" --override advertised.listeners=\"CLIENT://${A}:9092,INTERNAL://${A}:9095\"";
+        assert_eq!(
+            undefined_advertised_listeners(&container(CHART_FILE), start),
             None
         );
     }

@@ -252,6 +252,8 @@ impl Certificates {
             }
         };
         if (&cert_pem, &key_pem) == (&self.last_seen.0, &self.last_seen.1) {
+            // Back to what was seen before: a broken pair that comes again is new again.
+            self.unconfirmed = None;
             return;
         }
         let now = unix_now();

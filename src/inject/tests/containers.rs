@@ -469,10 +469,9 @@ fn env_name_none_checks_the_containers_own_listeners_that_use_an_injected_variab
     assert_eq!(injection.listeners, None);
     assert_eq!(
         injection.warnings,
-        ["kafka-listener-injector: container kafka's own KAFKA_ADVERTISED_LISTENERS, with the injected EXTERNAL_HOST: \
-          listener EXTERNAL is not in the container's KAFKA_LISTENER_SECURITY_PROTOCOL_MAP \
-          (\"INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT\"); use listener names the map has; \
-          Kafka would refuse to start"]
+        ["kafka-listener-injector: container kafka's own KAFKA_ADVERTISED_LISTENERS, with the injected EXTERNAL_HOST, \
+          fails the listener checks: listener EXTERNAL is not in the container's KAFKA_LISTENER_SECURITY_PROTOCOL_MAP \
+          (\"INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT\"); use listener names the map has"]
     );
     let mapped = pod("INTERNAL:PLAINTEXT,EXTERNAL:SASL_SSL,CONTROLLER:PLAINTEXT");
     let warnings = super::injection(&mapped, &defaults()).warnings;
@@ -496,10 +495,9 @@ fn env_name_none_checks_an_injected_advertised_listeners_variable() {
     let injection = injection(&pod, &defaults());
     assert_eq!(
         injection.warnings,
-        ["kafka-listener-injector: the injected KAFKA_ADVERTISED_LISTENERS (--env): listener BOGUS \
+        ["kafka-listener-injector: the injected KAFKA_ADVERTISED_LISTENERS fails the listener checks: listener BOGUS \
           is not in the container's KAFKA_LISTENER_SECURITY_PROTOCOL_MAP \
-          (\"INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT\"); use listener names the map has; \
-          Kafka would refuse to start"]
+          (\"INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT\"); use listener names the map has"]
     );
     assert!(!injection.patch.0.is_empty(), "a warning, not a denial");
 }
