@@ -64,41 +64,37 @@ pub fn undefined_advertised_listeners(container: &ContainerView, script: &str) -
     let listeners = setting(LISTENERS, DEFAULT_LISTENERS);
     let protocol_map = setting(PROTOCOL_MAP, DEFAULT_PROTOCOL_MAP);
     let names = names(advertised, "://");
-    let mut faults = Vec::new();
-    if let Some(listeners) = &listeners {
-        let bound = names_upper(&listeners.value, "://");
-        let unbound = missing(&names, |name| bound.contains(&name.to_ascii_uppercase()));
-        if !unbound.is_empty() {
-            faults.push(format!(
-                "{} does not bind {} (Kafka takes only advertised listeners it listens on): add {}",
-                listeners.source,
-                unbound.join(", "),
-                unbound
-                    .iter()
-                    .map(|name| format!("{name}://:PORT"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ));
-        }
-    }
     // A map that is set is the whole map, standard protocol names included (Kafka's default maps
     // each of them to itself only while none is set).
-    if let Some(map) = &protocol_map {
-        let mapped = names_upper(&map.value, ":");
-        let unmapped = missing(&names, |name| mapped.contains(&name.to_ascii_uppercase()));
-        if !unmapped.is_empty() {
-            faults.push(format!(
-                "{} has no {} (Kafka finds no security protocol for it): add {}",
-                map.source,
-                unmapped.join(", "),
-                unmapped
-                    .iter()
-                    .map(|name| format!("{name}:PROTOCOL"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ));
-        }
-    }
+    let faults: Vec<String> = [
+        listeners.map(|setting| {
+            let fault = "does not bind {} (Kafka takes only advertised listeners it listens on)";
+            (setting, "://", fault, "://:PORT")
+        }),
+        protocol_map.map(|setting| {
+            let fault = "has no {} (Kafka finds no security protocol for it)";
+            (setting, ":", fault, ":PROTOCOL")
+        }),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|(setting, separator, fault, entry)| {
+        let defined = names_upper(&setting.value, separator);
+        let undefined = missing(&names, |name| defined.contains(&name.to_ascii_uppercase()));
+        (!undefined.is_empty()).then(|| {
+            let entries: Vec<String> = undefined
+                .iter()
+                .map(|name| format!("{name}{entry}"))
+                .collect();
+            format!(
+                "{} {}: add {}",
+                setting.source,
+                fault.replace("{}", &undefined.join(", ")),
+                entries.join(",")
+            )
+        })
+    })
+    .collect();
     (!faults.is_empty()).then(|| {
         format!(
             "container {} starts kafka-server-start.sh with --override {ADVERTISED} naming {}, but {}; Kafka would refuse to start",

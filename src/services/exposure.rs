@@ -1,11 +1,17 @@
 //! Who reaches each broker, and how: the load balancer's scope on each cloud, the TLS routes of
 //! one gateway for all brokers, and the security protocol of the exposed listener, which decides
-//! whether a public load balancer carries clear text and whether a gateway can route at all.
+//! whether a public load balancer carries clear text and whether a gateway can route at all; and
+//! which fixed node ports another Service may hold first.
 
 use k8s_openapi::api::core::v1::{Pod, Service};
 
-use super::{Render, ServiceType, HOSTNAME_ANNOTATION};
+use super::{Broker, Render, ServiceType, Warning, HOSTNAME_ANNOTATION};
 use crate::inject::listeners::Listener;
+
+/// The default range's static band (Kubernetes 1.28+): the first 1/32 of the range (16 to 128
+/// ports), from which the API server assigns a port to a Service that names none only when the
+/// rest is full. A fixed node port above it can already be held by any such Service.
+const NODE_PORT_STATIC_BAND: std::ops::RangeInclusive<u16> = 30000..=30085;
 
 /// The Gateway API version of the TLS routes: TLSRoute is in the standard channel, as `v1`,
 /// since Gateway API v1.5.
@@ -166,4 +172,34 @@ pub(super) fn security_protocol(pod: &Pod, containers: &[String], name: &str) ->
         }
         None => Some(name.to_ascii_uppercase()),
     }
+}
+
+/// Fixed node ports above the default range's static band: the API server gives ports from there
+/// to every LoadBalancer and NodePort Service that names none, so one created first can hold a
+/// broker's port, and the broker's Service is then refused ("provided port is already allocated").
+pub(super) fn node_ports_outside_static_band(
+    namespace: &str,
+    statefulset: &str,
+    brokers: &[Broker<'_>],
+) -> Option<Warning> {
+    let outside: Vec<String> = brokers
+        .iter()
+        .filter(|broker| !NODE_PORT_STATIC_BAND.contains(&broker.advertised_port))
+        .map(|broker| format!("{} ({})", broker.advertised_port, broker.name))
+        .collect();
+    let (first, last) = (NODE_PORT_STATIC_BAND.start(), NODE_PORT_STATIC_BAND.end());
+    (!outside.is_empty()).then(|| Warning {
+        reason: "NodePortMayBeTaken",
+        message: format!(
+            "{namespace}/{statefulset}: node port{} {} {} outside {first}-{last}, the part of the \
+             default range 30000-32767 the API server keeps for Services that name their port; \
+             it gives ports from the rest to every Service that names none, so one created first \
+             may hold a broker's port, and that broker's Service is then refused (\"provided port \
+             is already allocated\"): use ports from {first}-{last} (e.g. {{ordinal+30040}}), or \
+             from the first 1/32 of your cluster's --service-node-port-range",
+            if outside.len() == 1 { "" } else { "s" },
+            outside.join(", "),
+            if outside.len() == 1 { "is" } else { "are" },
+        ),
+    })
 }

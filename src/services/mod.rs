@@ -23,7 +23,9 @@ use crate::preview::manifests::{self, Expansion, Source, POD_NAME_LABEL};
 
 mod exposure;
 
-use self::exposure::{security_protocol, tls_route, unencrypted_in_public};
+use self::exposure::{
+    node_ports_outside_static_band, security_protocol, tls_route, unencrypted_in_public,
+};
 pub use self::exposure::{Cloud, GatewayRef, Scope, GATEWAY_API_VERSION};
 
 pub const HOSTNAME_ANNOTATION: &str = "external-dns.alpha.kubernetes.io/hostname";
@@ -35,10 +37,6 @@ pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 /// Label naming the Service's role: `broker` (one per ordinal) or `bootstrap`.
 pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
-/// The default range's static band (Kubernetes 1.29+): the first 1/32 of the range (16 to 128
-/// ports), from which the API server assigns a port to a Service that names none only when the
-/// rest is full. A fixed node port above it can already be held by any such Service.
-const NODE_PORT_STATIC_BAND: std::ops::RangeInclusive<u16> = 30000..=30085;
 
 /// The kind of Service that exposes each broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,36 +304,6 @@ fn bound_port(view: &PodView<'_>, containers: &[String], listener: &str) -> Opti
         name.eq_ignore_ascii_case(listener)
             .then(|| port.parse().ok())
             .flatten()
-    })
-}
-
-/// Fixed node ports above the default range's static band: the API server gives ports from there
-/// to every LoadBalancer and NodePort Service that names none, so one created first can hold a
-/// broker's port, and the broker's Service is then refused ("provided port is already allocated").
-fn node_ports_outside_static_band(
-    namespace: &str,
-    statefulset: &str,
-    brokers: &[Broker<'_>],
-) -> Option<Warning> {
-    let outside: Vec<String> = brokers
-        .iter()
-        .filter(|broker| !NODE_PORT_STATIC_BAND.contains(&broker.advertised_port))
-        .map(|broker| format!("{} ({})", broker.advertised_port, broker.name))
-        .collect();
-    let (first, last) = (NODE_PORT_STATIC_BAND.start(), NODE_PORT_STATIC_BAND.end());
-    (!outside.is_empty()).then(|| Warning {
-        reason: "NodePortMayBeTaken",
-        message: format!(
-            "{namespace}/{statefulset}: node port{} {} {} outside {first}-{last}, the part of the \
-             default range 30000-32767 the API server keeps for Services that name their port; \
-             it gives ports from the rest to every Service that names none, so one created first \
-             may hold a broker's port, and that broker's Service is then refused (\"provided port \
-             is already allocated\"): use ports from {first}-{last} (e.g. {{ordinal+30040}}), or \
-             from the first 1/32 of your cluster's --service-node-port-range",
-            if outside.len() == 1 { "" } else { "s" },
-            outside.join(", "),
-            if outside.len() == 1 { "is" } else { "are" },
-        ),
     })
 }
 
